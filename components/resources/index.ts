@@ -1,0 +1,4 @@
+export * from "./connection";
+export * from "./remoteCommand";
+export * from "./remoteFile";
+export * from "./randomSecret";

@@ -1,0 +1,35 @@
+import * as pulumi from "@pulumi/pulumi";
+import { Connection } from "./connection";
+
+export interface RemoteCommandArgs {
+  readonly connection: pulumi.Input<Connection>;
+  /** Shell command run on create (and on update when `update` is unset). */
+  readonly create: pulumi.Input<string>;
+  /** Shell command run when `create`, `update`, `stdin` or `triggers` change. @default create */
+  readonly update?: pulumi.Input<string>;
+  /** Shell command run on delete. @default nothing runs */
+  readonly delete?: pulumi.Input<string>;
+  /** Text sent on stdin: the only way secrets reach a command. */
+  readonly stdin?: pulumi.Input<string>;
+  /** Values whose change re-runs the command (content hashes, never timestamps). */
+  readonly triggers?: pulumi.Input<pulumi.Input<unknown>[]>;
+  /** @default 600 */
+  readonly timeoutSeconds?: pulumi.Input<number>;
+  /** Keep stdout (with secrets scrubbed) as an output. @default false */
+  readonly captureStdout?: pulumi.Input<boolean>;
+}
+
+/** A command run on a host over SSH (type `ayna:remote:Command`). */
+export class RemoteCommand extends pulumi.CustomResource {
+  /** Present only with `captureStdout`. */
+  public readonly stdout!: pulumi.Output<string | undefined>;
+
+  constructor(name: string, args: RemoteCommandArgs, opts?: pulumi.CustomResourceOptions) {
+    super(
+      "ayna:remote:Command",
+      name,
+      { ...args, stdout: undefined },
+      { ...opts, additionalSecretOutputs: ["stdout", ...(opts?.additionalSecretOutputs ?? [])] },
+    );
+  }
+}

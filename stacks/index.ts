@@ -56,7 +56,9 @@ export function parseStackConfig(namespace: string, stack: string, raw: RawConfi
     const path = `${namespace}:${key}`;
     const rawValue = raw.values[key];
     if (field.kind === "string" && field.secret && rawValue !== undefined && !raw.secretKeys.has(key)) {
-      problems.push(`${path}: must be stored encrypted; run \`pulumi config set --secret ${key} ...\` (and rotate it: it was in plain text)`);
+      problems.push(
+        `${path}: must be stored encrypted; run \`pulumi config set --secret ${key} ...\` (and rotate it: it was in plain text)`,
+      );
     }
     const v = validateField(path, field, rawValue === undefined ? undefined : parseValue(rawValue), problems);
     if (v !== undefined) out[key] = v;

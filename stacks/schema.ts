@@ -3,7 +3,15 @@
 // rejected against.
 
 export type Field =
-  | { kind: "string"; doc: string; required?: boolean; default?: string; pattern?: RegExp; patternHint?: string; secret?: boolean }
+  | {
+      kind: "string";
+      doc: string;
+      required?: boolean;
+      default?: string;
+      pattern?: RegExp;
+      patternHint?: string;
+      secret?: boolean;
+    }
   | { kind: "int"; doc: string; required?: boolean; default?: number; min?: number; max?: number }
   | { kind: "bool"; doc: string; required?: boolean; default?: boolean }
   | { kind: "enum"; doc: string; required?: boolean; default?: string; values: readonly string[] }
@@ -38,7 +46,8 @@ export const hostFields: Record<string, Field> = {
   hostKey: {
     kind: "string",
     doc: 'The host\'s SSH public key, pinned ("ssh-ed25519 AAAA..."; get it with `ssh-keyscan -t ed25519 HOST`).',
-    pattern: /^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/]+=*( .*)?$/,
+    pattern:
+      /^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/]+=*( .*)?$/,
     patternHint: 'a public key line such as "ssh-ed25519 AAAA..."',
   },
   insecureIgnoreHostKey: {

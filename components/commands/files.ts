@@ -42,7 +42,7 @@ export function writeFileAtomic(t: FileTarget, opts: { sudo?: boolean } = {}): s
   const steps = and(
     argv("mkdir", "-p", dir),
     // mktemp creates the file 0600, so the content is never readable by others.
-    'tmp=$(' + argv("mktemp", "-p", dir, `.${basename(t.path)}.XXXXXX`) + ")",
+    "tmp=$(" + argv("mktemp", "-p", dir, `.ayna-tmp.${basename(t.path)}.XXXXXX`) + ")",
     'cat > "$tmp"',
     owner ? argv("chown", owner) + ' "$tmp"' : "",
     argv("chmod", mode) + ' "$tmp"',

@@ -11,7 +11,7 @@ export interface RandomSecretArgs {
 
 /** A random value generated once and kept across updates (type `ayna:random:Secret`). */
 export class RandomSecret extends pulumi.CustomResource {
-  public readonly value!: pulumi.Output<string>;
+  declare public readonly value: pulumi.Output<string>;
 
   constructor(name: string, args: RandomSecretArgs = {}, opts?: pulumi.CustomResourceOptions) {
     super(

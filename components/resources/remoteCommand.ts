@@ -22,7 +22,7 @@ export interface RemoteCommandArgs {
 /** A command run on a host over SSH (type `ayna:remote:Command`). */
 export class RemoteCommand extends pulumi.CustomResource {
   /** Present only with `captureStdout`. */
-  public readonly stdout!: pulumi.Output<string | undefined>;
+  declare public readonly stdout: pulumi.Output<string | undefined>;
 
   constructor(name: string, args: RemoteCommandArgs, opts?: pulumi.CustomResourceOptions) {
     super(

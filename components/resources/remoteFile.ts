@@ -20,9 +20,9 @@ export interface RemoteFileArgs {
 /** A file on a host, written atomically with mode and owner (type `ayna:remote:File`). */
 export class RemoteFile extends pulumi.CustomResource {
   /** SHA-256 of the content as written (or as found by refresh). */
-  public readonly sha256!: pulumi.Output<string>;
-  public readonly path!: pulumi.Output<string>;
-  public readonly mode!: pulumi.Output<string>;
+  declare public readonly sha256: pulumi.Output<string>;
+  declare public readonly path: pulumi.Output<string>;
+  declare public readonly mode: pulumi.Output<string>;
 
   constructor(name: string, args: RemoteFileArgs, opts?: pulumi.CustomResourceOptions) {
     super("ayna:remote:File", name, { ...args, sha256: undefined }, opts);

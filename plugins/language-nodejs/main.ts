@@ -56,9 +56,7 @@ function settingsFrom(req: langproto.RunRequest, engineAddress: string): RunSett
   };
 }
 
-function unary<Req, Res>(
-  fn: (req: Req) => Promise<Res>,
-): grpc.handleUnaryCall<Req, Res> {
+function unary<Req, Res>(fn: (req: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
     fn(call.request).then(
       (res) => callback(null, res),

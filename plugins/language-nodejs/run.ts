@@ -73,10 +73,7 @@ function splitNodeArgs(v: unknown): string[] {
 }
 
 /** Maps the program's exit to the RunResponse fields. */
-export function runOutcome(
-  code: number | null,
-  signal: NodeJS.Signals | null,
-): { error?: string; bail?: boolean } {
+export function runOutcome(code: number | null, signal: NodeJS.Signals | null): { error?: string; bail?: boolean } {
   if (code === 0) return {};
   if (code === exitAfterLoggedError) return { bail: true };
   if (signal) return { error: `Program was terminated by signal ${signal}` };

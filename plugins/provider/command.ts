@@ -61,7 +61,10 @@ function outputs(news: Record<string, unknown>, stdout: string): Record<string, 
 export async function createCommand(pool: SshPool, news: Record<string, unknown>): Promise<provider.CreateResult> {
   const plain = reveal(news) as CommandInputs;
   const stdout = await run(pool, news, plain.create);
-  return { id: `cmd-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`, outs: outputs(news, stdout) };
+  return {
+    id: `cmd-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`,
+    outs: outputs(news, stdout),
+  };
 }
 
 export async function updateCommand(

@@ -46,7 +46,9 @@ export function diffFile(olds: Record<string, unknown>, news: Record<string, unk
   const changed = changedKeys(olds, news, ["owner", "group", "sudo", "connection"]);
   // Content is compared by hash so drift found by refresh (a new sha256) is repaired.
   const contentChanged =
-    typeof plain.content !== "string" || old.sha256 !== sha256(plain.content) || (old.mode ?? "0644") !== fileMode(plain.mode ?? "0644");
+    typeof plain.content !== "string" ||
+    old.sha256 !== sha256(plain.content) ||
+    (old.mode ?? "0644") !== fileMode(plain.mode ?? "0644");
   return { changes: replaces.length > 0 || changed.length > 0 || contentChanged, replaces, deleteBeforeReplace: false };
 }
 

@@ -52,7 +52,10 @@ export function validateConnection(c: Partial<Connection>): { property: string; 
     });
   }
   if (c.hostKey !== undefined && c.hostKey !== "" && hostKeyBlob(c.hostKey) === undefined) {
-    errs.push({ property: p("hostKey"), reason: 'must look like "ssh-ed25519 AAAA..." (a line of known_hosts without the host)' });
+    errs.push({
+      property: p("hostKey"),
+      reason: 'must look like "ssh-ed25519 AAAA..." (a line of known_hosts without the host)',
+    });
   }
   if (!c.hostKey && !c.insecureIgnoreHostKey) {
     errs.push({
@@ -119,7 +122,11 @@ export class SshPool {
   }
 
   closeAll(): void {
-    for (const p of this.conns.values()) p.then((x) => x.client.end(), () => undefined);
+    for (const p of this.conns.values())
+      p.then(
+        (x) => x.client.end(),
+        () => undefined,
+      );
     this.conns.clear();
   }
 
@@ -199,7 +206,11 @@ function connectOnce(c: Connection): Promise<Client> {
   });
 }
 
-function describeConnectError(c: Connection, err: Error & { level?: string; code?: string }, timeoutSec: number): string {
+function describeConnectError(
+  c: Connection,
+  err: Error & { level?: string; code?: string },
+  timeoutSec: number,
+): string {
   const t = target(c);
   if (err.level === "client-authentication") {
     return `ssh to ${t}: the host refused the key (check connection.user and that the public key is in ~${c.user}/.ssh/authorized_keys)`;

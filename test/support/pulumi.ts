@@ -1,0 +1,139 @@
+// Runs the real pulumi CLI (built by scripts/toolchain.sh) for end-to-end
+// tests: a private PULUMI_HOME, a file state backend and a passphrase secrets
+// provider in a temp dir of the test's own, so the user's login is never touched.
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import type { TestHost } from "./testhost";
+
+export const repoRoot = path.resolve(__dirname, "..", "..");
+
+export function pulumiBinary(): string {
+  const gomod = fs.readFileSync(path.join(repoRoot, "toolchain", "go.mod"), "utf8");
+  const version = /github\.com\/pulumi\/pulumi\/pkg\/v3 (v\S+)/.exec(gomod)?.[1];
+  if (!version) throw new Error("toolchain/go.mod does not pin github.com/pulumi/pulumi/pkg/v3");
+  const cache = process.env.AYNA_CACHE_DIR ?? "/var/cache/ayna-deploy";
+  const bin = path.join(cache, "toolchain", `pulumi-${version}`, "pulumi");
+  if (!fs.existsSync(bin)) throw new Error(`${bin} is missing: run scripts/toolchain.sh first`);
+  return bin;
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+export class PulumiStack {
+  readonly dir: string;
+  readonly configFile: string;
+  readonly env: NodeJS.ProcessEnv;
+  private readonly bin = pulumiBinary();
+
+  private constructor(
+    readonly name: string,
+    readonly cwd: string,
+  ) {
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), `ayna-e2e-${name}-`));
+    this.configFile = path.join(this.dir, `Pulumi.${name}.yaml`);
+    fs.mkdirSync(path.join(this.dir, "state"));
+    this.env = {
+      ...process.env,
+      PATH: `${path.dirname(this.bin)}:${process.env.PATH ?? ""}`,
+      PULUMI_HOME: path.join(this.dir, "home"),
+      PULUMI_BACKEND_URL: `file://${path.join(this.dir, "state")}`,
+      PULUMI_CONFIG_PASSPHRASE: `e2e-passphrase-${name}`,
+      PULUMI_SKIP_UPDATE_CHECK: "true",
+      PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+      PULUMI_SKIP_CONFIRMATIONS: "true",
+      NO_COLOR: "1",
+    };
+  }
+
+  /** Creates a stack of the program in `cwd` (default: the repo). */
+  static async create(name: string, cwd = repoRoot): Promise<PulumiStack> {
+    const s = new PulumiStack(name, cwd);
+    await s.ok(["stack", "init"]);
+    return s;
+  }
+
+  run(args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+    const started = Date.now();
+    const needsConfigFile = ["up", "preview", "destroy", "refresh", "config"].includes(args[0] ?? "");
+    const flags = [
+      "--stack",
+      this.name,
+      "--non-interactive",
+      ...(needsConfigFile ? ["--config-file", this.configFile] : []),
+    ];
+    // Flags must come before a `--` that ends option parsing.
+    const dd = args.indexOf("--");
+    const full = dd < 0 ? [...args, ...flags] : [...args.slice(0, dd), ...flags, ...args.slice(dd)];
+    return new Promise((resolve, reject) => {
+      const child = spawn(this.bin, full, { cwd: this.cwd, env: this.env, stdio: ["pipe", "pipe", "pipe"] });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+      child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+      const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 300_000);
+      child.on("error", reject);
+      child.on("close", (code) => {
+        clearTimeout(timer);
+        resolve({ code: code ?? -1, stdout, stderr, ms: Date.now() - started });
+      });
+      child.stdin.end(opts.input ?? "");
+    });
+  }
+
+  async ok(args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+    const r = await this.run(args, opts);
+    if (r.code !== 0) throw new Error(`pulumi ${args.join(" ")} exited ${r.code}\n${r.stdout}\n${r.stderr}`);
+    return r;
+  }
+
+  /** Sets a config value; secrets go through stdin, never argv. */
+  async setConfig(key: string, value: string, opts: { secret?: boolean; path?: boolean } = {}): Promise<void> {
+    const args = ["config", "set", key];
+    if (opts.path) args.push("--path");
+    if (opts.secret) {
+      await this.ok([...args, "--secret"], { input: value });
+    } else {
+      await this.ok([...args, "--", value]);
+    }
+  }
+
+  /** Points the stack at one test host with the standard demo settings. */
+  async configureHost(project: string, host: TestHost): Promise<void> {
+    await this.setConfig("project", project);
+    await this.setConfig("stage", "staging");
+    await this.setConfig("hosts[0].name", "web1", { path: true });
+    await this.setConfig("hosts[0].address", host.address, { path: true });
+    await this.setConfig("hosts[0].port", String(host.port), { path: true });
+    await this.setConfig("hosts[0].user", host.user, { path: true });
+    await this.setConfig("hosts[0].hostKey", host.hostKey, { path: true });
+    await this.setConfig("sshPrivateKey", host.privateKey, { secret: true });
+  }
+
+  async exportState(): Promise<string> {
+    return (await this.ok(["stack", "export", "--show-secrets=false"])).stdout;
+  }
+
+  async remove(): Promise<void> {
+    await this.run(["stack", "rm", "--force", "--yes"]);
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** The counts in pulumi's "Resources:" summary. */
+export function resourceSummary(out: string): Record<string, number> {
+  // The last block is the update's own; an earlier one is the preview's.
+  const blocks = [...(out + "\n\n").matchAll(/Resources:\n([\s\S]*?)\n\n/g)];
+  const counts: Record<string, number> = {};
+  for (const line of (blocks[blocks.length - 1]?.[1] ?? "").split("\n")) {
+    const x = /(\d+) (created|updated|deleted|replaced|unchanged|to create|to update|to delete|to replace)/.exec(line);
+    if (x) counts[x[2]!] = Number(x[1]);
+  }
+  return counts;
+}

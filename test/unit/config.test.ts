@@ -1,0 +1,137 @@
+// Table-driven: one row per case, input config in, typed value or exact error out.
+import { strict as assert } from "node:assert";
+import { ConfigError, parseStackConfig, RawConfig } from "../../stacks";
+
+const hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPGVtSKQWjur8Pq/ONhmYCAWFTjQzutzjFtNZ0WGKGWw";
+const privateKey = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
+
+function raw(values: Record<string, unknown>, secret: string[] = ["sshPrivateKey"]): RawConfig {
+  const v: Record<string, string> = {};
+  for (const [k, x] of Object.entries(values)) v[k] = typeof x === "string" ? x : JSON.stringify(x);
+  return { values: v, secretKeys: new Set(secret) };
+}
+
+const good = {
+  project: "demoapp",
+  hosts: [{ name: "web1", address: "10.0.0.5", hostKey }],
+  sshPrivateKey: privateKey,
+};
+
+interface ErrorCase {
+  name: string;
+  config: Record<string, unknown>;
+  secret?: string[];
+  stack?: string;
+  /** Every listed fragment must appear in the error; key material never may. */
+  errors: string[];
+}
+
+const errorCases: ErrorCase[] = [
+  {
+    name: "unknown top-level key with a suggestion",
+    config: { ...good, projcet: "x" },
+    errors: ['ayna-deploy:projcet: unknown key (did you mean "project"?)'],
+  },
+  {
+    name: "unknown nested key",
+    config: { ...good, hosts: [{ name: "web1", adress: "10.0.0.5", hostKey }] },
+    errors: [
+      'ayna-deploy:hosts[0].adress: unknown key (did you mean "address"?)',
+      "ayna-deploy:hosts[0].address: required",
+    ],
+  },
+  {
+    name: "project with a space",
+    config: { ...good, project: "my app" },
+    errors: ["ayna-deploy:project: invalid value; expected 3-40 lower-case letters"],
+  },
+  {
+    name: "project with shell characters",
+    config: { ...good, project: "app$(reboot)" },
+    errors: ["ayna-deploy:project: invalid value"],
+  },
+  {
+    name: "missing project",
+    config: { hosts: good.hosts, sshPrivateKey: privateKey },
+    errors: ["ayna-deploy:project: required"],
+  },
+  {
+    name: "missing private key",
+    config: { project: "demoapp", hosts: good.hosts },
+    secret: [],
+    errors: ["ayna-deploy:sshPrivateKey: required"],
+  },
+  {
+    name: "private key stored in plain text",
+    config: good,
+    secret: [],
+    errors: ["ayna-deploy:sshPrivateKey: must be stored encrypted; run `pulumi config set --secret sshPrivateKey"],
+  },
+  {
+    name: "port out of range",
+    config: { ...good, hosts: [{ ...good.hosts[0], port: 70000 }] },
+    errors: ["ayna-deploy:hosts[0].port: 70000 is out of range 1..65535"],
+  },
+  {
+    name: "hosts not a list",
+    config: { ...good, hosts: { name: "web1" } },
+    errors: ["ayna-deploy:hosts: expected a list, got an object"],
+  },
+  { name: "empty hosts", config: { ...good, hosts: [] }, errors: ["ayna-deploy:hosts: needs at least 1 item(s)"] },
+  {
+    name: "host key missing",
+    config: { ...good, hosts: [{ name: "web1", address: "10.0.0.5" }] },
+    errors: ["ayna-deploy:hosts[0].hostKey: required; pin the host key (ssh-keyscan -t ed25519 10.0.0.5)"],
+  },
+  {
+    name: "malformed host key",
+    config: { ...good, hosts: [{ ...good.hosts[0], hostKey: "not a key" }] },
+    errors: ["ayna-deploy:hosts[0].hostKey: invalid value"],
+  },
+  {
+    name: "duplicate host names",
+    config: { ...good, hosts: [good.hosts[0], { ...good.hosts[0], address: "10.0.0.6" }] },
+    errors: ['ayna-deploy:hosts[1].name: "web1" is used twice'],
+  },
+  {
+    name: "stage not derivable",
+    config: good,
+    stack: "qa",
+    errors: ["ayna-deploy:stage: required when the stack is not named"],
+  },
+  {
+    name: "bad stage",
+    config: { ...good, stage: "prod" },
+    errors: ["ayna-deploy:stage: expected one of dev, staging, production"],
+  },
+];
+
+describe("stack config validation", () => {
+  it("accepts a minimal config and fills defaults", () => {
+    const c = parseStackConfig("ayna-deploy", "staging", raw(good));
+    assert.equal(c.project, "demoapp");
+    assert.equal(c.stage, "staging");
+    assert.deepEqual(c.hosts, [
+      { name: "web1", address: "10.0.0.5", port: 22, user: "deploy", hostKey, insecureIgnoreHostKey: false },
+    ]);
+  });
+
+  it("takes an explicit stage over the stack name", () => {
+    assert.equal(parseStackConfig("ayna-deploy", "eu-prod", raw({ ...good, stage: "production" })).stage, "production");
+  });
+
+  for (const c of errorCases) {
+    it(`rejects: ${c.name}`, () => {
+      let err: unknown;
+      try {
+        parseStackConfig("ayna-deploy", c.stack ?? "staging", raw(c.config, c.secret));
+      } catch (e) {
+        err = e;
+      }
+      assert.ok(err instanceof ConfigError, "expected a ConfigError");
+      for (const want of c.errors)
+        assert.ok(err.message.includes(want), `missing ${JSON.stringify(want)} in:\n${err.message}`);
+      assert.ok(!err.message.includes("b3BlbnNzaC1rZXktdjEAAAAA"), "the error must not echo key material");
+    });
+  }
+});

@@ -1,6 +1,8 @@
 // The one place stack configuration is read. Everything else gets the typed,
 // validated object.
 import * as pulumi from "@pulumi/pulumi";
+import { checkBind, checkPort, PortError, PortRange, portFor, rangeFor } from "../components/portRegistry";
+import { requiredVariables } from "../components/render/envFile";
 import { schema } from "./schema";
 import { ConfigError, unknownKeyMessage, validateField } from "./validate";
 
@@ -15,11 +17,117 @@ export interface HostConfig {
   insecureIgnoreHostKey: boolean;
 }
 
+export interface HttpServiceConfig {
+  enabled: boolean;
+  port: number;
+  bind: string;
+  workers: number;
+  module: string;
+  timeoutSeconds?: number;
+}
+
+export interface WorkerServiceConfig {
+  enabled: boolean;
+  app: string;
+  concurrency?: number;
+}
+
 export interface StackConfig {
   project: string;
   stage: "dev" | "staging" | "production";
   hosts: HostConfig[];
   sshPrivateKey: pulumi.Output<string>;
+  serviceUser: string;
+  python: string;
+  ports: PortRange;
+  services: { web: HttpServiceConfig; api: HttpServiceConfig; celery: WorkerServiceConfig; beat: WorkerServiceConfig };
+  app: { path: string };
+  /** Plain variables, including the ones the program derives (PROJECT_NAME, WEB_PORT, ...). */
+  env: Record<string, string>;
+  /** Secret variables, each a secret Output. */
+  secretEnv: Record<string, pulumi.Output<string>>;
+  generatedSecrets: string[];
+  redis: { local: boolean };
+  release: { keep: number; healthPath: string; healthTimeoutSeconds: number; healthPasses: number };
+}
+
+/** Names that look like they hold a secret and so belong in secretEnv. */
+const secretLooking = /(SECRET|PASSWORD|PASSWD|TOKEN|PRIVATE|CREDENTIAL|API_KEY|_KEY$)/;
+
+function crossCheck(ns: string, out: Record<string, unknown>, raw: RawConfig, problems: string[]): void {
+  const project = out["project"] as string | undefined;
+  if (!project) return;
+  const ports = out["ports"] as { base?: number };
+  const services = out["services"] as StackConfig["services"];
+  let range: PortRange | undefined;
+  try {
+    range = rangeFor(project, ports.base);
+    out["ports"] = range;
+  } catch (e) {
+    if (!(e instanceof PortError)) throw e;
+    problems.push(`${ns}:${e.message}`);
+  }
+  for (const role of ["web", "api"] as const) {
+    const svc = services[role];
+    try {
+      checkBind(role, svc.bind);
+      if (range) {
+        if (svc.port === undefined) svc.port = portFor(range, role);
+        else checkPort(project, range, role, svc.port);
+      }
+    } catch (e) {
+      if (!(e instanceof PortError)) throw e;
+      problems.push(`${ns}:${e.message}`);
+    }
+  }
+  if (out["serviceUser"] === undefined) out["serviceUser"] = project;
+  if (out["serviceUser"] === "root")
+    problems.push(`${ns}:serviceUser: services must not run as root; pick another name`);
+
+  const env = out["env"] as Record<string, string>;
+  const secretEnv = out["secretEnv"] as Record<string, string>;
+  const generated = out["generatedSecrets"] as string[];
+  if (Object.keys(secretEnv).length > 0 && !raw.secretKeys.has("secretEnv")) {
+    problems.push(
+      `${ns}:secretEnv: values must be stored encrypted; set each with \`pulumi config set --secret --path 'secretEnv.NAME' ...\``,
+    );
+  }
+  for (const k of Object.keys(env)) {
+    if (secretLooking.test(k) || (k === "DATABASE_URL" && /:\/\/[^/@]*:[^/@]*@/.test(env[k]!))) {
+      problems.push(
+        `${ns}:env.${k}: looks like a secret; move it to secretEnv with \`pulumi config set --secret --path 'secretEnv.${k}' ...\``,
+      );
+    }
+    if (k in secretEnv) problems.push(`${ns}:env.${k}: also set in secretEnv; keep one`);
+  }
+  for (const k of generated) {
+    if (k in secretEnv || k in env) problems.push(`${ns}:generatedSecrets: ${k} is also set explicitly; keep one`);
+  }
+  const derived: Record<string, string> = { PROJECT_NAME: project };
+  if (services.web.enabled && services.web.port) derived["WEB_PORT"] = String(services.web.port);
+  if (services.api.enabled && services.api.port) derived["API_PORT"] = String(services.api.port);
+  if ((out["redis"] as { local: boolean }).local) derived["REDIS_URL"] = "redis://127.0.0.1:6379/0";
+  for (const [k, v] of Object.entries(derived)) {
+    if (k in env && env[k] !== v)
+      problems.push(`${ns}:env.${k}: the program sets it to ${v} (from the registry and config); remove it`);
+    env[k] = v;
+  }
+  const provided = new Set([...Object.keys(env), ...Object.keys(secretEnv), ...generated]);
+  for (const name of requiredVariables) {
+    if (name === "WEB_PORT" && !services.web.enabled) continue;
+    if (name === "API_PORT" && !services.api.enabled) continue;
+    if (!provided.has(name)) {
+      const fix =
+        name === "DATABASE_URL"
+          ? `pulumi config set --secret --path 'secretEnv.DATABASE_URL' postgresql://...`
+          : name === "SECRET_KEY"
+            ? "list it in generatedSecrets, or set secretEnv.SECRET_KEY with --secret"
+            : name === "REDIS_URL"
+              ? "set redis.local: true, or env.REDIS_URL"
+              : `pulumi config set --path 'env.${name}' VALUE`;
+      problems.push(`${ns}:env: ${name} is required by standard v2.0 ("Required Variables"); ${fix}`);
+    }
+  }
 }
 
 export interface RawConfig {
@@ -78,9 +186,13 @@ export function parseStackConfig(namespace: string, stack: string, raw: RawConfi
       );
     }
   });
+  if (problems.length === 0) crossCheck(namespace, out, raw, problems);
   if (problems.length > 0) throw new ConfigError(problems);
+  const secretEnv: Record<string, pulumi.Output<string>> = {};
+  for (const [k, v] of Object.entries(out["secretEnv"] as Record<string, string>)) secretEnv[k] = pulumi.secret(v);
   return {
-    ...(out as Omit<StackConfig, "sshPrivateKey">),
+    ...(out as unknown as Omit<StackConfig, "sshPrivateKey" | "secretEnv">),
+    secretEnv,
     sshPrivateKey: pulumi.secret(out["sshPrivateKey"] as string),
   };
 }

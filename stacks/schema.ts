@@ -16,7 +16,16 @@ export type Field =
   | { kind: "bool"; doc: string; required?: boolean; default?: boolean }
   | { kind: "enum"; doc: string; required?: boolean; default?: string; values: readonly string[] }
   | { kind: "object"; doc: string; required?: boolean; fields: Record<string, Field> }
-  | { kind: "array"; doc: string; required?: boolean; items: Field; minItems?: number };
+  | { kind: "array"; doc: string; required?: boolean; items: Field; minItems?: number; default?: unknown[] }
+  | {
+      kind: "map";
+      doc: string;
+      required?: boolean;
+      values: Field;
+      keyPattern: RegExp;
+      keyHint: string;
+      secret?: boolean;
+    };
 
 export const projectNamePattern = /^[a-z][a-z0-9-]{1,38}[a-z0-9]$/;
 
@@ -57,6 +66,48 @@ export const hostFields: Record<string, Field> = {
   },
 };
 
+const envKey = { keyPattern: /^[A-Z_][A-Z0-9_]*$/, keyHint: "an environment variable name (A-Z, 0-9, _)" };
+
+function serviceFields(role: "web" | "api", module: string, workers: number): Record<string, Field> {
+  return {
+    enabled: { kind: "bool", doc: `Run the ${role} service.`, default: true },
+    port: {
+      kind: "int",
+      doc: `Port; defaults to the registry's (+${role === "web" ? 0 : 1}). Must lie in the project's range.`,
+      min: 1,
+      max: 65535,
+    },
+    bind: { kind: "string", doc: "Bind address; only 127.0.0.1 is allowed (standard v2.0).", default: "127.0.0.1" },
+    workers: { kind: "int", doc: "Worker processes.", default: workers, min: 1, max: 64 },
+    module: {
+      kind: "string",
+      doc: "The app to serve.",
+      default: module,
+      pattern: /^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$/,
+      patternHint: "module.path:attribute",
+    },
+    ...(role === "web"
+      ? { timeoutSeconds: { kind: "int", doc: "gunicorn --timeout.", default: 120, min: 1, max: 3600 } as Field }
+      : {}),
+  };
+}
+
+function workerFields(role: "celery" | "beat"): Record<string, Field> {
+  return {
+    enabled: { kind: "bool", doc: `Run the ${role} service.`, default: true },
+    app: {
+      kind: "string",
+      doc: "The Celery app (-A).",
+      default: "config",
+      pattern: /^[A-Za-z_][A-Za-z0-9_.]*$/,
+      patternHint: "a Python module path",
+    },
+    ...(role === "celery"
+      ? { concurrency: { kind: "int", doc: "--concurrency.", default: 4, min: 1, max: 256 } as Field }
+      : {}),
+  };
+}
+
 export const schema: Record<string, Field> = {
   project: {
     kind: "string",
@@ -76,6 +127,95 @@ export const schema: Record<string, Field> = {
     required: true,
     minItems: 1,
     items: { kind: "object", doc: "One host.", fields: hostFields },
+  },
+  serviceUser: {
+    kind: "string",
+    doc: "Non-root user (and group) the services run as. Defaults to the project name.",
+    pattern: /^[a-z_][a-z0-9_-]{0,31}$/,
+    patternHint: "a POSIX user name",
+  },
+  python: {
+    kind: "string",
+    doc: "Python version of the venv; the host must have it (Debian 13 has 3.13). Standard v2.0 asks for 3.12 or newer.",
+    default: "3.13",
+    pattern: /^3\.(1[2-9]|[2-9][0-9])$/,
+    patternHint: "3.12 or newer, as MAJOR.MINOR",
+  },
+  ports: {
+    kind: "object",
+    doc: "Port range, for a project that is not in the standard's port registry.",
+    fields: { base: { kind: "int", doc: "First port of a free block of ten.", min: 1024, max: 65530 } },
+  },
+  services: {
+    kind: "object",
+    doc: "Which of the standard's services run, and their settings.",
+    fields: {
+      web: {
+        kind: "object",
+        doc: "Django under gunicorn (Type=notify).",
+        fields: serviceFields("web", "config.wsgi:application", 4),
+      },
+      api: { kind: "object", doc: "FastAPI under uvicorn.", fields: serviceFields("api", "api.main:app", 2) },
+      celery: { kind: "object", doc: "Celery worker.", fields: workerFields("celery") },
+      beat: { kind: "object", doc: "Celery beat.", fields: workerFields("beat") },
+    },
+  },
+  app: {
+    kind: "object",
+    doc: "The application to release.",
+    fields: {
+      path: {
+        kind: "string",
+        doc: "Directory of the app (with pyproject.toml and uv.lock), relative to the project.",
+        default: "sample-app",
+      },
+    },
+  },
+  env: {
+    kind: "map",
+    doc: "Plain environment variables for shared/.env.{stage}.",
+    values: { kind: "string", doc: "value" },
+    ...envKey,
+  },
+  secretEnv: {
+    kind: "map",
+    doc: "Secret environment variables. Set each with `pulumi config set --secret --path 'secretEnv.NAME' VALUE`.",
+    values: { kind: "string", doc: "value" },
+    secret: true,
+    ...envKey,
+  },
+  generatedSecrets: {
+    kind: "array",
+    doc: "Variables whose value is generated once and kept (e.g. SECRET_KEY).",
+    items: { kind: "string", doc: "name", pattern: /^[A-Z_][A-Z0-9_]*$/, patternHint: "an environment variable name" },
+    default: ["SECRET_KEY"],
+  },
+  redis: {
+    kind: "object",
+    doc: "Redis for Celery.",
+    fields: { local: { kind: "bool", doc: "Install redis-server on the host and set REDIS_URL.", default: true } },
+  },
+  release: {
+    kind: "object",
+    doc: "How releases are kept and gated.",
+    fields: {
+      keep: { kind: "int", doc: "Releases to keep on the host.", default: 5, min: 2, max: 100 },
+      healthPath: {
+        kind: "string",
+        doc: "Health endpoint of web and api.",
+        default: "/health",
+        pattern: /^\/[A-Za-z0-9._~/-]*$/,
+        patternHint: "an absolute URL path",
+      },
+      healthTimeoutSeconds: {
+        kind: "int",
+        doc: "How long a new release may take to answer healthy.",
+        default: 60,
+        min: 1,
+        max: 900,
+      },
+      healthPasses: { kind: "int", doc: "Consecutive healthy answers required.", default: 2, min: 1, max: 20 },
+    },
   },
   sshPrivateKey: {
     kind: "string",

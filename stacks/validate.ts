@@ -52,6 +52,9 @@ export function unknownKeyMessage(path: string, key: string, known: string[]): s
 export function validateField(path: string, field: Field, value: unknown, problems: string[]): unknown {
   if (value === undefined || value === null) {
     if (field.required) problems.push(`${path}: required. ${field.doc}`);
+    // An absent object still gets its fields' defaults.
+    if (field.kind === "object" && !field.required) return validateObject(path, field.fields, {}, problems);
+    if (field.kind === "map" && !field.required) return {};
     return "default" in field ? field.default : undefined;
   }
   switch (field.kind) {
@@ -98,6 +101,18 @@ export function validateField(path: string, field: Field, value: unknown, proble
         return undefined;
       }
       return validateObject(path, field.fields, value as Record<string, unknown>, problems);
+    }
+    case "map": {
+      if (typeof value !== "object" || Array.isArray(value)) {
+        problems.push(`${path}: expected a map of names to values, got ${describe(value)}`);
+        return undefined;
+      }
+      const out: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+        if (!field.keyPattern.test(k)) problems.push(`${path}.${k}: invalid name; expected ${field.keyHint}`);
+        out[k] = validateField(`${path}.${k}`, field.values, v, problems);
+      }
+      return out;
     }
     case "array": {
       if (!Array.isArray(value)) {

@@ -8,7 +8,7 @@ import { ConfigError, parseStackConfig, RawConfig } from "../../stacks";
 const hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPGVtSKQWjur8Pq/ONhmYCAWFTjQzutzjFtNZ0WGKGWw";
 const privateKey = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
 
-function raw(values: Record<string, unknown>, secret: string[] = ["sshPrivateKey"]): RawConfig {
+function raw(values: Record<string, unknown>, secret: string[] = ["sshPrivateKey", "secretEnv"]): RawConfig {
   const v: Record<string, string> = {};
   for (const [k, x] of Object.entries(values)) v[k] = typeof x === "string" ? x : JSON.stringify(x);
   return { values: v, secretKeys: new Set(secret) };
@@ -16,8 +16,11 @@ function raw(values: Record<string, unknown>, secret: string[] = ["sshPrivateKey
 
 const good = {
   project: "demoapp",
+  ports: { base: 8150 },
   hosts: [{ name: "web1", address: "10.0.0.5", hostKey }],
   sshPrivateKey: privateKey,
+  env: { DJANGO_SETTINGS_MODULE: "config.settings" },
+  secretEnv: { DATABASE_URL: "postgresql://app:pw@db.internal:5432/app" },
 };
 
 interface ErrorCase {
@@ -107,6 +110,74 @@ const errorCases: ErrorCase[] = [
     config: { ...good, stage: "prod" },
     errors: ["ayna-deploy:stage: expected one of dev, staging, production"],
   },
+  {
+    name: "project outside the registry without a range",
+    config: { ...good, ports: {} },
+    errors: [
+      "ayna-deploy:ports.base: demoapp is not in the port registry (ayna-comply, ayna-fly, aynasite, uavcrew, skybookus); declare a free range of ten, e.g. ports.base: 8150",
+    ],
+  },
+  {
+    name: "declared range colliding with the registry",
+    config: { ...good, ports: { base: 8130 } },
+    errors: ["ayna-deploy:ports.base: 8130-8139 belongs to uavcrew in the port registry"],
+  },
+  {
+    name: "registry project claiming another range",
+    config: { ...good, project: "uavcrew", ports: { base: 8150 } },
+    errors: ["ayna-deploy:ports.base: uavcrew owns 8130-8139 in the port registry"],
+  },
+  {
+    name: "port outside the project's range",
+    config: { ...good, services: { web: { port: 8100 } } },
+    errors: ["ayna-deploy:services.web.port: 8100 is outside demoapp's range 8150-8159; use 8150"],
+  },
+  {
+    name: "binding anywhere but 127.0.0.1",
+    config: { ...good, services: { api: { bind: "0.0.0.0" } } },
+    errors: ["ayna-deploy:services.api.bind: 0.0.0.0 is not allowed; standard v2.0 binds every port to 127.0.0.1 only"],
+  },
+  {
+    name: "a secret in plain env",
+    config: { ...good, env: { ...good.env, STRIPE_API_KEY: "sk_live_x" } },
+    errors: ["ayna-deploy:env.STRIPE_API_KEY: looks like a secret; move it to secretEnv"],
+  },
+  {
+    name: "secretEnv stored in plain text",
+    config: good,
+    secret: ["sshPrivateKey"],
+    errors: ["ayna-deploy:secretEnv: values must be stored encrypted"],
+  },
+  {
+    name: "missing required variable DATABASE_URL",
+    config: { ...good, secretEnv: {} },
+    errors: ['ayna-deploy:env: DATABASE_URL is required by standard v2.0 ("Required Variables")'],
+  },
+  {
+    name: "missing DJANGO_SETTINGS_MODULE",
+    config: { ...good, env: {} },
+    errors: ["ayna-deploy:env: DJANGO_SETTINGS_MODULE is required by standard v2.0"],
+  },
+  {
+    name: "a derived port overridden by hand",
+    config: { ...good, env: { ...good.env, WEB_PORT: "9000" } },
+    errors: ["ayna-deploy:env.WEB_PORT: the program sets it to 8150"],
+  },
+  {
+    name: "service user root",
+    config: { ...good, serviceUser: "root" },
+    errors: ["ayna-deploy:serviceUser: services must not run as root"],
+  },
+  {
+    name: "Python too old",
+    config: { ...good, python: "3.11" },
+    errors: ["ayna-deploy:python: invalid value; expected 3.12 or newer"],
+  },
+  {
+    name: "bad env name",
+    config: { ...good, env: { "bad-name": "x" } },
+    errors: ["ayna-deploy:env.bad-name: invalid name"],
+  },
 ];
 
 describe("stack config validation", () => {
@@ -117,6 +188,27 @@ describe("stack config validation", () => {
     assert.deepEqual(c.hosts, [
       { name: "web1", address: "10.0.0.5", port: 22, user: "deploy", hostKey, insecureIgnoreHostKey: false },
     ]);
+    assert.equal(c.serviceUser, "demoapp");
+    assert.deepEqual(c.ports, { base: 8150, source: "declared" });
+    assert.equal(c.services.web.port, 8150);
+    assert.equal(c.services.api.port, 8151);
+    assert.equal(c.services.web.module, "config.wsgi:application");
+    assert.deepEqual(c.generatedSecrets, ["SECRET_KEY"]);
+    assert.deepEqual(c.env, {
+      DJANGO_SETTINGS_MODULE: "config.settings",
+      PROJECT_NAME: "demoapp",
+      WEB_PORT: "8150",
+      API_PORT: "8151",
+      REDIS_URL: "redis://127.0.0.1:6379/0",
+    });
+    assert.deepEqual(Object.keys(c.secretEnv), ["DATABASE_URL"]);
+  });
+
+  it("uses the registry range for a listed project", () => {
+    const c = parseStackConfig("ayna-deploy", "staging", raw({ ...good, project: "uavcrew", ports: {} }));
+    assert.deepEqual(c.ports, { base: 8130, source: "registry" });
+    assert.equal(c.env["WEB_PORT"], "8130");
+    assert.equal(c.env["API_PORT"], "8131");
   });
 
   it("takes an explicit stage over the stack name", () => {
@@ -145,7 +237,7 @@ describe("committed stack files", () => {
     it(`Pulumi.${stack}.yaml validates (but for the operator's secret key)`, () => {
       const text = fs.readFileSync(path.join(__dirname, "..", "..", `Pulumi.${stack}.yaml`), "utf8");
       const config = (yaml.load(text) as { config: Record<string, unknown> }).config;
-      const values: Record<string, unknown> = { sshPrivateKey: privateKey };
+      const values: Record<string, unknown> = { sshPrivateKey: privateKey, secretEnv: good.secretEnv };
       for (const [k, v] of Object.entries(config)) values[k.replace(/^ayna-deploy:/, "")] = v;
       const c = parseStackConfig("ayna-deploy", stack, raw(values));
       assert.equal(c.stage, stack);

@@ -1,0 +1,283 @@
+#!/bin/bash
+# ayna-release: the host-side release tool of one project, installed as
+# /opt/ayna/{project}/bin/ayna-release by ayna-deploy (standard v2.0 deploy
+# steps 1-9). Do not edit on a host: the next `pulumi up` rewrites it.
+# shellcheck disable=SC2154 # settings are rendered in place of the marker below
+set -euo pipefail
+umask 022
+export LC_ALL=C.UTF-8
+#@SETTINGS@
+RELEASES=$ROOT/releases
+VENVS=$ROOT/venvs
+LOCK=$ROOT/.deploy-lock
+AUDIT=$ROOT/logs/deploy-audit.log
+OWN_LOCK=
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "ayna-release: $*"; exit "${2:-1}"; }
+now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
+
+audit() { # result from to sha detail
+  local line
+  line=$(printf '%s\tactor=%s\tfrom=%s\tto=%s\tsha=%s\tresult=%s\t%s' "$(now)" "${AYNA_ACTOR:-unknown}" "$2" "$3" "$4" "$1" "${5:-}")
+  printf '%s\n' "$line" >>"$AUDIT"
+}
+
+lock_info() { cat "$LOCK/info" 2>/dev/null || echo "owner=unknown"; }
+
+acquire_lock() { # reason
+  local tries=0
+  while ! mkdir "$LOCK" 2>/dev/null; do
+    local pid boot
+    pid=$(sed -n 's/^pid=//p' "$LOCK/info" 2>/dev/null || true)
+    boot=$(sed -n 's/^boot=//p' "$LOCK/info" 2>/dev/null || true)
+    if [ -n "$pid" ] && { [ "$boot" != "$(cat /proc/sys/kernel/random/boot_id)" ] || ! kill -0 "$pid" 2>/dev/null; }; then
+      say "ayna-release: breaking a stale deploy lock (its holder is gone): $(lock_info | tr '\n' ' ')"
+      rm -rf "$LOCK"
+      continue
+    fi
+    tries=$((tries + 1))
+    if [ "$tries" -ge 3 ]; then
+      die "another deploy holds the lock on $(hostname): $(lock_info | tr '\n' ' ')- wait for it, or if it is dead run: sudo $ROOT/bin/ayna-release unlock" 75
+    fi
+    sleep 1
+  done
+  OWN_LOCK=1
+  printf 'owner=%s\nsince=%s\nreason=%s\npid=%s\nboot=%s\n' "${AYNA_ACTOR:-unknown}" "$(now)" "$1" "$$" "$(cat /proc/sys/kernel/random/boot_id)" >"$LOCK/info"
+}
+
+release_lock() { if [ -n "$OWN_LOCK" ]; then rm -rf "$LOCK"; OWN_LOCK=; fi; }
+trap release_lock EXIT
+
+current_release() { basename "$(readlink "$RELEASES/current" 2>/dev/null || echo none)"; }
+
+release_numbers() { # complete releases, ascending
+  local d
+  for d in "$RELEASES"/v*; do
+    [ -f "$d/.ayna-release.json" ] || continue
+    basename "$d" | sed -n 's/^v\([0-9][0-9]*\)$/\1/p'
+  done | sort -n
+}
+
+json_field() { # file key
+  sed -n 's/.*"'"$2"'": *"\([^"]*\)".*/\1/p' "$1" | head -n 1
+}
+
+switch_to() { # release name; atomic: a new link renamed over the old one
+  ln -sfn "$1" "$RELEASES/.current.tmp"
+  mv -Tf "$RELEASES/.current.tmp" "$RELEASES/current"
+}
+
+unit_of() { printf '%s-%s.service' "$PROJECT" "$1"; }
+
+venv_of() { readlink -f "$RELEASES/$1/.venv" 2>/dev/null || true; }
+
+apply_release() { # from to: make services serve 'to'
+  local entry role port mode unit same_venv=1
+  [ "$(venv_of "$1")" = "$(venv_of "$2")" ] || same_venv=0
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r role port mode <<<"$entry"
+    unit=$(unit_of "$role")
+    systemctl is-enabled --quiet "$unit" 2>/dev/null || continue
+    if ! systemctl is-active --quiet "$unit"; then
+      systemctl start "$unit"
+    elif [ "$mode" = hup ] && [ "$same_venv" = 1 ]; then
+      systemctl reload "$unit"
+    else
+      systemctl restart "$unit"
+    fi
+  done
+}
+
+health_gate() { # release: every HTTP service answers 200 naming this release
+  local entry role port mode deadline url out passes
+  deadline=$(( $(date +%s) + HEALTH_TIMEOUT ))
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r role port mode <<<"$entry"
+    [ -n "$port" ] || continue
+    systemctl is-enabled --quiet "$(unit_of "$role")" 2>/dev/null || continue
+    url="http://127.0.0.1:$port$HEALTH_PATH"
+    passes=0
+    while :; do
+      out=$(curl -fsS --max-time 2 "$url" 2>&1) && printf '%s' "$out" | grep -q '"release": *"'"$1"'"' && passes=$((passes + 1)) || passes=0
+      [ "$passes" -ge "$HEALTH_PASSES" ] && break
+      if [ "$(date +%s)" -ge "$deadline" ]; then
+        say "health check failed: $url did not answer 200 for release $1 within ${HEALTH_TIMEOUT}s; last answer: ${out:0:300}"
+        say "last log lines of $(unit_of "$role"):"
+        journalctl -u "$(unit_of "$role")" -n 20 --no-pager -o cat >&2 || true
+        return 1
+      fi
+      sleep 0.3
+    done
+    say "health ok: $url serves $1"
+  done
+}
+
+run_as_app() { # dir command...: the service's user, env file and confinement
+  local dir=$1
+  shift
+  systemd-run --quiet --wait --pipe --collect --service-type=exec \
+    --uid="$SERVICE_USER" --gid="$SERVICE_GROUP" \
+    -p EnvironmentFile="$ENV_FILE" -p WorkingDirectory="$dir" \
+    -p ProtectSystem=strict -p ReadWritePaths="$ROOT/shared $ROOT/logs $dir/staticfiles" \
+    -p PrivateTmp=yes -p NoNewPrivileges=yes \
+    -E PATH="$dir/.venv/bin:/usr/bin:/bin" -- "$@"
+}
+
+prune() {
+  local keep_list cur prev n d h
+  cur=$(current_release)
+  prev=$(cat "$ROOT/.previous-release" 2>/dev/null || true)
+  keep_list=$(release_numbers | tail -n "$KEEP" | sed 's/^/v/')
+  for n in $(release_numbers); do
+    d="v$n"
+    [ "$d" = "$cur" ] || [ "$d" = "$prev" ] && continue
+    printf '%s\n' "$keep_list" | grep -qx "$d" && continue
+    rm -rf "${RELEASES:?}/$d"
+    say "pruned release $d"
+  done
+  rm -rf "$RELEASES"/.v*.tmp
+  for h in "$VENVS"/*; do
+    [ -d "$h" ] || continue
+    if ! for d in "$RELEASES"/v*; do [ "$(readlink -f "$d/.venv" 2>/dev/null)" = "$h" ] && echo used; done | grep -q used; then
+      [ "$h" = "$(readlink -f "$VENVS/.building" 2>/dev/null)" ] && continue
+      find "$h" -maxdepth 0 -mmin +60 | grep -q . && { rm -rf "$h"; say "pruned environment $(basename "$h")"; }
+    fi
+  done
+}
+
+cmd_venv() { # --hash H --python V; pyproject.toml + uv.lock as a tar on stdin
+  local hash="" python=""
+  while [ $# -gt 0 ]; do case $1 in --hash) hash=$2; shift 2 ;; --python) python=$2; shift 2 ;; *) die "venv: unknown flag $1" ;; esac; done
+  [[ "$hash" =~ ^[0-9a-f]{16,64}$ ]] || die "venv: --hash must be hex"
+  local target=$VENVS/$hash
+  if [ -f "$target/.ayna-complete" ]; then
+    cat >/dev/null
+    say "environment $hash already built; reusing it"
+    return 0
+  fi
+  local work
+  work=$(mktemp -d)
+  tar -xzf - -C "$work" pyproject.toml uv.lock
+  rm -rf "$target"
+  mkdir -p "$VENVS"
+  UV_PROJECT_ENVIRONMENT=$target UV_PYTHON_DOWNLOADS=never UV_NATIVE_TLS=1 UV_CACHE_DIR=$ROOT/.uv-cache UV_LINK_MODE=copy \
+    "$UV" sync --frozen --no-dev --no-install-project --python "$python" --project "$work" >&2 ||
+    { rm -rf "$target" "$work"; die "venv: uv sync failed (is Python $python installed on this host?)"; }
+  rm -rf "$work"
+  touch "$target/.ayna-complete"
+  say "environment $hash built"
+}
+
+cmd_deploy() { # --sha S --checksum C --venv H [--reason R]; tar.gz on stdin
+  local sha="" checksum="" venv="" reason="deploy"
+  while [ $# -gt 0 ]; do case $1 in --sha) sha=$2; shift 2 ;; --checksum) checksum=$2; shift 2 ;; --venv) venv=$2; shift 2 ;; --reason) reason=$2; shift 2 ;; *) die "deploy: unknown flag $1" ;; esac; done
+  [[ "$checksum" =~ ^[0-9a-f]{64}$ ]] || die "deploy: --checksum must be a sha256"
+  [ -f "$VENVS/$venv/.ayna-complete" ] || die "deploy: environment $venv is not built"
+  acquire_lock "$reason"
+  local from to n dir tmp
+  from=$(current_release)
+
+  # An archive already released (a rollback by re-applying old inputs) switches
+  # back to that release instead of building it again.
+  for n in $(release_numbers | sort -rn); do
+    if [ "$(json_field "$RELEASES/v$n/.ayna-release.json" checksum)" = "$checksum" ] && [ "$(basename "$(venv_of "v$n")")" = "$venv" ]; then
+      cat >/dev/null
+      to="v$n"
+      if [ "$to" = "$from" ]; then say "release $to is already current"; echo "$to"; return 0; fi
+      say "archive matches existing release $to: switching back to it"
+      activate "$from" "$to" "$sha" "switch"
+      return
+    fi
+  done
+
+  n=$(( $(release_numbers | tail -n 1 | sed 's/^$/0/') + 1 ))
+  to="v$n"
+  dir=$RELEASES/$to
+  tmp=$RELEASES/.$to.tmp
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  # (1)-(2): new release directory; the archive's checksum is verified before use.
+  cat >"$tmp/.archive.tar.gz"
+  [ "$(sha256sum "$tmp/.archive.tar.gz" | cut -d' ' -f1)" = "$checksum" ] ||
+    { rm -rf "$tmp"; die "deploy: archive checksum mismatch (upload damaged); nothing changed"; }
+  tar -xzf "$tmp/.archive.tar.gz" -C "$tmp" --no-same-owner
+  rm -f "$tmp/.archive.tar.gz"
+  printf '{"release": "%s", "sha": "%s", "checksum": "%s", "venv": "%s", "created": "%s"}\n' "$to" "$sha" "$checksum" "$venv" "$(now)" >"$tmp/.ayna-release.json.part"
+  # (3): the release's dependencies: the environment keyed by its lockfile.
+  ln -sfn "../../venvs/$venv" "$tmp/.venv"
+  install -d -o "$SERVICE_USER" -g "$SERVICE_GROUP" -m 0750 "$tmp/staticfiles"
+  chown -R root:"$SERVICE_GROUP" "$tmp"
+  chown "$SERVICE_USER" "$tmp/staticfiles"
+  chmod -R g+rX,o-rwx "$tmp"
+  mv -T "$tmp" "$dir"
+  # (4)-(5): migrations once per release and static files, before the switch.
+  if [ -f "$dir/manage.py" ]; then
+    run_as_app "$dir" python manage.py migrate --noinput >&2 ||
+      { rm -rf "$dir"; audit failed "$from" "$to" "$sha" "migrations failed"; die "deploy: migrations failed; $from still serving" 4; }
+    run_as_app "$dir" python manage.py collectstatic --noinput >&2 ||
+      { rm -rf "$dir"; audit failed "$from" "$to" "$sha" "collectstatic failed"; die "deploy: collectstatic failed; $from still serving" 4; }
+  fi
+  mv "$dir/.ayna-release.json.part" "$dir/.ayna-release.json"
+  activate "$from" "$to" "$sha" "deploy"
+}
+
+activate() { # from to sha action: (6) switch, (7) reload, (8) health gate, (9) rollback
+  local from=$1 to=$2 sha=$3 action=$4
+  switch_to "$to"
+  apply_release "$from" "$to"
+  if health_gate "$to"; then
+    [ "$from" = none ] || [ "$from" = "$to" ] || echo "$from" >"$ROOT/.previous-release"
+    audit ok "$from" "$to" "$sha" "$action"
+    prune
+    echo "$to"
+    return 0
+  fi
+  if [ "$from" != none ] && [ -d "$RELEASES/$from" ]; then
+    say "rolling back to $from"
+    switch_to "$from"
+    apply_release "$to" "$from"
+    health_gate "$from" || say "warning: $from is not healthy after the rollback either"
+    audit rolled-back "$from" "$to" "$sha" "health check failed"
+    die "release $to failed its health check and was rolled back; $from is serving" 3
+  fi
+  audit failed "$from" "$to" "$sha" "health check failed, nothing to roll back to"
+  die "release $to failed its health check (first release: nothing to roll back to)" 3
+}
+
+cmd_rollback() { # [--to vN]
+  local to=""
+  while [ $# -gt 0 ]; do case $1 in --to) to=$2; shift 2 ;; *) die "rollback: unknown flag $1" ;; esac; done
+  acquire_lock "rollback"
+  local from
+  from=$(current_release)
+  [ -n "$to" ] || to=$(cat "$ROOT/.previous-release" 2>/dev/null || true)
+  [ -n "$to" ] || die "rollback: no previous release recorded"
+  [ -f "$RELEASES/$to/.ayna-release.json" ] ||
+    die "rollback: release $to does not exist on $(hostname) (pruned or never deployed); available: $(release_numbers | sed 's/^/v/' | tr '\n' ' ')"
+  activate "$from" "$to" "$(json_field "$RELEASES/$to/.ayna-release.json" sha)" "rollback"
+}
+
+cmd_status() {
+  printf 'current=%s\nprevious=%s\nreleases=%s\n' "$(current_release)" "$(cat "$ROOT/.previous-release" 2>/dev/null || true)" "$(release_numbers | sed 's/^/v/' | tr '\n' ' ')"
+  if [ -d "$LOCK" ]; then printf 'lock: %s\n' "$(lock_info | tr '\n' ' ')"; fi
+}
+
+cmd_unlock() {
+  [ -d "$LOCK" ] || { say "no deploy lock held"; return 0; }
+  say "breaking deploy lock: $(lock_info | tr '\n' ' ')"
+  rm -rf "$LOCK"
+}
+
+[ "$(id -u)" = 0 ] || die "must run as root (through sudo)"
+mkdir -p "$RELEASES" "$VENVS" "$ROOT/logs"
+sub=${1:-}
+[ $# -gt 0 ] && shift
+case $sub in
+  deploy) cmd_deploy "$@" ;;
+  venv) cmd_venv "$@" ;;
+  rollback) cmd_rollback "$@" ;;
+  status) cmd_status ;;
+  unlock) cmd_unlock ;;
+  *) die "usage: ayna-release deploy|venv|rollback|status|unlock" ;;
+esac

@@ -1,0 +1,58 @@
+// `ayna-release`: the host-side release tool, one per project, installed at
+// /opt/ayna/{project}/bin/ayna-release. The program calls it over SSH with
+// argv flags and the code archive on stdin. Settings are rendered at the top
+// through the quoting helper; the body below them is static text.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { argv } from "../commands/shell";
+import { paths } from "./paths";
+import { ServiceRole } from "./units";
+
+export interface ReleaseService {
+  role: ServiceRole;
+  /** Registry port for web/api (health checked); none for workers. */
+  port?: number;
+  /** How a new release is picked up: HUP (graceful) or restart. */
+  reload: "hup" | "restart";
+}
+
+export interface ReleaseToolSpec {
+  project: string;
+  stage: string;
+  user: string;
+  group: string;
+  uvBinary: string;
+  services: ReleaseService[];
+  /** Releases to keep (the current and previous ones are always kept). */
+  keep: number;
+  healthPath: string;
+  /** Total seconds the health gate waits for the new release to answer. */
+  healthTimeoutSeconds: number;
+  /** Consecutive good answers required per service. */
+  healthPasses: number;
+}
+
+function assign(name: string, value: string | number): string {
+  return `${name}=${argv(String(value))}`;
+}
+
+const template = fs.readFileSync(path.join(__dirname, "ayna-release.sh"), "utf8");
+
+export function renderReleaseTool(s: ReleaseToolSpec): string {
+  const settings = [
+    assign("PROJECT", s.project),
+    assign("ROOT", paths.root(s.project)),
+    assign("STAGE", s.stage),
+    assign("SERVICE_USER", s.user),
+    assign("SERVICE_GROUP", s.group),
+    assign("ENV_FILE", paths.envFile(s.project, s.stage)),
+    assign("UV", s.uvBinary),
+    assign("KEEP", s.keep),
+    assign("HEALTH_PATH", s.healthPath),
+    assign("HEALTH_TIMEOUT", s.healthTimeoutSeconds),
+    assign("HEALTH_PASSES", s.healthPasses),
+    `SERVICES=(${s.services.map((x) => argv(`${x.role}:${x.port ?? ""}:${x.reload}`)).join(" ")})`,
+  ];
+  if (!template.includes("\n#@SETTINGS@\n")) throw new Error("ayna-release.sh lost its #@SETTINGS@ marker");
+  return template.replace("\n#@SETTINGS@\n", () => `\n${settings.join("\n")}\n`);
+}

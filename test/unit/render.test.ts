@@ -1,0 +1,74 @@
+import { strict as assert } from "node:assert";
+import { execFileSync } from "node:child_process";
+import { renderEnvFile, quoteEnvValue } from "../../components/render/envFile";
+import { hardening, renderUnit, UnitSpec } from "../../components/render/units";
+import { assertGolden } from "../support/golden";
+
+const base: Omit<UnitSpec, "role"> = {
+  project: "demoapp",
+  stage: "production",
+  user: "demoapp",
+  group: "demoapp",
+  after: ["postgresql.service", "redis-server.service"],
+};
+
+describe("systemd unit rendering (golden files)", () => {
+  it("web: gunicorn, Type=notify, HUP reload, 127.0.0.1:WEB_PORT", () => {
+    const unit = renderUnit({ ...base, role: "web", port: 8150, module: "config.wsgi:application" });
+    assertGolden("demoapp-web.service", unit);
+    // Standard v2.0, "Web Service (Django/Gunicorn)": Type=notify, ExecReload=/bin/kill -s HUP $MAINPID.
+    assert.match(unit, /^Type=notify$/m);
+    assert.match(unit, /^ExecReload=\/bin\/kill -s HUP \$MAINPID$/m);
+    assert.match(unit, /--bind 127\.0\.0\.1:8150/);
+  });
+
+  it("api: uvicorn on 127.0.0.1:API_PORT", () => {
+    const unit = renderUnit({ ...base, role: "api", port: 8151, module: "api.main:app" });
+    assertGolden("demoapp-api.service", unit);
+    assert.match(unit, /--host 127\.0\.0\.1 \\\n\s+--port 8151/);
+  });
+
+  it("celery worker and beat", () => {
+    assertGolden("demoapp-celery.service", renderUnit({ ...base, role: "celery", celeryApp: "config" }));
+    assertGolden("demoapp-beat.service", renderUnit({ ...base, role: "beat", celeryApp: "config", after: [] }));
+  });
+
+  it("every unit runs as the service user from releases/current with the stage's env file", () => {
+    for (const role of ["web", "api", "celery", "beat"] as const) {
+      const unit = renderUnit({ ...base, role, port: 8150, module: "m:app", celeryApp: "config" });
+      assert.match(unit, /^User=demoapp$/m);
+      assert.match(unit, /^WorkingDirectory=\/opt\/ayna\/demoapp\/releases\/current$/m);
+      assert.match(unit, /^EnvironmentFile=\/opt\/ayna\/demoapp\/shared\/\.env\.production$/m);
+      assert.match(unit, /^Restart=always$/m);
+      for (const h of hardening("demoapp")) assert.ok(unit.includes(`\n${h}\n`), `${role} lacks ${h}`);
+    }
+  });
+
+  it("refuses a web unit without a port", () => {
+    assert.throws(() => renderUnit({ ...base, role: "web", module: "m:app" }), /web unit needs a port/);
+  });
+});
+
+describe("env file rendering", () => {
+  it("renders sorted, quoted lines (golden)", () => {
+    assertGolden(
+      "env.production",
+      renderEnvFile(
+        { WEB_PORT: "8150", PROJECT_NAME: "demoapp", TRICKY: 'a "b" $(c) `d` \\e\nline2' },
+        "managed by ayna-deploy",
+      ),
+    );
+  });
+
+  it("rejects bad names and NUL", () => {
+    assert.throws(() => renderEnvFile({ "bad-name": "x" }), /invalid environment variable name/);
+    assert.throws(() => quoteEnvValue("a\0b"), /NUL/);
+  });
+
+  it("round-trips through a POSIX shell's double-quote rules too", () => {
+    // systemd's parser and sh agree on these escapes; sh is what we have locally.
+    const value = `q"uo'te $(touch /tmp/x) \`id\` back\\slash\nsecond line`;
+    const out = execFileSync("sh", ["-c", `V=${quoteEnvValue(value)}; printf %s "$V"`]).toString();
+    assert.equal(out, value);
+  });
+});

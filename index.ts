@@ -1,23 +1,118 @@
-// The program: stack config in, hosts provisioned and releases deployed.
-import { Host } from "./components";
-import { loadStackConfig } from "./stacks";
+// The program: stack config in; per host a bootstrap, the Python runtime, the
+// env file, the systemd units and a health-gated release.
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import { EnvFile, Host, PythonRuntime, RandomSecret, Release, SystemdService } from "./components";
+import { ReleaseService } from "./components/render/releaseTool";
+import { ServiceRole, UnitSpec } from "./components/render/units";
+import { loadStackConfig, StackConfig } from "./stacks";
 
 const config = loadStackConfig();
+const appDir = path.resolve(__dirname, config.app.path);
 
-const hosts = config.hosts.map(
-  (h) =>
-    new Host(h.name, {
+// Generated secrets are made once per stack, so every host gets the same value.
+const generated: Record<string, pulumi.Output<string>> = {};
+for (const name of config.generatedSecrets) {
+  generated[name] = new RandomSecret(`generated-${name.toLowerCase().replace(/_/g, "-")}`, { length: 50 }).value;
+}
+
+function enabledRoles(c: StackConfig): ServiceRole[] {
+  return (["web", "api", "celery", "beat"] as const).filter((r) => c.services[r].enabled);
+}
+
+function unitSpec(c: StackConfig, role: ServiceRole, user: string): UnitSpec {
+  const after = c.redis.local ? ["redis-server.service"] : [];
+  const base = { project: c.project, role, stage: c.stage, user, group: user, after };
+  switch (role) {
+    case "web":
+    case "api": {
+      const s = c.services[role];
+      return { ...base, port: s.port, workers: s.workers, module: s.module, timeoutSeconds: s.timeoutSeconds };
+    }
+    case "celery":
+      return { ...base, celeryApp: c.services.celery.app, concurrency: c.services.celery.concurrency };
+    case "beat":
+      return { ...base, celeryApp: c.services.beat.app };
+  }
+}
+
+function releaseServices(c: StackConfig): ReleaseService[] {
+  return enabledRoles(c).map((role) => ({
+    role,
+    port: role === "web" || role === "api" ? c.services[role].port : undefined,
+    reload: role === "web" ? "hup" : "restart",
+  }));
+}
+
+const releases = config.hosts.map((h) => {
+  const host = new Host(h.name, {
+    project: config.project,
+    address: h.address,
+    port: h.port,
+    user: h.user,
+    privateKey: config.sshPrivateKey,
+    hostKey: h.hostKey,
+    insecureIgnoreHostKey: h.insecureIgnoreHostKey,
+    serviceUser: config.serviceUser,
+    python: config.python,
+    packages: config.redis.local ? ["redis-server"] : [],
+  });
+  const conn = host.connection;
+  const runtime = new PythonRuntime(
+    h.name,
+    { connection: conn, project: config.project, appDir, python: config.python },
+    { dependsOn: host.bootstrap },
+  );
+  const env = new EnvFile(
+    h.name,
+    {
+      connection: conn,
       project: config.project,
-      address: h.address,
-      port: h.port,
-      user: h.user,
-      privateKey: config.sshPrivateKey,
-      hostKey: h.hostKey,
-      insecureIgnoreHostKey: h.insecureIgnoreHostKey,
-    }),
-);
+      stage: config.stage,
+      owner: host.serviceUser,
+      group: host.serviceGroup,
+      plain: config.env,
+      secrets: { ...config.secretEnv, ...generated },
+    },
+    { dependsOn: host.bootstrap },
+  );
+  const units = enabledRoles(config).map(
+    (role) =>
+      new SystemdService(
+        `${h.name}-${role}`,
+        { connection: conn, unit: unitSpec(config, role, host.serviceUser), envFileSha256: env.sha256 },
+        { dependsOn: [env, runtime] },
+      ),
+  );
+  const release = new Release(
+    h.name,
+    {
+      connection: conn,
+      appDir,
+      envHash: runtime.envHash,
+      tool: {
+        project: config.project,
+        stage: config.stage,
+        user: host.serviceUser,
+        group: host.serviceGroup,
+        services: releaseServices(config),
+        keep: config.release.keep,
+        healthPath: config.release.healthPath,
+        healthTimeoutSeconds: config.release.healthTimeoutSeconds,
+        healthPasses: config.release.healthPasses,
+      },
+    },
+    { dependsOn: [...units, runtime] },
+  );
+  return { host: h, release };
+});
 
 export const project = config.project;
 export const stage = config.stage;
-export const hostAddresses = config.hosts.map((h) => h.address);
-export const templateVersionSha256 = hosts.map((h) => h.templateVersionFile.sha256);
+export const ports = { web: config.services.web.port, api: config.services.api.port };
+export const hosts = releases.map(({ host, release }) => ({
+  name: host.name,
+  address: host.address,
+  release: release.release,
+  sha: release.sha,
+}));

@@ -1,5 +1,8 @@
 import * as pulumi from "@pulumi/pulumi";
+import { BootstrapSpec, bootstrapCommand } from "./commands/bootstrap";
+import { paths } from "./render/paths";
 import { Connection } from "./resources/connection";
+import { RemoteCommand } from "./resources/remoteCommand";
 import { RemoteFile } from "./resources/remoteFile";
 
 /** The standard version this program implements (written to `.template-version`). */
@@ -20,11 +23,20 @@ export interface HostArgs {
   readonly hostKey?: pulumi.Input<string>;
   /** @default false */
   readonly insecureIgnoreHostKey?: pulumi.Input<boolean>;
+  /** Non-root user the services run as. @default project */
+  readonly serviceUser?: string;
+  /** Its group. @default serviceUser */
+  readonly serviceGroup?: string;
+  /** Python MAJOR.MINOR the host must have. @default "3.13" */
+  readonly python?: string;
+  /** Debian packages beyond the base set (python3, python3-venv, curl, ...). @default [] */
+  readonly packages?: string[];
 }
 
 /**
  * A Linux host managed over SSH: the pinned connection every other component
- * uses, and the project's root directory marked with the standard version.
+ * uses, and an idempotent bootstrap (Python check, packages, service user,
+ * standard v2.0's /opt/ayna/{project} tree with owners and modes).
  */
 export class Host extends pulumi.ComponentResource {
   /**
@@ -34,11 +46,16 @@ export class Host extends pulumi.ComponentResource {
   public readonly connection: Connection;
   /** `/opt/ayna/{project}`. */
   public readonly projectDir: string;
+  public readonly serviceUser: string;
+  public readonly serviceGroup: string;
+  public readonly bootstrap: RemoteCommand;
   public readonly templateVersionFile: RemoteFile;
 
   constructor(name: string, args: HostArgs, opts?: pulumi.ComponentResourceOptions) {
     super("ayna:components:Host", name, {}, opts);
-    this.projectDir = `/opt/ayna/${args.project}`;
+    this.projectDir = paths.root(args.project);
+    this.serviceUser = args.serviceUser ?? args.project;
+    this.serviceGroup = args.serviceGroup ?? this.serviceUser;
     this.connection = {
       host: args.address,
       port: args.port ?? 22,
@@ -47,6 +64,19 @@ export class Host extends pulumi.ComponentResource {
       hostKey: args.hostKey,
       insecureIgnoreHostKey: args.insecureIgnoreHostKey ?? false,
     };
+
+    const spec: BootstrapSpec = {
+      project: args.project,
+      user: this.serviceUser,
+      group: this.serviceGroup,
+      python: args.python ?? "3.13",
+      packages: args.packages ?? [],
+    };
+    this.bootstrap = new RemoteCommand(
+      `${name}-bootstrap`,
+      { connection: this.connection, create: bootstrapCommand(spec), timeoutSeconds: 900 },
+      { parent: this },
+    );
 
     this.templateVersionFile = new RemoteFile(
       `${name}-template-version`,
@@ -59,9 +89,9 @@ export class Host extends pulumi.ComponentResource {
         group: "root",
         sudo: true,
       },
-      { parent: this },
+      { parent: this, dependsOn: this.bootstrap },
     );
 
-    this.registerOutputs({ projectDir: this.projectDir });
+    this.registerOutputs({ projectDir: this.projectDir, serviceUser: this.serviceUser });
   }
 }

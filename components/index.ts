@@ -1,2 +1,7 @@
 export * from "./host";
+export * from "./pythonRuntime";
+export * from "./envFile";
+export * from "./systemdService";
+export * from "./release";
 export * from "./resources";
+export * as portRegistry from "./portRegistry";

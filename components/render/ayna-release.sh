@@ -14,7 +14,7 @@ AUDIT=$ROOT/logs/deploy-audit.log
 OWN_LOCK=
 
 say() { printf '%s\n' "$*" >&2; }
-die() { say "ayna-release: $*"; exit "${2:-1}"; }
+die() { say "ayna-release: $1"; exit "${2:-1}"; }
 now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 
 audit() { # result from to sha detail
@@ -48,6 +48,8 @@ acquire_lock() { # reason
 
 release_lock() { if [ -n "$OWN_LOCK" ]; then rm -rf "$LOCK"; OWN_LOCK=; fi; }
 trap release_lock EXIT
+
+serving() { if [ "$1" = none ]; then echo "nothing was serving before"; else echo "$1 is still serving"; fi; }
 
 current_release() { basename "$(readlink "$RELEASES/current" 2>/dev/null || echo none)"; }
 
@@ -146,29 +148,6 @@ prune() {
   done
 }
 
-cmd_venv() { # --hash H --python V; pyproject.toml + uv.lock as a tar on stdin
-  local hash="" python=""
-  while [ $# -gt 0 ]; do case $1 in --hash) hash=$2; shift 2 ;; --python) python=$2; shift 2 ;; *) die "venv: unknown flag $1" ;; esac; done
-  [[ "$hash" =~ ^[0-9a-f]{16,64}$ ]] || die "venv: --hash must be hex"
-  local target=$VENVS/$hash
-  if [ -f "$target/.ayna-complete" ]; then
-    cat >/dev/null
-    say "environment $hash already built; reusing it"
-    return 0
-  fi
-  local work
-  work=$(mktemp -d)
-  tar -xzf - -C "$work" pyproject.toml uv.lock
-  rm -rf "$target"
-  mkdir -p "$VENVS"
-  UV_PROJECT_ENVIRONMENT=$target UV_PYTHON_DOWNLOADS=never UV_NATIVE_TLS=1 UV_CACHE_DIR=$ROOT/.uv-cache UV_LINK_MODE=copy \
-    "$UV" sync --frozen --no-dev --no-install-project --python "$python" --project "$work" >&2 ||
-    { rm -rf "$target" "$work"; die "venv: uv sync failed (is Python $python installed on this host?)"; }
-  rm -rf "$work"
-  touch "$target/.ayna-complete"
-  say "environment $hash built"
-}
-
 cmd_deploy() { # --sha S --checksum C --venv H [--reason R]; tar.gz on stdin
   local sha="" checksum="" venv="" reason="deploy"
   while [ $# -gt 0 ]; do case $1 in --sha) sha=$2; shift 2 ;; --checksum) checksum=$2; shift 2 ;; --venv) venv=$2; shift 2 ;; --reason) reason=$2; shift 2 ;; *) die "deploy: unknown flag $1" ;; esac; done
@@ -213,10 +192,10 @@ cmd_deploy() { # --sha S --checksum C --venv H [--reason R]; tar.gz on stdin
   mv -T "$tmp" "$dir"
   # (4)-(5): migrations once per release and static files, before the switch.
   if [ -f "$dir/manage.py" ]; then
-    run_as_app "$dir" python manage.py migrate --noinput >&2 ||
-      { rm -rf "$dir"; audit failed "$from" "$to" "$sha" "migrations failed"; die "deploy: migrations failed; $from still serving" 4; }
-    run_as_app "$dir" python manage.py collectstatic --noinput >&2 ||
-      { rm -rf "$dir"; audit failed "$from" "$to" "$sha" "collectstatic failed"; die "deploy: collectstatic failed; $from still serving" 4; }
+    run_as_app "$dir" "$dir/.venv/bin/python" manage.py migrate --noinput >&2 ||
+      { rm -rf "$dir"; audit failed "$from" "$to" "$sha" "migrations failed"; die "deploy: migrations failed; $(serving "$from")" 4; }
+    run_as_app "$dir" "$dir/.venv/bin/python" manage.py collectstatic --noinput >&2 ||
+      { rm -rf "$dir"; audit failed "$from" "$to" "$sha" "collectstatic failed"; die "deploy: collectstatic failed; $(serving "$from")" 4; }
   fi
   mv "$dir/.ayna-release.json.part" "$dir/.ayna-release.json"
   activate "$from" "$to" "$sha" "deploy"
@@ -275,9 +254,8 @@ sub=${1:-}
 [ $# -gt 0 ] && shift
 case $sub in
   deploy) cmd_deploy "$@" ;;
-  venv) cmd_venv "$@" ;;
   rollback) cmd_rollback "$@" ;;
   status) cmd_status ;;
   unlock) cmd_unlock ;;
-  *) die "usage: ayna-release deploy|venv|rollback|status|unlock" ;;
+  *) die "usage: ayna-release deploy|rollback|status|unlock" ;;
 esac

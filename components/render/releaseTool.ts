@@ -21,7 +21,6 @@ export interface ReleaseToolSpec {
   stage: string;
   user: string;
   group: string;
-  uvBinary: string;
   services: ReleaseService[];
   /** Releases to keep (the current and previous ones are always kept). */
   keep: number;
@@ -46,7 +45,6 @@ export function renderReleaseTool(s: ReleaseToolSpec): string {
     assign("SERVICE_USER", s.user),
     assign("SERVICE_GROUP", s.group),
     assign("ENV_FILE", paths.envFile(s.project, s.stage)),
-    assign("UV", s.uvBinary),
     assign("KEEP", s.keep),
     assign("HEALTH_PATH", s.healthPath),
     assign("HEALTH_TIMEOUT", s.healthTimeoutSeconds),

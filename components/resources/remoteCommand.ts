@@ -11,6 +11,10 @@ export interface RemoteCommandArgs {
   readonly delete?: pulumi.Input<string>;
   /** Text sent on stdin: the only way secrets reach a command. */
   readonly stdin?: pulumi.Input<string>;
+  /** A local file streamed on stdin (e.g. a release archive); put its hash in `triggers`. */
+  readonly stdinFile?: pulumi.Input<string>;
+  /** Non-secret variables exported for the command; changing only these does not re-run it. */
+  readonly environment?: pulumi.Input<Record<string, pulumi.Input<string>>>;
   /** Values whose change re-runs the command (content hashes, never timestamps). */
   readonly triggers?: pulumi.Input<pulumi.Input<unknown>[]>;
   /** @default 600 */

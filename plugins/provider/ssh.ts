@@ -19,7 +19,7 @@ export interface Connection {
 }
 
 export interface ExecOptions {
-  stdin?: string;
+  stdin?: string | Buffer;
   timeoutMs?: number;
 }
 

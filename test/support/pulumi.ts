@@ -116,6 +116,17 @@ export class PulumiStack {
     await this.setConfig("sshPrivateKey", host.privateKey, { secret: true });
   }
 
+  /** The sample app's settings: a declared port range, sqlite in shared/, local Redis. */
+  async configureSampleApp(project: string, opts: { appPath?: string; portBase?: number } = {}): Promise<void> {
+    await this.setConfig("ports.base", String(opts.portBase ?? 8150), { path: true });
+    await this.setConfig("app.path", opts.appPath ?? "sample-app", { path: true });
+    await this.setConfig("env.DJANGO_SETTINGS_MODULE", "config.settings", { path: true });
+    await this.setConfig("secretEnv.DATABASE_URL", `sqlite:////opt/ayna/${project}/shared/db.sqlite3`, {
+      path: true,
+      secret: true,
+    });
+  }
+
   async exportState(): Promise<string> {
     return (await this.ok(["stack", "export", "--show-secrets=false"])).stdout;
   }

@@ -1,0 +1,89 @@
+// Deterministic archives of the app, built on the deploying machine: the same
+// source gives the same bytes and so the same sha256, which is what triggers a
+// release (content hashes, never timestamps).
+import { createHash } from "node:crypto";
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+
+export interface Archive {
+  /** Local path of the .tar.gz. */
+  path: string;
+  sha256: string;
+  bytes: number;
+}
+
+/** Paths never shipped in a release. */
+export const excluded = [
+  ".git",
+  ".venv",
+  "venv",
+  "__pycache__",
+  "*.pyc",
+  ".pytest_cache",
+  ".mypy_cache",
+  ".ruff_cache",
+  "staticfiles",
+  "node_modules",
+  ".env",
+  ".env.*",
+  "FAIL_HEALTH",
+];
+
+function cacheDir(): string {
+  const dir = path.join(os.tmpdir(), "ayna-deploy-archives");
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  return dir;
+}
+
+export function sha256File(p: string): string {
+  return createHash("sha256").update(fs.readFileSync(p)).digest("hex");
+}
+
+/**
+ * tar.gz of `dir` (or of `files` inside it): sorted names, zero mtimes and
+ * owners, no gzip timestamp.
+ */
+export function buildArchive(dir: string, opts: { files?: string[]; exclude?: string[] } = {}): Archive {
+  if (!fs.existsSync(dir)) throw new Error(`app directory ${dir} does not exist (config key app.path)`);
+  const tmp = path.join(cacheDir(), `.build-${process.pid}-${Date.now()}.tar.gz`);
+  const tarArgs = [
+    "--sort=name",
+    "--mtime=@0",
+    "--owner=0",
+    "--group=0",
+    "--numeric-owner",
+    "--mode=u+rw,go-w",
+    "--format=gnu",
+    ...(opts.files ? [] : (opts.exclude ?? excluded).map((e) => `--exclude=${e}`)),
+    "-C",
+    dir,
+    "-cf",
+    "-",
+    ...(opts.files ?? ["."]),
+  ];
+  const tar = execFileSync("tar", tarArgs, { maxBuffer: 1024 * 1024 * 1024 });
+  const gz = execFileSync("gzip", ["-n", "-6"], { input: tar, maxBuffer: 1024 * 1024 * 1024 });
+  fs.writeFileSync(tmp, gz, { mode: 0o600 });
+  const sha256 = sha256File(tmp);
+  const final = path.join(cacheDir(), `${sha256}.tar.gz`);
+  fs.renameSync(tmp, final);
+  return { path: final, sha256, bytes: gz.length };
+}
+
+/** The git commit that last touched `dir`, or undefined outside git / with uncommitted changes there. */
+export function gitShaOf(dir: string): string | undefined {
+  try {
+    const dirty = execFileSync("git", ["-C", dir, "status", "--porcelain", "--", "."], { stdio: ["ignore", "pipe", "ignore"] })
+      .toString()
+      .trim();
+    if (dirty !== "") return undefined;
+    const sha = execFileSync("git", ["-C", dir, "log", "-1", "--format=%H", "--", "."], { stdio: ["ignore", "pipe", "ignore"] })
+      .toString()
+      .trim();
+    return /^[0-9a-f]{40}$/.test(sha) ? sha : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,59 @@
+// uv on the host, and one Python environment per lockfile: keyed by its hash,
+// built once, reused by every release (and rollback) with the same lockfile.
+import { paths } from "../render/paths";
+import { and, argv, or, shell } from "./shell";
+
+export function uvDir(version: string): string {
+  return `/opt/ayna/.tools/uv-${version}`;
+}
+
+export function uvBinary(version: string): string {
+  return `${uvDir(version)}/bin/uv`;
+}
+
+/** Trust the host's CA store (pip and uv otherwise bring their own). */
+const tlsEnv = "export PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt UV_NATIVE_TLS=1";
+
+/** Installs the pinned uv from PyPI into its own venv, unless that exact version is there. */
+export function installUvCommand(version: string): string {
+  const dir = uvDir(version);
+  // `uv --version` prints "uv 0.13.9 (<commit> <date>)".
+  const present = `${argv(uvBinary(version), "--version")} 2>/dev/null | cut -d' ' -f2 | grep -qx ${argv(version)}`;
+  const install = and(
+    argv("rm", "-rf", dir),
+    argv("python3", "-m", "venv", dir),
+    argv(`${dir}/bin/pip`, "install", "--quiet", "--disable-pip-version-check", "--no-input", `uv==${version}`),
+    present,
+  );
+  return shell(and("set -eu", tlsEnv, or(present, `{ ${install}; }`)), { sudo: true });
+}
+
+export interface EnvSpec {
+  project: string;
+  hash: string;
+  python: string;
+  uvVersion: string;
+}
+
+/**
+ * Builds venvs/<hash> from pyproject.toml + uv.lock (a tar.gz on stdin) with
+ * `uv sync --frozen`. A finished environment carries `.ayna-complete`; one
+ * without it (an interrupted build) is rebuilt from scratch.
+ */
+export function buildEnvCommand(s: EnvSpec): string {
+  if (!/^[0-9a-f]{16,64}$/.test(s.hash)) throw new Error(`invalid environment hash ${s.hash}`);
+  const target = `${paths.venvs(s.project)}/${s.hash}`;
+  const complete = `${target}/.ayna-complete`;
+  const build = and(
+    argv("rm", "-rf", target),
+    'work=$(mktemp -d)',
+    'tar -xzf - -C "$work" pyproject.toml uv.lock',
+    `UV_PROJECT_ENVIRONMENT=${argv(target)} UV_PYTHON_DOWNLOADS=never UV_LINK_MODE=copy UV_CACHE_DIR=${argv(`${paths.root(s.project)}/.uv-cache`)} ` +
+      argv(uvBinary(s.uvVersion), "sync", "--quiet", "--frozen", "--no-dev", "--no-install-project", "--python", s.python) +
+      ' --project "$work"',
+    'rm -rf "$work"',
+    argv("touch", complete),
+  );
+  const reuse = and(argv("test", "-f", complete), "cat >/dev/null", argv("echo", `environment ${s.hash} already built`));
+  return shell(and("set -eu", tlsEnv, or(reuse, `{ ${build} || { rm -rf ${argv(target)}; exit 1; }; }`)), { sudo: true });
+}

@@ -1,0 +1,26 @@
+// systemctl steps for one unit: reload the manager only when the unit file
+// changed, enable it, and (re)start it once a release exists to run.
+import { paths } from "../render/paths";
+import { and, argv, shell } from "./shell";
+
+export function activateUnitCommand(project: string, role: string): string {
+  const unit = `${project}-${role}.service`;
+  return shell(
+    and(
+      "set -eu",
+      `if [ "$(systemctl show -P NeedDaemonReload ${argv(unit)})" = yes ]; then systemctl daemon-reload; fi`,
+      argv("systemctl", "enable", "--quiet", unit),
+      // Before the first release there is nothing to run; the release starts it.
+      `if [ -e ${argv(paths.current(project))} ]; then ${argv("systemctl", "restart", unit)}; fi`,
+    ),
+    { sudo: true },
+  );
+}
+
+export function deactivateUnitCommand(project: string, role: string): string {
+  const unit = `${project}-${role}.service`;
+  return shell(
+    and(argv("systemctl", "disable", "--now", "--quiet", unit) + " 2>/dev/null || true", "systemctl daemon-reload"),
+    { sudo: true },
+  );
+}

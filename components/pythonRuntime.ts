@@ -1,0 +1,71 @@
+import { createHash } from "node:crypto";
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import { Archive, buildArchive } from "./archive";
+import { buildEnvCommand, installUvCommand, uvBinary } from "./commands/python";
+import { Connection } from "./resources/connection";
+import { RemoteCommand } from "./resources/remoteCommand";
+
+/** uv release installed on hosts (from PyPI, pinned). */
+export const defaultUvVersion = "0.13.9";
+
+export interface PythonRuntimeArgs {
+  readonly connection: Connection;
+  readonly project: string;
+  /** Directory holding pyproject.toml and uv.lock. */
+  readonly appDir: string;
+  /** Python MAJOR.MINOR for the venv. @default "3.13" */
+  readonly python?: string;
+  /** @default defaultUvVersion */
+  readonly uvVersion?: string;
+}
+
+/**
+ * uv on the host and the project's Python environment, keyed by the hash of
+ * its lockfile (and Python and uv versions): an unchanged lockfile installs
+ * nothing, and an older release's environment stays on the host for rollback.
+ */
+export class PythonRuntime extends pulumi.ComponentResource {
+  /** Key of the environment under /opt/ayna/{project}/venvs/. */
+  public readonly envHash: string;
+  public readonly uvBinary: string;
+  public readonly lockArchive: Archive;
+  public readonly environment: RemoteCommand;
+
+  constructor(name: string, args: PythonRuntimeArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("ayna:components:PythonRuntime", name, {}, opts);
+    const python = args.python ?? "3.13";
+    const uvVersion = args.uvVersion ?? defaultUvVersion;
+    this.uvBinary = uvBinary(uvVersion);
+
+    this.lockArchive = lockfileArchive(args.appDir);
+    this.envHash = envKey(this.lockArchive.sha256, python, uvVersion);
+
+    const uv = new RemoteCommand(
+      `${name}-uv`,
+      { connection: args.connection, create: installUvCommand(uvVersion), timeoutSeconds: 600 },
+      { parent: this },
+    );
+    this.environment = new RemoteCommand(
+      `${name}-env`,
+      {
+        connection: args.connection,
+        create: buildEnvCommand({ project: args.project, hash: this.envHash, python, uvVersion }),
+        stdinFile: this.lockArchive.path,
+        triggers: [this.lockArchive.sha256],
+        timeoutSeconds: 1800,
+      },
+      { parent: this, dependsOn: uv },
+    );
+    this.registerOutputs({ envHash: this.envHash });
+  }
+}
+
+export function lockfileArchive(appDir: string): Archive {
+  return buildArchive(path.resolve(appDir), { files: ["pyproject.toml", "uv.lock"] });
+}
+
+/** The environment's key: what decides its content. */
+export function envKey(lockSha256: string, python: string, uvVersion: string): string {
+  return createHash("sha256").update([lockSha256, python, uvVersion].join("\n")).digest("hex").slice(0, 24);
+}

@@ -1,0 +1,57 @@
+import * as pulumi from "@pulumi/pulumi";
+import { activateUnitCommand, deactivateUnitCommand } from "./commands/systemd";
+import { paths } from "./render/paths";
+import { renderUnit, UnitSpec } from "./render/units";
+import { Connection } from "./resources/connection";
+import { RemoteCommand } from "./resources/remoteCommand";
+import { RemoteFile } from "./resources/remoteFile";
+
+export interface SystemdServiceArgs {
+  readonly connection: Connection;
+  /** What the unit runs; rendered from standard v2.0's template for its role. */
+  readonly unit: UnitSpec;
+  /** Hash of the env file the unit reads: a change restarts the service. */
+  readonly envFileSha256: pulumi.Input<string>;
+}
+
+/**
+ * One `{project}-{role}.service`: the unit file (root, 0644, atomic), then
+ * daemon-reload (only when the file changed), enable, and restart whenever the
+ * unit or its env file changes.
+ */
+export class SystemdService extends pulumi.ComponentResource {
+  public readonly unitName: string;
+  public readonly unitFile: RemoteFile;
+  public readonly activation: RemoteCommand;
+
+  constructor(name: string, args: SystemdServiceArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("ayna:components:SystemdService", name, {}, opts);
+    const { project, role } = args.unit;
+    this.unitName = `${project}-${role}.service`;
+    this.unitFile = new RemoteFile(
+      `${name}-unit`,
+      {
+        connection: args.connection,
+        path: paths.unit(project, role),
+        content: renderUnit(args.unit),
+        mode: "0644",
+        owner: "root",
+        group: "root",
+        sudo: true,
+      },
+      { parent: this },
+    );
+    this.activation = new RemoteCommand(
+      `${name}-activate`,
+      {
+        connection: args.connection,
+        create: activateUnitCommand(project, role),
+        delete: deactivateUnitCommand(project, role),
+        triggers: [this.unitFile.sha256, args.envFileSha256],
+        timeoutSeconds: 300,
+      },
+      { parent: this },
+    );
+    this.registerOutputs({ unitName: this.unitName });
+  }
+}

@@ -112,7 +112,8 @@ function crossCheck(ns: string, out: Record<string, unknown>, raw: RawConfig, pr
       problems.push(`${ns}:env.${k}: the program sets it to ${v} (from the registry and config); remove it`);
     env[k] = v;
   }
-  const provided = new Set([...Object.keys(env), ...Object.keys(secretEnv), ...generated]);
+  const nonEmpty = (m: Record<string, string>) => Object.keys(m).filter((k) => m[k] !== "");
+  const provided = new Set([...nonEmpty(env), ...nonEmpty(secretEnv), ...generated]);
   for (const name of requiredVariables) {
     if (name === "WEB_PORT" && !services.web.enabled) continue;
     if (name === "API_PORT" && !services.api.enabled) continue;

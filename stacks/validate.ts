@@ -1,10 +1,12 @@
 // Validates raw stack config against the schema: every problem is reported with
 // the path of the key and what to do, and no value is echoed (it may be secret).
+import * as pulumi from "@pulumi/pulumi";
 import { Field } from "./schema";
 
-export class ConfigError extends Error {
+/** A RunError, so `pulumi` shows the message alone, without a stack trace. */
+export class ConfigError extends pulumi.RunError {
   constructor(readonly problems: string[]) {
-    super(`invalid stack configuration:\n  - ${problems.join("\n  - ")}`);
+    super(`invalid stack configuration (nothing was changed):\n  - ${problems.join("\n  - ")}`);
     this.name = "ConfigError";
   }
 }

@@ -74,8 +74,12 @@ unit_of() { printf '%s-%s.service' "$PROJECT" "$1"; }
 
 venv_of() { readlink -f "$RELEASES/$1/.venv" 2>/dev/null || true; }
 
+declare -A RESTARTS=()
+APPLIED_AT=0
+
 apply_release() { # from to: make services serve 'to'
   local entry role port mode unit same_venv=1
+  APPLIED_AT=$(date +%s)
   [ "$(venv_of "$1")" = "$(venv_of "$2")" ] || same_venv=0
   for entry in "${SERVICES[@]}"; do
     IFS=: read -r role port mode <<<"$entry"
@@ -88,6 +92,7 @@ apply_release() { # from to: make services serve 'to'
     else
       systemctl restart "$unit"
     fi
+    RESTARTS[$role]=$(systemctl show -P NRestarts "$unit")
   done
 }
 
@@ -112,6 +117,20 @@ health_gate() { # release: every HTTP service answers 200 naming this release
       sleep 0.3
     done
     say "health ok: $url serves $1"
+  done
+  # Workers have no URL: they must be running and must not have restarted
+  # (crash-looped) since the release was applied.
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r role port mode <<<"$entry"
+    [ -z "$port" ] || continue
+    systemctl is-enabled --quiet "$(unit_of "$role")" 2>/dev/null || continue
+    while [ "$(date +%s)" -lt $((APPLIED_AT + WORKER_SETTLE)) ]; do sleep 0.3; done
+    if ! systemctl is-active --quiet "$(unit_of "$role")" || [ "$(systemctl show -P NRestarts "$(unit_of "$role")")" != "${RESTARTS[$role]:-0}" ]; then
+      say "health check failed: $(unit_of "$role") is not running steadily"
+      journalctl -u "$(unit_of "$role")" -n 20 --no-pager -o cat >&2 || true
+      return 1
+    fi
+    say "health ok: $(unit_of "$role") running"
   done
 }
 

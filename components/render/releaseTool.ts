@@ -29,6 +29,8 @@ export interface ReleaseToolSpec {
   healthTimeoutSeconds: number;
   /** Consecutive good answers required per service. */
   healthPasses: number;
+  /** Seconds a worker must stay up without a restart to count as healthy. @default 3 */
+  workerSettleSeconds?: number;
 }
 
 function assign(name: string, value: string | number): string {
@@ -49,6 +51,7 @@ export function renderReleaseTool(s: ReleaseToolSpec): string {
     assign("HEALTH_PATH", s.healthPath),
     assign("HEALTH_TIMEOUT", s.healthTimeoutSeconds),
     assign("HEALTH_PASSES", s.healthPasses),
+    assign("WORKER_SETTLE", s.workerSettleSeconds ?? 3),
     `SERVICES=(${s.services.map((x) => argv(`${x.role}:${x.port ?? ""}:${x.reload}`)).join(" ")})`,
   ];
   if (!template.includes("\n#@SETTINGS@\n")) throw new Error("ayna-release.sh lost its #@SETTINGS@ marker");

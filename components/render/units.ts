@@ -133,20 +133,21 @@ export function renderUnit(s: UnitSpec): string {
     case "celery":
       service.push(
         execStart(`${venvBin}/celery`, [
+          // --workdir is a global option: it goes before the subcommand.
+          `--workdir ${current}`,
           `-A ${need(s.celeryApp, "a Celery app", s.role)} worker`,
           "-l INFO",
           `--concurrency=${s.concurrency ?? 4}`,
-          `--workdir ${current}`,
         ]),
       );
       break;
     case "beat":
       service.push(
         execStart(`${venvBin}/celery`, [
+          `--workdir ${current}`,
           `-A ${need(s.celeryApp, "a Celery app", s.role)} beat`,
           "-l INFO",
           `--schedule ${paths.stateDir(s.project)}/celerybeat-schedule`,
-          `--workdir ${current}`,
         ]),
       );
       break;

@@ -59,14 +59,14 @@ export class PulumiStack {
     return s;
   }
 
-  run(args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+  run(args: string[], opts: { input?: string; timeoutMs?: number; configFile?: string } = {}): Promise<CliResult> {
     const started = Date.now();
     const needsConfigFile = ["up", "preview", "destroy", "refresh", "config"].includes(args[0] ?? "");
     const flags = [
       "--stack",
       this.name,
       "--non-interactive",
-      ...(needsConfigFile ? ["--config-file", this.configFile] : []),
+      ...(needsConfigFile ? ["--config-file", opts.configFile ?? this.configFile] : []),
     ];
     // Flags must come before a `--` that ends option parsing.
     const dd = args.indexOf("--");
@@ -87,21 +87,32 @@ export class PulumiStack {
     });
   }
 
-  async ok(args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+  async ok(args: string[], opts: { input?: string; timeoutMs?: number; configFile?: string } = {}): Promise<CliResult> {
     const r = await this.run(args, opts);
     if (r.code !== 0) throw new Error(`pulumi ${args.join(" ")} exited ${r.code}\n${r.stdout}\n${r.stderr}`);
     return r;
   }
 
   /** Sets a config value; secrets go through stdin, never argv. */
-  async setConfig(key: string, value: string, opts: { secret?: boolean; path?: boolean } = {}): Promise<void> {
+  async setConfig(
+    key: string,
+    value: string,
+    opts: { secret?: boolean; path?: boolean; configFile?: string } = {},
+  ): Promise<void> {
     const args = ["config", "set", key];
     if (opts.path) args.push("--path");
     if (opts.secret) {
-      await this.ok([...args, "--secret"], { input: value });
+      await this.ok([...args, "--secret"], { input: value, configFile: opts.configFile });
     } else {
-      await this.ok([...args, "--", value]);
+      await this.ok([...args, "--", value], { configFile: opts.configFile });
     }
+  }
+
+  /** A copy of the stack's config file, for a variant that must not touch the real one. */
+  copyConfig(tag: string): string {
+    const copy = path.join(this.dir, `Pulumi.${this.name}.${tag}.yaml`);
+    fs.copyFileSync(this.configFile, copy);
+    return copy;
   }
 
   /** Points the stack at one test host with the standard demo settings. */
@@ -116,15 +127,24 @@ export class PulumiStack {
     await this.setConfig("sshPrivateKey", host.privateKey, { secret: true });
   }
 
-  /** The sample app's settings: a declared port range, sqlite in shared/, local Redis. */
-  async configureSampleApp(project: string, opts: { appPath?: string; portBase?: number } = {}): Promise<void> {
+  /**
+   * The sample app's settings: a declared port range, sqlite in shared/, local
+   * Redis, and a private copy of sample-app/ (returned) that a test may change.
+   */
+  async configureSampleApp(project: string, opts: { portBase?: number } = {}): Promise<string> {
+    const app = path.join(this.dir, "app");
+    fs.cpSync(path.join(repoRoot, "sample-app"), app, {
+      recursive: true,
+      filter: (src) => !/(__pycache__|\.venv|\.pytest_cache)$/.test(src),
+    });
     await this.setConfig("ports.base", String(opts.portBase ?? 8150), { path: true });
-    await this.setConfig("app.path", opts.appPath ?? "sample-app", { path: true });
+    await this.setConfig("app.path", app, { path: true });
     await this.setConfig("env.DJANGO_SETTINGS_MODULE", "config.settings", { path: true });
     await this.setConfig("secretEnv.DATABASE_URL", `sqlite:////opt/ayna/${project}/shared/db.sqlite3`, {
       path: true,
       secret: true,
     });
+    return app;
   }
 
   async exportState(): Promise<string> {

@@ -245,3 +245,12 @@ describe("committed stack files", () => {
     });
   }
 });
+
+describe("required variables", () => {
+  it("counts an empty value as missing", () => {
+    assert.throws(
+      () => parseStackConfig("ayna-deploy", "staging", raw({ ...good, secretEnv: { DATABASE_URL: "" } })),
+      /DATABASE_URL is required by standard v2\.0/,
+    );
+  });
+});

@@ -1,0 +1,204 @@
+// venv/systemd mode end to end: the sample app from nothing to four running
+// services on a fresh Debian 13 host, through the real CLI, then the checks of
+// standard v2.0 ("Port Registry": all bind 127.0.0.1; "Systemd Service
+// Pattern"; "Environment Configuration": shared/.env.{stage}).
+import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
+import { PulumiStack, resourceSummary } from "../support/pulumi";
+import { sshExec, startHost, stopHost, TestHost } from "../support/testhost";
+
+const project = "demoapp";
+const roles = ["web", "api", "celery", "beat"];
+// Quotes, $(), backticks, a backslash and a newline: must land verbatim and run nothing.
+const hostile = `q"uo'te $(touch /tmp/pwned-dollar) \`touch /tmp/pwned-tick\` back\\slash\nsecond line`;
+
+async function sh(host: TestHost, cmd: string): Promise<string> {
+  const r = await sshExec(host, cmd, { timeoutMs: 120_000 });
+  assert.equal(r.code, 0, `${cmd}\n${r.stdout}\n${r.stderr}`);
+  return r.stdout;
+}
+
+async function logins(host: TestHost): Promise<number> {
+  return Number(
+    (await sh(host, "sudo journalctl --no-pager -o cat -u ssh.service | grep -c 'Accepted publickey' || true")).trim(),
+  );
+}
+
+describe("venv/systemd mode: the sample app on a fresh host", function () {
+  this.timeout(900_000);
+  let host: TestHost;
+  let stack: PulumiStack;
+  let deployMs = 0;
+
+  before(async () => {
+    host = await startHost();
+    stack = await PulumiStack.create(`venv${process.pid}`);
+    await stack.configureHost(project, host);
+    await stack.configureSampleApp(project);
+    await stack.setConfig("secretEnv.HOSTILE_VALUE", hostile, { path: true, secret: true });
+  });
+
+  after(async () => {
+    await stack?.remove();
+    if (host) await stopHost(host);
+  });
+
+  it("pulumi up deploys from nothing: four services active", async () => {
+    const r = await stack.ok(["up", "--yes", "--skip-preview"], { timeoutMs: 900_000 });
+    deployMs = r.ms;
+    process.stderr.write(`      cold deploy: ${(deployMs / 1000).toFixed(1)} s\n`);
+    const active = await sh(host, `systemctl is-active ${roles.map((r) => `${project}-${r}`).join(" ")}`);
+    assert.deepEqual(active.trim().split("\n"), ["active", "active", "active", "active"]);
+  });
+
+  it("web and api answer /health 200 on 127.0.0.1 at the registry ports (declared range 8150)", async () => {
+    for (const [port, service] of [
+      [8150, "web"],
+      [8151, "api"],
+    ] as const) {
+      const out = await sh(host, `curl -s -o /dev/stderr -w '%{http_code}' http://127.0.0.1:${port}/health 2>&1`);
+      assert.match(out, /200$/, `${service} on ${port}: ${out}`);
+      assert.match(out, new RegExp(`"service": ?"${service}"`));
+      assert.match(out, /"release": ?"v1"/);
+    }
+  });
+
+  it("nothing of the project listens on 0.0.0.0 or ::", async () => {
+    const uid = (await sh(host, `id -u ${project}`)).trim();
+    const listeners = await sh(host, "sudo ss -ltnpeH");
+    const ours = listeners.split("\n").filter((l) => l.includes(` uid:${uid} `));
+    assert.equal(ours.length, 2, `web and api listen:\n${listeners}`);
+    for (const l of ours) assert.match(l, /^LISTEN\s+\d+\s+\d+\s+127\.0\.0\.1:815[01]\s/, l);
+  });
+
+  it("runs as the non-root service user from releases/current, env file 0600", async () => {
+    const user = await sh(host, `ps -o user= -C gunicorn | sort -u`);
+    assert.equal(user.trim(), project);
+    assert.equal((await sh(host, `readlink /opt/ayna/${project}/releases/current`)).trim(), "v1");
+    assert.equal(
+      (await sh(host, `sudo stat -c '%a %U %G' /opt/ayna/${project}/shared/.env.staging`)).trim(),
+      `600 ${project} ${project}`,
+    );
+    const dirs = await sh(
+      host,
+      `cd /opt/ayna/${project} && sudo stat -c '%n %a %U %G' releases shared shared/media shared/backups logs venvs`,
+    );
+    assert.equal(
+      dirs,
+      [
+        `releases 750 root ${project}`,
+        `shared 750 ${project} ${project}`,
+        `shared/media 750 ${project} ${project}`,
+        `shared/backups 750 ${project} ${project}`,
+        `logs 750 ${project} ${project}`,
+        `venvs 750 root ${project}`,
+        "",
+      ].join("\n"),
+    );
+  });
+
+  it("lands hostile values verbatim in the service environment and runs none of them", async () => {
+    const pid = (await sh(host, `systemctl show -P MainPID ${project}-web`)).trim();
+    const environ = await sh(host, `sudo cat /proc/${pid}/environ | base64 -w0`);
+    const vars = Buffer.from(environ, "base64").toString("utf8").split("\0");
+    assert.ok(vars.includes(`HOSTILE_VALUE=${hostile}`), "the value reaches the service byte for byte");
+    assert.equal((await sh(host, "ls /tmp/pwned-dollar /tmp/pwned-tick 2>/dev/null | wc -l")).trim(), "0");
+    assert.ok(vars.some((v) => /^SECRET_KEY=[A-Za-z0-9]{50}$/.test(v)), "a generated SECRET_KEY");
+  });
+
+  it("keeps secrets out of state, outputs and process lists", async () => {
+    const state = await stack.exportState();
+    assert.ok(!state.includes("second line"), "the hostile secret is encrypted in state");
+    const key = (await sh(host, `sudo sed -n 's/^SECRET_KEY="\\(.*\\)"$/\\1/p' /opt/ayna/${project}/shared/.env.staging`)).trim();
+    assert.equal(key.length, 50);
+    assert.ok(!state.includes(key), "the generated SECRET_KEY is encrypted in state");
+    assert.ok(!fs.readFileSync(stack.configFile, "utf8").includes("second line"));
+  });
+
+  it("scores 5.0 or lower on systemd-analyze security for every unit", async () => {
+    for (const role of roles) {
+      const out = await sh(host, `sudo systemd-analyze security --no-pager ${project}-${role}.service | tail -n 1`);
+      const score = Number(/exposure level for \S+: ([\d.]+)/.exec(out)?.[1]);
+      process.stderr.write(`      systemd-analyze security ${project}-${role}: ${score}\n`);
+      assert.ok(score <= 5.0, out);
+    }
+  });
+
+  it("a second up makes 0 changes and runs 0 remote commands", async () => {
+    const before = await logins(host);
+    const r = await stack.ok(["up", "--yes", "--skip-preview"]);
+    const after = await logins(host);
+    const summary = resourceSummary(r.stdout);
+    assert.deepEqual(Object.keys(summary), ["unchanged"], r.stdout);
+    assert.equal(after - before, 1, `pulumi up made ${after - before - 1} SSH logins`);
+    process.stderr.write(`      no-op up: ${(r.ms / 1000).toFixed(1)} s\n`);
+  });
+
+  it("an env change previews as the env file plus the four restarts, and restarts exactly those", async () => {
+    await stack.setConfig("env.FEATURE_FLAG", "on", { path: true });
+    const preview = await stack.ok(["preview", "--diff"]);
+    const touched = [...preview.stdout.matchAll(/\[urn=urn:pulumi:[^\]]*::([^\]:]+)\]/g)].map((m) => m[1]).sort();
+    assert.deepEqual(
+      touched,
+      ["web1-api-activate", "web1-beat-activate", "web1-celery-activate", "web1-file", "web1-web-activate"],
+      preview.stdout,
+    );
+    assert.ok(!preview.stdout.includes("FEATURE_FLAG"), "the env file's content stays masked");
+    const pidBefore = (await sh(host, `systemctl show -P MainPID ${project}-web`)).trim();
+    const r = await stack.ok(["up", "--yes", "--skip-preview"]);
+    assert.equal(resourceSummary(r.stdout)["updated"], 5, r.stdout);
+    const pidAfter = (await sh(host, `systemctl show -P MainPID ${project}-web`)).trim();
+    assert.notEqual(pidAfter, pidBefore, "web restarted");
+    assert.match(await sh(host, `sudo grep FEATURE_FLAG /opt/ayna/${project}/shared/.env.staging`), /FEATURE_FLAG="on"/);
+  });
+
+  describe("bad config fails with the key and the fix, and touches no host", () => {
+    const cases: { name: string; set: [string, string, { path?: boolean; secret?: boolean }?][]; expect: RegExp }[] = [
+      { name: "an unknown key", set: [["projcet", "x"]], expect: /ayna-deploy:projcet: unknown key \(did you mean "project"\?\)/ },
+      {
+        name: "a port outside the registry range",
+        set: [["services.web.port", "8100", { path: true }]],
+        expect: /ayna-deploy:services\.web\.port: 8100 is outside demoapp's range 8150-8159; use 8150/,
+      },
+      {
+        name: "a project name with spaces and shell characters",
+        set: [["project", "demo app;rm"]],
+        expect: /ayna-deploy:project: invalid value; expected 3-40 lower-case letters/,
+      },
+      {
+        name: "a missing required secret",
+        set: [["secretEnv.DATABASE_URL", "", { path: true, secret: true }]],
+        expect: /ayna-deploy:secretEnv\.DATABASE_URL|DATABASE_URL is required/,
+      },
+      {
+        name: "a malformed private key",
+        set: [["sshPrivateKey", "-----BEGIN OPENSSH PRIVATE KEY-----\nTOTALLYNOTAKEY\n-----END OPENSSH PRIVATE KEY-----\n", { secret: true }]],
+        expect: /connection\.privateKey.*is not a private key ssh can read/,
+      },
+    ];
+    for (const c of cases) {
+      it(`rejects ${c.name} at preview`, async () => {
+        const file = stack.copyConfig(c.name.replace(/\W+/g, "-"));
+        for (const [k, v, o] of c.set) await stack.setConfig(k, v, { ...o, configFile: file });
+        const before = await logins(host);
+        const r = await stack.run(["preview"], { configFile: file });
+        const out = r.stdout + r.stderr;
+        assert.notEqual(r.code, 0, out);
+        assert.match(out, c.expect);
+        assert.ok(!out.includes("TOTALLYNOTAKEY") && !out.includes("PRIVATE KEY-----\nb3"), "no key material");
+        assert.equal((await logins(host)) - before, 1, "preview made no SSH login");
+      });
+    }
+
+    it("fails on an unreachable host at up within a bounded time, naming the fix", async () => {
+      const file = stack.copyConfig("unreachable");
+      await stack.setConfig("hosts[0].port", "2", { path: true, configFile: file });
+      const r = await stack.run(["up", "--yes", "--skip-preview"], { configFile: file, timeoutMs: 120_000 });
+      assert.notEqual(r.code, 0);
+      assert.match(r.stdout + r.stderr, /ssh to deploy@\S+:2: connection refused \(is sshd running, and is connection\.port right\?\)/);
+      assert.ok(r.ms < 60_000, `took ${r.ms} ms`);
+      // The working release is untouched.
+      assert.match(await sh(host, "curl -s http://127.0.0.1:8150/health"), /"release": ?"v1"/);
+    });
+  });
+});

@@ -145,14 +145,25 @@ run_as_app() { # dir command...: the service's user, env file and confinement
     -E PATH="$dir/.venv/bin:/usr/bin:/bin" -- "$@"
 }
 
+in_use_releases() { # releases a service's main process still has as its working directory
+  local entry role port mode pid
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r role port mode <<<"$entry"
+    pid=$(systemctl show -P MainPID "$(unit_of "$role")" 2>/dev/null || echo 0)
+    [ "$pid" != 0 ] && basename "$(readlink "/proc/$pid/cwd" 2>/dev/null || echo none)"
+  done | sort -u
+}
+
 prune() {
-  local keep_list cur prev n d h
+  local keep_list cur prev n d h in_use
   cur=$(current_release)
   prev=$(cat "$ROOT/.previous-release" 2>/dev/null || true)
   keep_list=$(release_numbers | tail -n "$KEEP" | sed 's/^/v/')
+  in_use=$(in_use_releases)
   for n in $(release_numbers); do
     d="v$n"
     [ "$d" = "$cur" ] || [ "$d" = "$prev" ] && continue
+    printf '%s\n' "$in_use" | grep -qx "$d" && continue
     printf '%s\n' "$keep_list" | grep -qx "$d" && continue
     rm -rf "${RELEASES:?}/$d"
     say "pruned release $d"

@@ -25,6 +25,21 @@ export interface UnitSpec {
   concurrency?: number;
   /** Extra units to order after (local postgresql.service / redis-server.service). */
   after?: string[];
+  /**
+   * api: "gunicorn" runs uvicorn workers under gunicorn, which reloads on HUP
+   * without dropping requests; "uvicorn" is the standard's literal command,
+   * which can only restart. @default "gunicorn"
+   */
+  apiServer?: "gunicorn" | "uvicorn";
+}
+
+function usesGunicorn(s: Pick<UnitSpec, "role" | "apiServer">): boolean {
+  return s.role === "web" || (s.role === "api" && (s.apiServer ?? "gunicorn") === "gunicorn");
+}
+
+/** Whether a unit picks up a new release with a graceful HUP (else a restart). */
+export function reloadsGracefully(s: Pick<UnitSpec, "role" | "apiServer">): boolean {
+  return usesGunicorn(s);
 }
 
 /** Directives that confine the service; `systemd-analyze security` scores the result. */
@@ -90,19 +105,16 @@ export function renderUnit(s: UnitSpec): string {
   };
   const after = ["network.target", ...(s.after ?? [])];
 
-  const service: string[] = [];
-  switch (s.role) {
-    case "web":
-      service.push("Type=notify");
-      break;
-    default:
-      service.push("Type=simple");
-  }
+  const service: string[] = [reloadsGracefully(s) ? "Type=notify" : "Type=simple"];
   service.push(
     `User=${s.user}`,
     `Group=${s.group}`,
     `WorkingDirectory=${current}`,
     `Environment="PATH=${venvBin}:/usr/local/bin:/usr/bin:/bin"`,
+    // gunicorn takes its default --chdir from $PWD when it names the working
+    // directory: the symlink then, so a reload never goes back to the release
+    // the master started in (which may be pruned by then).
+    ...(usesGunicorn(s) ? [`Environment=PWD=${current}`] : []),
     `EnvironmentFile=${paths.envFile(s.project, s.stage)}`,
   );
   switch (s.role) {
@@ -120,15 +132,28 @@ export function renderUnit(s: UnitSpec): string {
       );
       break;
     case "api":
-      service.push(
-        execStart(`${venvBin}/uvicorn`, [
-          "--host 127.0.0.1",
-          `--port ${need(s.port, "a port", s.role)}`,
-          `--workers ${s.workers ?? 2}`,
-          `--app-dir ${current}`,
-          need(s.module, "an ASGI module", s.role),
-        ]),
-      );
+      if (reloadsGracefully(s)) {
+        service.push(
+          execStart(`${venvBin}/gunicorn`, [
+            "--worker-class uvicorn_worker.UvicornWorker",
+            `--bind 127.0.0.1:${need(s.port, "a port", s.role)}`,
+            `--workers ${s.workers ?? 2}`,
+            `--chdir ${current}`,
+            need(s.module, "an ASGI module", s.role),
+          ]),
+          "ExecReload=/bin/kill -s HUP $MAINPID",
+        );
+      } else {
+        service.push(
+          execStart(`${venvBin}/uvicorn`, [
+            "--host 127.0.0.1",
+            `--port ${need(s.port, "a port", s.role)}`,
+            `--workers ${s.workers ?? 2}`,
+            `--app-dir ${current}`,
+            need(s.module, "an ASGI module", s.role),
+          ]),
+        );
+      }
       break;
     case "celery":
       service.push(

@@ -22,10 +22,20 @@ describe("systemd unit rendering (golden files)", () => {
     assert.match(unit, /--bind 127\.0\.0\.1:8150/);
   });
 
-  it("api: uvicorn on 127.0.0.1:API_PORT", () => {
+  it("api: uvicorn workers under gunicorn (graceful HUP) on 127.0.0.1:API_PORT", () => {
     const unit = renderUnit({ ...base, role: "api", port: 8151, module: "api.main:app" });
     assertGolden("demoapp-api.service", unit);
-    assert.match(unit, /--host 127\.0\.0\.1 \\\n\s+--port 8151/);
+    assert.match(unit, /--worker-class uvicorn_worker\.UvicornWorker/);
+    assert.match(unit, /--bind 127\.0\.0\.1:8151/);
+    assert.match(unit, /^ExecReload=\/bin\/kill -s HUP \$MAINPID$/m);
+  });
+
+  it("api: the standard's literal uvicorn command on request", () => {
+    const unit = renderUnit({ ...base, role: "api", port: 8151, module: "api.main:app", apiServer: "uvicorn" });
+    assertGolden("demoapp-api-uvicorn.service", unit);
+    // Standard v2.0, "API Service (FastAPI/Uvicorn)": uvicorn --host 127.0.0.1 --port {API_PORT} --workers 2.
+    assert.match(unit, /uvicorn \\\n\s+--host 127\.0\.0\.1 \\\n\s+--port 8151 \\\n\s+--workers 2/);
+    assert.match(unit, /^Type=simple$/m);
   });
 
   it("celery worker and beat", () => {

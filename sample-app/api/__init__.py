@@ -1,0 +1,1 @@
+"""The FastAPI service: ``uvicorn api.main:app``."""

@@ -1,0 +1,96 @@
+"""Release identity and the health failure switch.
+
+Shared by the web (Django), api (FastAPI) and worker (Celery) processes, and
+free of Django so the api can import it without settings.
+
+The release root is the directory that holds this code, found from this file's
+own path with every symlink resolved: a process started in
+``/opt/ayna/demoapp/releases/current`` (a symlink to ``v3``) reports ``v3``, and
+keeps reporting ``v3`` after ``current`` is switched to ``v4``, until it is
+restarted and loads the new code. The identity is read once, at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+#: Written into the release root by the deployer: {"release": "v3", "sha": "abc123..."}
+RELEASE_FILE = ".ayna-release.json"
+#: A file of this name in the release root makes /health fail (500): a "bad release".
+FAIL_FILE = "FAIL_HEALTH"
+#: Environment variable that makes /health fail (500) when set to 1/true/yes/on.
+FAIL_ENV = "SAMPLE_FAIL_HEALTH"
+
+UNKNOWN = "unknown"
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def release_root_for(code_file: str | os.PathLike[str]) -> Path:
+    """Release root of a module file ``<root>/<package>/<module>.py``.
+
+    Uses the real path (symlinks resolved), never the working directory.
+    """
+    return Path(os.path.realpath(code_file)).parent.parent
+
+
+def read_release(root: str | os.PathLike[str]) -> dict[str, str]:
+    """``{"release": ..., "sha": ...}`` from ``ROOT/.ayna-release.json``.
+
+    A missing file gives ``"unknown"`` for both; so does an unreadable or
+    malformed one (with a warning in the log).
+    """
+    path = Path(root) / RELEASE_FILE
+    try:
+        data: Any = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {"release": UNKNOWN, "sha": UNKNOWN}
+    except (OSError, ValueError) as exc:
+        logger.warning("cannot read %s: %s", path, exc)
+        return {"release": UNKNOWN, "sha": UNKNOWN}
+    if not isinstance(data, dict):
+        logger.warning("%s is not a JSON object", path)
+        return {"release": UNKNOWN, "sha": UNKNOWN}
+
+    def field(name: str) -> str:
+        value = data.get(name)
+        return value if isinstance(value, str) and value else UNKNOWN
+
+    return {"release": field("release"), "sha": field("sha")}
+
+
+#: The release root of the code this process loaded (e.g. /opt/ayna/demoapp/releases/v3).
+RELEASE_ROOT: Path = release_root_for(__file__)
+#: The identity of that release, read once when this module was imported.
+RELEASE: dict[str, str] = read_release(RELEASE_ROOT)
+
+
+def failure_reason(root: str | os.PathLike[str] | None = None) -> str | None:
+    """Why /health must fail (500), or None when it must not.
+
+    Checked on every call: the environment variable ``SAMPLE_FAIL_HEALTH`` and
+    the file ``FAIL_HEALTH`` in the release root (``RELEASE_ROOT`` unless
+    ``root`` is given).
+    """
+    if os.environ.get(FAIL_ENV, "").strip().lower() in _TRUE:
+        return f"{FAIL_ENV} is set"
+    base = Path(root) if root is not None else RELEASE_ROOT
+    if (base / FAIL_FILE).exists():
+        return f"{FAIL_FILE} exists in the release directory"
+    return None
+
+
+def health_payload(service: str, status: str = "ok", **extra: str) -> dict[str, str]:
+    """The JSON body of /health: status, service, and the loaded release."""
+    return {
+        "status": status,
+        "service": service,
+        "release": RELEASE["release"],
+        "sha": RELEASE["sha"],
+        **extra,
+    }

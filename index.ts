@@ -4,7 +4,7 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { EnvFile, Host, PythonRuntime, RandomSecret, Release, SystemdService } from "./components";
 import { ReleaseService } from "./components/render/releaseTool";
-import { ServiceRole, UnitSpec } from "./components/render/units";
+import { reloadsGracefully, ServiceRole, UnitSpec } from "./components/render/units";
 import { loadStackConfig, StackConfig } from "./stacks";
 
 const config = loadStackConfig();
@@ -27,7 +27,14 @@ function unitSpec(c: StackConfig, role: ServiceRole, user: string): UnitSpec {
     case "web":
     case "api": {
       const s = c.services[role];
-      return { ...base, port: s.port, workers: s.workers, module: s.module, timeoutSeconds: s.timeoutSeconds };
+      return {
+        ...base,
+        port: s.port,
+        workers: s.workers,
+        module: s.module,
+        timeoutSeconds: s.timeoutSeconds,
+        apiServer: s.server,
+      };
     }
     case "celery":
       return { ...base, celeryApp: c.services.celery.app, concurrency: c.services.celery.concurrency };
@@ -36,11 +43,11 @@ function unitSpec(c: StackConfig, role: ServiceRole, user: string): UnitSpec {
   }
 }
 
-function releaseServices(c: StackConfig): ReleaseService[] {
+function releaseServices(c: StackConfig, user: string): ReleaseService[] {
   return enabledRoles(c).map((role) => ({
     role,
     port: role === "web" || role === "api" ? c.services[role].port : undefined,
-    reload: role === "web" ? "hup" : "restart",
+    reload: reloadsGracefully(unitSpec(c, role, user)) ? "hup" : "restart",
   }));
 }
 
@@ -95,7 +102,7 @@ const releases = config.hosts.map((h) => {
         stage: config.stage,
         user: host.serviceUser,
         group: host.serviceGroup,
-        services: releaseServices(config),
+        services: releaseServices(config, host.serviceUser),
         keep: config.release.keep,
         healthPath: config.release.healthPath,
         healthTimeoutSeconds: config.release.healthTimeoutSeconds,

@@ -75,11 +75,15 @@ export function buildArchive(dir: string, opts: { files?: string[]; exclude?: st
 /** The git commit that last touched `dir`, or undefined outside git / with uncommitted changes there. */
 export function gitShaOf(dir: string): string | undefined {
   try {
-    const dirty = execFileSync("git", ["-C", dir, "status", "--porcelain", "--", "."], { stdio: ["ignore", "pipe", "ignore"] })
+    const dirty = execFileSync("git", ["-C", dir, "status", "--porcelain", "--", "."], {
+      stdio: ["ignore", "pipe", "ignore"],
+    })
       .toString()
       .trim();
     if (dirty !== "") return undefined;
-    const sha = execFileSync("git", ["-C", dir, "log", "-1", "--format=%H", "--", "."], { stdio: ["ignore", "pipe", "ignore"] })
+    const sha = execFileSync("git", ["-C", dir, "log", "-1", "--format=%H", "--", "."], {
+      stdio: ["ignore", "pipe", "ignore"],
+    })
       .toString()
       .trim();
     return /^[0-9a-f]{40}$/.test(sha) ? sha : undefined;

@@ -24,6 +24,8 @@ export interface HttpServiceConfig {
   workers: number;
   module: string;
   timeoutSeconds?: number;
+  /** api only. */
+  server?: "gunicorn" | "uvicorn";
 }
 
 export interface WorkerServiceConfig {

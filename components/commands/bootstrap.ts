@@ -44,7 +44,18 @@ export function ensureUser(user: string, group: string, home: string): string {
     or(argv("getent", "group", group) + " >/dev/null", argv("groupadd", "--system", group)),
     or(
       argv("id", "-u", user) + " >/dev/null 2>&1",
-      argv("useradd", "--system", "--gid", group, "--home-dir", home, "--no-create-home", "--shell", "/usr/sbin/nologin", user),
+      argv(
+        "useradd",
+        "--system",
+        "--gid",
+        group,
+        "--home-dir",
+        home,
+        "--no-create-home",
+        "--shell",
+        "/usr/sbin/nologin",
+        user,
+      ),
     ),
   );
 }

@@ -12,7 +12,8 @@ export function uvBinary(version: string): string {
 }
 
 /** Trust the host's CA store (pip and uv otherwise bring their own). */
-const tlsEnv = "export PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt UV_NATIVE_TLS=1";
+const tlsEnv =
+  "export PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt UV_NATIVE_TLS=1";
 
 /** Installs the pinned uv from PyPI into its own venv, unless that exact version is there. */
 export function installUvCommand(version: string): string {
@@ -46,14 +47,29 @@ export function buildEnvCommand(s: EnvSpec): string {
   const complete = `${target}/.ayna-complete`;
   const build = and(
     argv("rm", "-rf", target),
-    'work=$(mktemp -d)',
+    "work=$(mktemp -d)",
     'tar -xzf - -C "$work" pyproject.toml uv.lock',
     `UV_PROJECT_ENVIRONMENT=${argv(target)} UV_PYTHON_DOWNLOADS=never UV_LINK_MODE=copy UV_CACHE_DIR=${argv(`${paths.root(s.project)}/.uv-cache`)} ` +
-      argv(uvBinary(s.uvVersion), "sync", "--quiet", "--frozen", "--no-dev", "--no-install-project", "--python", s.python) +
+      argv(
+        uvBinary(s.uvVersion),
+        "sync",
+        "--quiet",
+        "--frozen",
+        "--no-dev",
+        "--no-install-project",
+        "--python",
+        s.python,
+      ) +
       ' --project "$work"',
     'rm -rf "$work"',
     argv("touch", complete),
   );
-  const reuse = and(argv("test", "-f", complete), "cat >/dev/null", argv("echo", `environment ${s.hash} already built`));
-  return shell(and("set -eu", tlsEnv, or(reuse, `{ ${build} || { rm -rf ${argv(target)}; exit 1; }; }`)), { sudo: true });
+  const reuse = and(
+    argv("test", "-f", complete),
+    "cat >/dev/null",
+    argv("echo", `environment ${s.hash} already built`),
+  );
+  return shell(and("set -eu", tlsEnv, or(reuse, `{ ${build} || { rm -rf ${argv(target)}; exit 1; }; }`)), {
+    sudo: true,
+  });
 }

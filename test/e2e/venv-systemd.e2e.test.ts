@@ -74,7 +74,7 @@ describe("venv/systemd mode: the sample app on a fresh host", function () {
   it("runs as the non-root service user from releases/current, env file 0600", async () => {
     const user = await sh(host, `ps -o user= -C gunicorn | sort -u`);
     assert.equal(user.trim(), project);
-    assert.equal((await sh(host, `readlink /opt/ayna/${project}/releases/current`)).trim(), "v1");
+    assert.equal((await sh(host, `sudo readlink /opt/ayna/${project}/releases/current`)).trim(), "v1");
     assert.equal(
       (await sh(host, `sudo stat -c '%a %U %G' /opt/ayna/${project}/shared/.env.staging`)).trim(),
       `600 ${project} ${project}`,
@@ -103,13 +103,18 @@ describe("venv/systemd mode: the sample app on a fresh host", function () {
     const vars = Buffer.from(environ, "base64").toString("utf8").split("\0");
     assert.ok(vars.includes(`HOSTILE_VALUE=${hostile}`), "the value reaches the service byte for byte");
     assert.equal((await sh(host, "ls /tmp/pwned-dollar /tmp/pwned-tick 2>/dev/null | wc -l")).trim(), "0");
-    assert.ok(vars.some((v) => /^SECRET_KEY=[A-Za-z0-9]{50}$/.test(v)), "a generated SECRET_KEY");
+    assert.ok(
+      vars.some((v) => /^SECRET_KEY=[A-Za-z0-9]{50}$/.test(v)),
+      "a generated SECRET_KEY",
+    );
   });
 
   it("keeps secrets out of state, outputs and process lists", async () => {
     const state = await stack.exportState();
     assert.ok(!state.includes("second line"), "the hostile secret is encrypted in state");
-    const key = (await sh(host, `sudo sed -n 's/^SECRET_KEY="\\(.*\\)"$/\\1/p' /opt/ayna/${project}/shared/.env.staging`)).trim();
+    const key = (
+      await sh(host, `sudo sed -n 's/^SECRET_KEY="\\(.*\\)"$/\\1/p' /opt/ayna/${project}/shared/.env.staging`)
+    ).trim();
     assert.equal(key.length, 50);
     assert.ok(!state.includes(key), "the generated SECRET_KEY is encrypted in state");
     assert.ok(!fs.readFileSync(stack.configFile, "utf8").includes("second line"));
@@ -137,7 +142,12 @@ describe("venv/systemd mode: the sample app on a fresh host", function () {
   it("an env change previews as the env file plus the four restarts, and restarts exactly those", async () => {
     await stack.setConfig("env.FEATURE_FLAG", "on", { path: true });
     const preview = await stack.ok(["preview", "--diff"]);
-    const touched = [...preview.stdout.matchAll(/\[urn=urn:pulumi:[^\]]*::([^\]:]+)\]/g)].map((m) => m[1]).sort();
+    // Every resource the preview would change, by name (the stack itself is always listed).
+    const touched = [...preview.stdout.matchAll(/\[urn=(urn:pulumi:[^\]]+)\]/g)]
+      .map((m) => m[1]!.split("::"))
+      .filter((parts) => parts[2] !== "pulumi:pulumi:Stack")
+      .map((parts) => parts[3])
+      .sort();
     assert.deepEqual(
       touched,
       ["web1-api-activate", "web1-beat-activate", "web1-celery-activate", "web1-file", "web1-web-activate"],
@@ -149,12 +159,19 @@ describe("venv/systemd mode: the sample app on a fresh host", function () {
     assert.equal(resourceSummary(r.stdout)["updated"], 5, r.stdout);
     const pidAfter = (await sh(host, `systemctl show -P MainPID ${project}-web`)).trim();
     assert.notEqual(pidAfter, pidBefore, "web restarted");
-    assert.match(await sh(host, `sudo grep FEATURE_FLAG /opt/ayna/${project}/shared/.env.staging`), /FEATURE_FLAG="on"/);
+    assert.match(
+      await sh(host, `sudo grep FEATURE_FLAG /opt/ayna/${project}/shared/.env.staging`),
+      /FEATURE_FLAG="on"/,
+    );
   });
 
   describe("bad config fails with the key and the fix, and touches no host", () => {
     const cases: { name: string; set: [string, string, { path?: boolean; secret?: boolean }?][]; expect: RegExp }[] = [
-      { name: "an unknown key", set: [["projcet", "x"]], expect: /ayna-deploy:projcet: unknown key \(did you mean "project"\?\)/ },
+      {
+        name: "an unknown key",
+        set: [["projcet", "x"]],
+        expect: /ayna-deploy:projcet: unknown key \(did you mean "project"\?\)/,
+      },
       {
         name: "a port outside the registry range",
         set: [["services.web.port", "8100", { path: true }]],
@@ -172,7 +189,13 @@ describe("venv/systemd mode: the sample app on a fresh host", function () {
       },
       {
         name: "a malformed private key",
-        set: [["sshPrivateKey", "-----BEGIN OPENSSH PRIVATE KEY-----\nTOTALLYNOTAKEY\n-----END OPENSSH PRIVATE KEY-----\n", { secret: true }]],
+        set: [
+          [
+            "sshPrivateKey",
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nTOTALLYNOTAKEY\n-----END OPENSSH PRIVATE KEY-----\n",
+            { secret: true },
+          ],
+        ],
         expect: /connection\.privateKey.*is not a private key ssh can read/,
       },
     ];
@@ -195,7 +218,10 @@ describe("venv/systemd mode: the sample app on a fresh host", function () {
       await stack.setConfig("hosts[0].port", "2", { path: true, configFile: file });
       const r = await stack.run(["up", "--yes", "--skip-preview"], { configFile: file, timeoutMs: 120_000 });
       assert.notEqual(r.code, 0);
-      assert.match(r.stdout + r.stderr, /ssh to deploy@\S+:2: connection refused \(is sshd running, and is connection\.port right\?\)/);
+      assert.match(
+        r.stdout + r.stderr,
+        /ssh to deploy@\S+:2: connection refused \(is sshd running, and is connection\.port right\?\)/,
+      );
       assert.ok(r.ms < 60_000, `took ${r.ms} ms`);
       // The working release is untouched.
       assert.match(await sh(host, "curl -s http://127.0.0.1:8150/health"), /"release": ?"v1"/);

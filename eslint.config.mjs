@@ -2,7 +2,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/", "dist/", "test/fixtures/", "sample-app/"] },
+  { ignores: ["node_modules/", "dist/", "sample-app/"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -51,7 +51,13 @@ function releaseServices(c: StackConfig, user: string): ReleaseService[] {
   }));
 }
 
-const releases = config.hosts.map((h) => {
+// Releases go out in batches: a batch starts only once every host of the one
+// before it is healthy, so a failed host stops the rollout there.
+const released: Release[] = [];
+
+const releases = config.hosts.map((h, i) => {
+  const batchStart = i - (i % config.release.batchSize);
+  const previousBatch = released.slice(Math.max(0, batchStart - config.release.batchSize), batchStart);
   const host = new Host(h.name, {
     project: config.project,
     address: h.address,
@@ -107,10 +113,13 @@ const releases = config.hosts.map((h) => {
         healthPath: config.release.healthPath,
         healthTimeoutSeconds: config.release.healthTimeoutSeconds,
         healthPasses: config.release.healthPasses,
+        lockWaitSeconds: config.release.lockWaitSeconds,
       },
+      pin: config.release.pin,
     },
-    { dependsOn: [...units, runtime] },
+    { dependsOn: [...units, runtime, ...previousBatch] },
   );
+  released.push(release);
   return { host: h, release };
 });
 
@@ -121,5 +130,6 @@ export const hosts = releases.map(({ host, release }) => ({
   name: host.name,
   address: host.address,
   release: release.release,
+  previousRelease: release.previousRelease,
   sha: release.sha,
 }));

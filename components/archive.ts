@@ -28,7 +28,6 @@ export const excluded = [
   "node_modules",
   ".env",
   ".env.*",
-  "FAIL_HEALTH",
 ];
 
 function cacheDir(): string {

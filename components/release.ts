@@ -19,6 +19,30 @@ export interface ReleaseArgs {
   readonly envHash: string;
   /** Who deploys, for the host's audit log and lock. @default user@hostname of this machine */
   readonly actor?: string;
+  /**
+   * Serve this existing release ("v2") instead of deploying the source: a
+   * rollback by plain `pulumi up`. A release that is not on the host is refused.
+   */
+  readonly pin?: string;
+}
+
+/** The tool's last line: `release=v3 previous=v2`. */
+export function parseToolResult(stdout: string | undefined): { release: string; previous: string } {
+  const last = (stdout ?? "").trim().split("\n").pop() ?? "";
+  const m = /^release=(\S*) previous=(\S*)$/.exec(last);
+  return { release: m?.[1] ?? "", previous: m?.[2] ?? "" };
+}
+
+/**
+ * Runs the tool as a transient systemd unit: a client that disconnects (a
+ * killed `pulumi up`, a dropped network) cannot stop a deploy half way.
+ */
+export function toolCommand(toolPath: string, args: string[]): string {
+  return (
+    argv("sudo", "-n", "systemd-run", "--quiet", "--wait", "--pipe", "--collect", "--service-type=exec") +
+    ' "--setenv=AYNA_ACTOR=$AYNA_ACTOR" ' +
+    argv(toolPath, ...args)
+  );
 }
 
 /**
@@ -34,6 +58,8 @@ export class Release extends pulumi.ComponentResource {
   public readonly sha: string;
   /** The release now serving on the host ("v3"). */
   public readonly release: pulumi.Output<string>;
+  /** The release that served before it: what `npm run rollback` goes back to. */
+  public readonly previousRelease: pulumi.Output<string>;
   public readonly tool: RemoteFile;
   public readonly deploy: RemoteCommand;
 
@@ -57,24 +83,45 @@ export class Release extends pulumi.ComponentResource {
       },
       { parent: this },
     );
+    const actor = args.actor ?? `${os.userInfo().username}@${os.hostname()}`;
     this.deploy = new RemoteCommand(
       `${name}-deploy`,
-      {
-        connection: args.connection,
-        create:
-          argv("sudo", "-n", "env") +
-          ' "AYNA_ACTOR=$AYNA_ACTOR" ' +
-          argv(toolPath, "deploy", "--sha", this.sha, "--checksum", this.archive.sha256, "--venv", args.envHash),
-        stdinFile: this.archive.path,
-        environment: { AYNA_ACTOR: args.actor ?? `${os.userInfo().username}@${os.hostname()}` },
-        triggers: [this.archive.sha256, args.envHash],
-        captureStdout: true,
-        timeoutSeconds: 1800,
-      },
+      args.pin
+        ? {
+            connection: args.connection,
+            create: toolCommand(toolPath, ["rollback", "--to", args.pin]),
+            environment: { AYNA_ACTOR: actor },
+            triggers: [args.pin],
+            captureStdout: true,
+            timeoutSeconds: 900,
+          }
+        : {
+            connection: args.connection,
+            create: toolCommand(toolPath, [
+              "deploy",
+              "--sha",
+              this.sha,
+              "--checksum",
+              this.archive.sha256,
+              "--venv",
+              args.envHash,
+            ]),
+            stdinFile: this.archive.path,
+            environment: { AYNA_ACTOR: actor },
+            triggers: [this.archive.sha256, args.envHash],
+            captureStdout: true,
+            timeoutSeconds: 1800,
+          },
       { parent: this, dependsOn: this.tool },
     );
-    // The tool prints the release that serves as its last line.
-    this.release = pulumi.unsecret(this.deploy.stdout).apply((out) => (out ?? "").trim().split("\n").pop() ?? "");
-    this.registerOutputs({ release: this.release, sha: this.sha, checksum: this.archive.sha256 });
+    const result = pulumi.unsecret(this.deploy.stdout).apply(parseToolResult);
+    this.release = result.release;
+    this.previousRelease = result.previous;
+    this.registerOutputs({
+      release: this.release,
+      previousRelease: this.previousRelease,
+      sha: this.sha,
+      checksum: this.archive.sha256,
+    });
   }
 }

@@ -50,7 +50,15 @@ export interface StackConfig {
   secretEnv: Record<string, pulumi.Output<string>>;
   generatedSecrets: string[];
   redis: { local: boolean };
-  release: { keep: number; healthPath: string; healthTimeoutSeconds: number; healthPasses: number };
+  release: {
+    keep: number;
+    healthPath: string;
+    healthTimeoutSeconds: number;
+    healthPasses: number;
+    pin?: string;
+    batchSize: number;
+    lockWaitSeconds: number;
+  };
 }
 
 /** Names that look like they hold a secret and so belong in secretEnv. */

@@ -215,6 +215,26 @@ export const schema: Record<string, Field> = {
         max: 900,
       },
       healthPasses: { kind: "int", doc: "Consecutive healthy answers required.", default: 2, min: 1, max: 20 },
+      pin: {
+        kind: "string",
+        doc: "Serve this release (e.g. v2) that is still on the hosts instead of the source: rollback by plain `pulumi up`. Remove the key to deploy again.",
+        pattern: /^v[1-9][0-9]*$/,
+        patternHint: "a release name such as v2",
+      },
+      batchSize: {
+        kind: "int",
+        doc: "Hosts released at once; the next batch starts only when this one is healthy.",
+        default: 1,
+        min: 1,
+        max: 100,
+      },
+      lockWaitSeconds: {
+        kind: "int",
+        doc: "How long a deploy waits for another one's lock on a host.",
+        default: 120,
+        min: 0,
+        max: 3600,
+      },
     },
   },
   sshPrivateKey: {

@@ -13,7 +13,11 @@ LOCK=$ROOT/.deploy-lock
 AUDIT=$ROOT/logs/deploy-audit.log
 OWN_LOCK=
 
-say() { printf '%s\n' "$*" >&2; }
+# The tool runs as a transient systemd unit, so a client that disconnects does
+# not stop a deploy half way; writes to the gone client must not stop it either.
+trap '' PIPE
+say() { printf '%s\n' "$*" >&2 2>/dev/null || true; }
+result() { printf 'release=%s previous=%s\n' "$1" "$2" 2>/dev/null || true; }
 die() { say "ayna-release: $1"; exit "${2:-1}"; }
 now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 
@@ -37,8 +41,9 @@ acquire_lock() { # reason
       continue
     fi
     tries=$((tries + 1))
-    if [ "$tries" -ge 3 ]; then
-      die "another deploy holds the lock on $(hostname): $(lock_info | tr '\n' ' ')- wait for it, or if it is dead run: sudo $ROOT/bin/ayna-release unlock" 75
+    [ "$tries" = 1 ] && say "waiting for the deploy lock: $(lock_info | tr '\n' ' ')"
+    if [ "$tries" -ge "$LOCK_WAIT" ]; then
+      die "another deploy has held the lock on $(hostname) for over \${LOCK_WAIT}s: $(lock_info | tr '\n' ' ')- if that deploy is dead, break the lock with: sudo $ROOT/bin/ayna-release unlock" 75
     fi
     sleep 1
   done
@@ -50,6 +55,8 @@ release_lock() { if [ -n "$OWN_LOCK" ]; then rm -rf "$LOCK"; OWN_LOCK=; fi; }
 trap release_lock EXIT
 
 serving() { if [ "$1" = none ]; then echo "nothing was serving before"; else echo "$1 is still serving"; fi; }
+
+previous_release() { cat "$ROOT/.previous-release" 2>/dev/null || true; }
 
 current_release() { basename "$(readlink "$RELEASES/current" 2>/dev/null || echo none)"; }
 
@@ -193,7 +200,7 @@ cmd_deploy() { # --sha S --checksum C --venv H [--reason R]; tar.gz on stdin
     if [ "$(json_field "$RELEASES/v$n/.ayna-release.json" checksum)" = "$checksum" ] && [ "$(basename "$(venv_of "v$n")")" = "$venv" ]; then
       cat >/dev/null
       to="v$n"
-      if [ "$to" = "$from" ]; then say "release $to is already current"; echo "$to"; return 0; fi
+      if [ "$to" = "$from" ]; then say "release $to is already current"; result "$to" "$(previous_release)"; return 0; fi
       say "archive matches existing release $to: switching back to it"
       activate "$from" "$to" "$sha" "switch"
       return
@@ -236,12 +243,14 @@ activate() { # from to sha action: (6) switch, (7) reload, (8) health gate, (9) 
   switch_to "$to"
   apply_release "$from" "$to"
   if health_gate "$to"; then
+    rm -f "$RELEASES/$to/.ayna-failed"
     [ "$from" = none ] || [ "$from" = "$to" ] || echo "$from" >"$ROOT/.previous-release"
     audit ok "$from" "$to" "$sha" "$action"
     prune
-    echo "$to"
+    result "$to" "$(previous_release)"
     return 0
   fi
+  touch "$RELEASES/$to/.ayna-failed"
   if [ "$from" != none ] && [ -d "$RELEASES/$from" ]; then
     say "rolling back to $from"
     switch_to "$from"
@@ -257,13 +266,15 @@ activate() { # from to sha action: (6) switch, (7) reload, (8) health gate, (9) 
 cmd_rollback() { # [--to vN]
   local to=""
   while [ $# -gt 0 ]; do case $1 in --to) to=$2; shift 2 ;; *) die "rollback: unknown flag $1" ;; esac; done
-  acquire_lock "rollback"
+  acquire_lock "rollback to \${to:-previous}"
   local from
   from=$(current_release)
-  [ -n "$to" ] || to=$(cat "$ROOT/.previous-release" 2>/dev/null || true)
+  [ -n "$to" ] || to=$(previous_release)
   [ -n "$to" ] || die "rollback: no previous release recorded"
+  if [ "$to" = "$from" ]; then say "release $to is already current"; result "$to" "$(previous_release)"; return 0; fi
   [ -f "$RELEASES/$to/.ayna-release.json" ] ||
     die "rollback: release $to does not exist on $(hostname) (pruned or never deployed); available: $(release_numbers | sed 's/^/v/' | tr '\n' ' ')"
+  [ ! -f "$RELEASES/$to/.ayna-failed" ] || die "rollback: release $to failed its health check when it was deployed; pick another (available: $(release_numbers | sed 's/^/v/' | tr '\n' ' '))"
   activate "$from" "$to" "$(json_field "$RELEASES/$to/.ayna-release.json" sha)" "rollback"
 }
 

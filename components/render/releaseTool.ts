@@ -31,6 +31,8 @@ export interface ReleaseToolSpec {
   healthPasses: number;
   /** Seconds a worker must stay up without a restart to count as healthy. @default 3 */
   workerSettleSeconds?: number;
+  /** Seconds to wait for another deploy's lock before giving up. @default 120 */
+  lockWaitSeconds?: number;
 }
 
 function assign(name: string, value: string | number): string {
@@ -52,6 +54,7 @@ export function renderReleaseTool(s: ReleaseToolSpec): string {
     assign("HEALTH_TIMEOUT", s.healthTimeoutSeconds),
     assign("HEALTH_PASSES", s.healthPasses),
     assign("WORKER_SETTLE", s.workerSettleSeconds ?? 3),
+    assign("LOCK_WAIT", s.lockWaitSeconds ?? 120),
     `SERVICES=(${s.services.map((x) => argv(`${x.role}:${x.port ?? ""}:${x.reload}`)).join(" ")})`,
   ];
   if (!template.includes("\n#@SETTINGS@\n")) throw new Error("ayna-release.sh lost its #@SETTINGS@ marker");

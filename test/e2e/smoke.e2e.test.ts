@@ -1,10 +1,13 @@
-// Foundation smoke test: the real program through the real CLI, over SSH, to a
-// real Debian host with systemd. Standard v2.0 lists `.template-version`
-// ("Tracks standard version") in /opt/ayna/{project}/; the Host writes it.
+// Foundation smoke test: the real CLI, the project's language host and
+// provider, over SSH to a real Debian host with systemd. A one-file program
+// (test/fixtures/smoke) keeps it about the chain, not the app.
 import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
-import { PulumiStack, resourceSummary } from "../support/pulumi";
+import * as path from "node:path";
+import { PulumiStack, repoRoot, resourceSummary } from "../support/pulumi";
 import { sshExec, startHost, stopHost, TestHost } from "../support/testhost";
+
+const file = "/opt/ayna/smoke/deployed-by";
 
 function processAlive(pid: number): boolean {
   try {
@@ -27,13 +30,15 @@ describe("smoke: pulumi up / up again / destroy against a real host", function (
   this.timeout(300_000);
   let host: TestHost;
   let stack: PulumiStack;
-  const project = "smokeapp";
-  const file = `/opt/ayna/${project}/.template-version`;
 
   before(async () => {
     host = await startHost();
-    stack = await PulumiStack.create(`smoke${process.pid}`);
-    await stack.configureHost(project, host);
+    stack = await PulumiStack.create(`smoke${process.pid}`, path.join(repoRoot, "test", "fixtures", "smoke"));
+    await stack.setConfig("address", host.address);
+    await stack.setConfig("port", String(host.port));
+    await stack.setConfig("user", host.user);
+    await stack.setConfig("hostKey", host.hostKey);
+    await stack.setConfig("privateKey", host.privateKey, { secret: true });
   });
 
   after(async () => {
@@ -46,13 +51,17 @@ describe("smoke: pulumi up / up again / destroy against a real host", function (
 
   it("creates the file atomically with mode and owner", async () => {
     const r = await stack.ok(["up", "--yes"]);
-    assert.equal(resourceSummary(r.stdout)["created"], 3, r.stdout);
-    const st = await sshExec(host, `stat -c '%a %U %G' ${file} && cat ${file} && ls -A /opt/ayna/${project}`);
+    assert.equal(resourceSummary(r.stdout)["created"], 2, r.stdout);
+    const st = await sshExec(host, `sudo sh -c 'stat -c "%a %U %G" ${file} && cat ${file} && ls -A /opt/ayna/smoke'`);
     assert.equal(st.code, 0, st.stderr);
-    assert.equal(st.stdout, "644 root root\n2.0.0\n.template-version\n", "content, mode, owner; no temp file left");
+    assert.equal(
+      st.stdout,
+      "640 root deploy\nayna-deploy smoke test\ndeployed-by\n",
+      "content, mode, owner; no temp file",
+    );
   });
 
-  it("keeps the private key out of state, output and the stack file", async () => {
+  it("keeps the private key out of state and the stack file", async () => {
     const keyBody = host.privateKey.split("\n")[1]!;
     assert.ok(keyBody.length > 20);
     assert.ok(!(await stack.exportState()).includes(keyBody), "state holds the key only encrypted");
@@ -63,15 +72,24 @@ describe("smoke: pulumi up / up again / destroy against a real host", function (
     const before = await acceptedLogins(host);
     const r = await stack.ok(["up", "--yes"]);
     const after = await acceptedLogins(host);
-    assert.deepEqual(resourceSummary(r.stdout), { unchanged: 3 }, r.stdout);
+    assert.deepEqual(resourceSummary(r.stdout), { unchanged: 2 }, r.stdout);
     // `after` counts its own session and the one that counted `before`.
     assert.equal(after - before, 1, `pulumi up made ${after - before - 1} SSH logins`);
   });
 
+  it("refresh sees a file changed on the host and the next up repairs it", async () => {
+    await sshExec(host, `echo tampered | sudo tee ${file} >/dev/null && sudo chmod 0666 ${file}`);
+    await stack.ok(["refresh", "--yes"]);
+    const r = await stack.ok(["up", "--yes"]);
+    assert.equal(resourceSummary(r.stdout)["updated"], 1, r.stdout);
+    const st = await sshExec(host, `sudo sh -c 'stat -c "%a" ${file} && cat ${file}'`);
+    assert.equal(st.stdout, "640\nayna-deploy smoke test\n");
+  });
+
   it("destroy removes the file", async () => {
     const r = await stack.ok(["destroy", "--yes"]);
-    assert.equal(resourceSummary(r.stdout)["deleted"], 3, r.stdout);
-    const st = await sshExec(host, `test -e ${file}; echo $?`);
+    assert.equal(resourceSummary(r.stdout)["deleted"], 2, r.stdout);
+    const st = await sshExec(host, `sudo test -e ${file}; echo $?`);
     assert.equal(st.stdout.trim(), "1");
   });
 });

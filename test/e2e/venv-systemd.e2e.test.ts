@@ -81,7 +81,7 @@ describe("venv/systemd mode: the sample app on a fresh host", function () {
     );
     const dirs = await sh(
       host,
-      `cd /opt/ayna/${project} && sudo stat -c '%n %a %U %G' releases shared shared/media shared/backups logs venvs`,
+      `sudo sh -c 'cd /opt/ayna/${project} && stat -c "%n %a %U %G" releases shared shared/media shared/backups logs venvs'`,
     );
     assert.equal(
       dirs,

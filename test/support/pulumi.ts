@@ -5,19 +5,10 @@ import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { pulumiBinary, repoRoot } from "../../scripts/lib/toolchain";
 import type { TestHost } from "./testhost";
 
-export const repoRoot = path.resolve(__dirname, "..", "..");
-
-export function pulumiBinary(): string {
-  const gomod = fs.readFileSync(path.join(repoRoot, "toolchain", "go.mod"), "utf8");
-  const version = /github\.com\/pulumi\/pulumi\/pkg\/v3 (v\S+)/.exec(gomod)?.[1];
-  if (!version) throw new Error("toolchain/go.mod does not pin github.com/pulumi/pulumi/pkg/v3");
-  const cache = process.env.AYNA_CACHE_DIR ?? "/var/cache/ayna-deploy";
-  const bin = path.join(cache, "toolchain", `pulumi-${version}`, "pulumi");
-  if (!fs.existsSync(bin)) throw new Error(`${bin} is missing: run scripts/toolchain.sh first`);
-  return bin;
-}
+export { pulumiBinary, repoRoot };
 
 export interface CliResult {
   code: number;
@@ -30,7 +21,8 @@ export class PulumiStack {
   readonly dir: string;
   readonly configFile: string;
   readonly env: NodeJS.ProcessEnv;
-  private readonly bin = pulumiBinary();
+  /** The pulumi CLI this stack runs. */
+  readonly pulumi = pulumiBinary();
 
   private constructor(
     readonly name: string,
@@ -41,7 +33,7 @@ export class PulumiStack {
     fs.mkdirSync(path.join(this.dir, "state"));
     this.env = {
       ...process.env,
-      PATH: `${path.dirname(this.bin)}:${process.env.PATH ?? ""}`,
+      PATH: `${path.dirname(this.pulumi)}:${process.env.PATH ?? ""}`,
       PULUMI_HOME: path.join(this.dir, "home"),
       PULUMI_BACKEND_URL: `file://${path.join(this.dir, "state")}`,
       PULUMI_CONFIG_PASSPHRASE: `e2e-passphrase-${name}`,
@@ -72,7 +64,7 @@ export class PulumiStack {
     const dd = args.indexOf("--");
     const full = dd < 0 ? [...args, ...flags] : [...args.slice(0, dd), ...flags, ...args.slice(dd)];
     return new Promise((resolve, reject) => {
-      const child = spawn(this.bin, full, { cwd: this.cwd, env: this.env, stdio: ["pipe", "pipe", "pipe"] });
+      const child = spawn(this.pulumi, full, { cwd: this.cwd, env: this.env, stdio: ["pipe", "pipe", "pipe"] });
       let stdout = "";
       let stderr = "";
       child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));

@@ -1,0 +1,15 @@
+// Where scripts/toolchain.sh put the pulumi CLI (same rule as scripts/lib.sh).
+import * as fs from "node:fs";
+import * as path from "node:path";
+
+export const repoRoot = path.resolve(__dirname, "..", "..");
+
+export function pulumiBinary(): string {
+  const gomod = fs.readFileSync(path.join(repoRoot, "toolchain", "go.mod"), "utf8");
+  const version = /github\.com\/pulumi\/pulumi\/pkg\/v3 (v\S+)/.exec(gomod)?.[1];
+  if (!version) throw new Error("toolchain/go.mod does not pin github.com/pulumi/pulumi/pkg/v3");
+  const cache = process.env.AYNA_CACHE_DIR ?? "/var/cache/ayna-deploy";
+  const bin = path.join(cache, "toolchain", `pulumi-${version}`, "pulumi");
+  if (!fs.existsSync(bin)) throw new Error(`${bin} is missing: run scripts/toolchain.sh first`);
+  return bin;
+}

@@ -1,0 +1,251 @@
+// Releases as stack updates (standard v2.0 "Blue-Green Deployment" steps 1-9
+// and "Rollback"): a code change is a release, a failing health check rolls
+// back by itself, `npm run rollback` goes back further, and web and api keep
+// answering throughout. Load stays on the test host's own loopback, bounded.
+import { strict as assert } from "node:assert";
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { PulumiStack, repoRoot } from "../support/pulumi";
+import { sshExec, startHost, stopHost, TestHost } from "../support/testhost";
+
+const project = "demoapp";
+const loadScript = fs.readFileSync(path.join(__dirname, "..", "support", "load.py"), "utf8");
+
+async function sh(host: TestHost, cmd: string): Promise<string> {
+  const r = await sshExec(host, cmd, { timeoutMs: 120_000 });
+  assert.equal(r.code, 0, `${cmd}\n${r.stdout}\n${r.stderr}`);
+  return r.stdout;
+}
+
+interface LoadResult {
+  ok: number;
+  failed: number;
+  errors: Record<string, number>;
+  releases: Record<string, number>;
+  seconds: number;
+}
+
+/** Starts bounded load on the host; `stop()` ends it and returns the tally. */
+async function startLoad(host: TestHost): Promise<{ stop: () => Promise<LoadResult> }> {
+  const stopFile = `/tmp/ayna-load-stop-${Date.now()}`;
+  const run = sshExec(
+    host,
+    `python3 - ${stopFile} 200000 240 http://127.0.0.1:8150/health http://127.0.0.1:8151/health`,
+    { input: loadScript, timeoutMs: 300_000 },
+  );
+  await new Promise((r) => setTimeout(r, 500));
+  return {
+    stop: async () => {
+      await sshExec(host, `touch ${stopFile}`);
+      const r = await run;
+      assert.equal(r.code, 0, r.stderr);
+      return JSON.parse(r.stdout.trim()) as LoadResult;
+    },
+  };
+}
+
+async function servedRelease(host: TestHost, port = 8150): Promise<string> {
+  const out = await sh(host, `curl -s http://127.0.0.1:${port}/health`);
+  return /"release": ?"(v\d+)"/.exec(out)?.[1] ?? `none: ${out}`;
+}
+
+function touchCode(app: string, tag: string): void {
+  fs.writeFileSync(path.join(app, "core", "build_tag.py"), `BUILD_TAG = ${JSON.stringify(tag)}\n`);
+}
+
+function runRollback(stack: PulumiStack, args: string[]): Promise<{ code: number; out: string; ms: number }> {
+  const started = Date.now();
+  return new Promise((resolve) => {
+    const child = spawn(
+      "npx",
+      [
+        "ts-node",
+        "--transpile-only",
+        "scripts/rollback.ts",
+        "--stack",
+        stack.name,
+        "--config-file",
+        stack.configFile,
+        ...args,
+      ],
+      { cwd: repoRoot, env: stack.env, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    child.on("close", (code) => resolve({ code: code ?? -1, out, ms: Date.now() - started }));
+  });
+}
+
+describe("releases: health-gated switch, automatic rollback, rollback command", function () {
+  this.timeout(900_000);
+  let host: TestHost;
+  let stack: PulumiStack;
+  let app: string;
+  let lockV1: string;
+
+  before(async () => {
+    host = await startHost();
+    stack = await PulumiStack.create(`rel${process.pid}`);
+    await stack.configureHost(project, host);
+    app = await stack.configureSampleApp(project);
+    await stack.setConfig("release.healthTimeoutSeconds", "15", { path: true });
+    // v1 runs on a lockfile that differs from v2's (a comment is enough to
+    // change its hash, and so the environment it gets).
+    lockV1 = fs.readFileSync(path.join(app, "uv.lock"), "utf8");
+    fs.writeFileSync(path.join(app, "uv.lock"), `# v1 lockfile\n${lockV1}`);
+  });
+
+  after(async () => {
+    await stack?.remove();
+    if (host) await stopHost(host);
+  });
+
+  it("v1: deploys and serves v1", async () => {
+    touchCode(app, "v1");
+    await stack.ok(["up", "--yes", "--skip-preview"]);
+    assert.equal(await servedRelease(host), "v1");
+    assert.equal(await servedRelease(host, 8151), "v1");
+  });
+
+  it("v2: a code change is a release; web and api answer every request throughout", async () => {
+    fs.writeFileSync(path.join(app, "uv.lock"), lockV1);
+    touchCode(app, "v2");
+    // Build v2's environment first, so the release itself only switches code (HUP, no restart).
+    await stack.ok([
+      "up",
+      "--yes",
+      "--skip-preview",
+      "--target",
+      `urn:pulumi:${stack.name}::ayna-deploy::ayna:components:PythonRuntime$ayna:remote:Command::web1-env`,
+    ]);
+    const load = await startLoad(host);
+    const r = await stack.ok(["up", "--yes", "--skip-preview"]);
+    const res = await load.stop();
+    process.stderr.write(`      load through release v1->v2: ${JSON.stringify(res)}\n`);
+    assert.equal(res.failed, 0, JSON.stringify(res.errors));
+    assert.ok(res.ok >= 1000, `only ${res.ok} requests`);
+    assert.ok((res.releases["v2"] ?? 0) > 0 && (res.releases["v1"] ?? 0) > 0, "the load saw both releases");
+    assert.equal(await servedRelease(host), "v2");
+    assert.match(r.stdout, /release\s*: "v2"/);
+  });
+
+  it("v3 fails its health check: rolled back automatically, up fails clearly, state still says v2", async () => {
+    touchCode(app, "v3");
+    fs.writeFileSync(path.join(app, "FAIL_HEALTH"), "");
+    const load = await startLoad(host);
+    const r = await stack.run(["up", "--yes", "--skip-preview"]);
+    const res = await load.stop();
+    fs.rmSync(path.join(app, "FAIL_HEALTH"));
+    process.stderr.write(`      load through failed v3 + automatic rollback: ${JSON.stringify(res)}\n`);
+    const out = r.stdout + r.stderr;
+    assert.notEqual(r.code, 0);
+    assert.match(out, /health check failed: http:\/\/127\.0\.0\.1:815[01]\/health did not answer 200 for release v3/);
+    assert.match(out, /release v3 failed its health check and was rolled back; v2 is serving/);
+    assert.match(out, /demoapp-(web|api)\.service|gunicorn|Booting worker/, "the service's last log lines are shown");
+    assert.equal(res.failed, 0, JSON.stringify(res.errors));
+    assert.equal(await servedRelease(host), "v2");
+    const outputs = JSON.parse((await stack.ok(["stack", "output", "hosts", "--json"])).stdout) as {
+      release: string;
+    }[];
+    assert.equal(outputs[0]?.release, "v2", "the stack still records v2");
+    assert.match(
+      await sh(host, `sudo tail -n 1 /opt/ayna/${project}/logs/deploy-audit.log`),
+      /from=v2\tto=v3\t.*result=rolled-back/,
+    );
+  });
+
+  it("npm run rollback: back to v1 (other lockfile) with its old environment, no reinstall", async () => {
+    const envsBefore = await sh(host, `sudo ls /opt/ayna/${project}/venvs`);
+    const r = await runRollback(stack, []);
+    assert.equal(r.code, 0, r.out);
+    process.stderr.write(`      rollback v2 -> v1 wall time: ${(r.ms / 1000).toFixed(1)} s\n`);
+    assert.match(r.out, /rolling \S+ back to v1/);
+    assert.equal(await servedRelease(host), "v1");
+    assert.equal(await servedRelease(host, 8151), "v1");
+    assert.equal(await sh(host, `sudo ls /opt/ayna/${project}/venvs`), envsBefore, "no environment was built");
+    const v1Env = (await sh(host, `sudo readlink -f /opt/ayna/${project}/releases/v1/.venv`)).trim();
+    const pid = (await sh(host, `systemctl show -P MainPID ${project}-web`)).trim();
+    assert.equal((await sh(host, `sudo readlink -f /proc/${pid}/exe`)).startsWith(v1Env), false);
+    assert.match(await sh(host, `sudo cat /proc/${pid}/cmdline | tr '\\0' ' '`), /gunicorn/);
+    assert.equal(
+      (await sh(host, `sudo readlink -f /opt/ayna/${project}/venv`)).trim(),
+      v1Env,
+      "venv/ follows v1's environment",
+    );
+  });
+
+  it("refuses an unknown or failed release with a clear message", async () => {
+    const unknown = await runRollback(stack, ["--to", "v99"]);
+    assert.notEqual(unknown.code, 0);
+    assert.match(
+      unknown.out,
+      /rollback: release v99 does not exist on \S+ \(pruned or never deployed\); available: v1 v2 v3/,
+    );
+    const failed = await runRollback(stack, ["--to", "v3"]);
+    assert.notEqual(failed.code, 0);
+    assert.match(failed.out, /rollback: release v3 failed its health check when it was deployed/);
+    assert.equal(await servedRelease(host), "v1");
+  });
+
+  it("pinning in stack config works with plain pulumi up, and unpinning deploys the source again", async () => {
+    await stack.setConfig("release.pin", "v2", { path: true });
+    await stack.ok(["up", "--yes", "--skip-preview"]);
+    assert.equal(await servedRelease(host), "v2");
+    await stack.ok(["config", "rm", "--path", "release.pin"]);
+    touchCode(app, "v4");
+    await stack.ok(["up", "--yes", "--skip-preview"]);
+    assert.equal(await servedRelease(host), "v4");
+  });
+
+  it("SIGKILL of pulumi up mid-release: a release always serves, the next up converges, no lock is left", async () => {
+    for (const [i, delayMs] of [800, 2500, 4500].entries()) {
+      touchCode(app, `kill-${i}`);
+      const child = spawn(
+        stack.pulumi,
+        [
+          "up",
+          "--yes",
+          "--skip-preview",
+          "--stack",
+          stack.name,
+          "--non-interactive",
+          "--config-file",
+          stack.configFile,
+        ],
+        {
+          cwd: repoRoot,
+          env: stack.env,
+          stdio: "ignore",
+        },
+      );
+      await new Promise((r) => setTimeout(r, delayMs));
+      child.kill("SIGKILL");
+      await new Promise((r) => child.on("close", r));
+      assert.match(await servedRelease(host), /^v\d+$/, `after SIGKILL at ${delayMs} ms something serves`);
+      const r = await stack.run(["up", "--yes", "--skip-preview"], { timeoutMs: 600_000 });
+      assert.equal(r.code, 0, `the next up converges after SIGKILL at ${delayMs} ms:\n${r.stdout}\n${r.stderr}`);
+      const status = await sh(host, `sudo /opt/ayna/${project}/bin/ayna-release status`);
+      assert.doesNotMatch(status, /lock:/, status);
+      const release = await servedRelease(host);
+      const outputs = JSON.parse((await stack.ok(["stack", "output", "hosts", "--json"])).stdout) as {
+        release: string;
+      }[];
+      assert.equal(outputs[0]?.release, release, "state and host agree");
+    }
+  });
+
+  it("keeps at most the configured number of releases, never current or previous", async () => {
+    const list = (await sh(host, `sudo ls /opt/ayna/${project}/releases`))
+      .trim()
+      .split("\n")
+      .filter((d) => /^v\d+$/.test(d));
+    assert.ok(list.length <= 5 + 1, list.join(" "));
+    const status = await sh(host, `sudo /opt/ayna/${project}/bin/ayna-release status`);
+    const current = /current=(v\d+)/.exec(status)?.[1];
+    const previous = /previous=(v\d+)/.exec(status)?.[1];
+    assert.ok(current && list.includes(current));
+    assert.ok(previous && list.includes(previous));
+  });
+});

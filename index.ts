@@ -2,9 +2,9 @@
 // env file, the systemd units and a health-gated release.
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { EnvFile, Host, PythonRuntime, RandomSecret, Release, SystemdService } from "./components";
-import { ReleaseService } from "./components/render/releaseTool";
-import { reloadsGracefully, ServiceRole, UnitSpec } from "./components/render/units";
+import { EnvFile, Host, portRegistry, PythonRuntime, RandomSecret, Release, SystemdService } from "./components";
+import { ReleaseService, releaseDirToken } from "./components/render/releaseTool";
+import { candidateCommand, reloadsGracefully, ServiceRole, UnitSpec } from "./components/render/units";
 import { loadStackConfig, StackConfig } from "./stacks";
 
 const config = loadStackConfig();
@@ -44,11 +44,18 @@ function unitSpec(c: StackConfig, role: ServiceRole, user: string): UnitSpec {
 }
 
 function releaseServices(c: StackConfig, user: string): ReleaseService[] {
-  return enabledRoles(c).map((role) => ({
-    role,
-    port: role === "web" || role === "api" ? c.services[role].port : undefined,
-    reload: reloadsGracefully(unitSpec(c, role, user)) ? "hup" : "restart",
-  }));
+  return enabledRoles(c).map((role) => {
+    const spec = unitSpec(c, role, user);
+    const http = role === "web" || role === "api";
+    const candidatePort = http ? c.ports.base + portRegistry.candidateOffsets[role] : undefined;
+    return {
+      role,
+      port: http ? c.services[role].port : undefined,
+      reload: reloadsGracefully(spec) ? "hup" : "restart",
+      candidatePort,
+      candidateCommand: candidatePort ? candidateCommand(spec, releaseDirToken, candidatePort) : undefined,
+    };
+  });
 }
 
 // Releases go out in batches: a batch starts only once every host of the one

@@ -14,6 +14,12 @@ export const registry: Readonly<Record<string, number>> = {
 export const offsets = { web: 0, api: 1, docs: 2, websocket: 3, admin: 4 } as const;
 export type PortRole = keyof typeof offsets;
 
+/**
+ * Two of the reserved offsets (+5..+9) carry a new release's candidate
+ * processes while it is health-checked, before any traffic is switched to it.
+ */
+export const candidateOffsets = { web: 5, api: 6 } as const;
+
 export const rangeSize = 10;
 /** The only address services may bind: only the reverse proxy faces the network. */
 export const bindAddress = "127.0.0.1";

@@ -52,7 +52,7 @@ acquire_lock() { # reason
 }
 
 release_lock() { if [ -n "$OWN_LOCK" ]; then rm -rf "$LOCK"; OWN_LOCK=; fi; }
-trap release_lock EXIT
+trap 'stop_candidates; release_lock' EXIT
 
 serving() { if [ "$1" = none ]; then echo "nothing was serving before"; else echo "$1 is still serving"; fi; }
 
@@ -89,7 +89,7 @@ apply_release() { # from to: make services serve 'to'
   APPLIED_AT=$(date +%s)
   [ "$(venv_of "$1")" = "$(venv_of "$2")" ] || same_venv=0
   for entry in "${SERVICES[@]}"; do
-    IFS=: read -r role port mode <<<"$entry"
+    IFS=: read -r role port mode _ <<<"$entry"
     unit=$(unit_of "$role")
     systemctl is-enabled --quiet "$unit" 2>/dev/null || continue
     if ! systemctl is-active --quiet "$unit"; then
@@ -107,7 +107,7 @@ health_gate() { # release: every HTTP service answers 200 naming this release
   local entry role port mode deadline url out passes
   deadline=$(( $(date +%s) + HEALTH_TIMEOUT ))
   for entry in "${SERVICES[@]}"; do
-    IFS=: read -r role port mode <<<"$entry"
+    IFS=: read -r role port mode _ <<<"$entry"
     [ -n "$port" ] || continue
     systemctl is-enabled --quiet "$(unit_of "$role")" 2>/dev/null || continue
     url="http://127.0.0.1:$port$HEALTH_PATH"
@@ -128,7 +128,7 @@ health_gate() { # release: every HTTP service answers 200 naming this release
   # Workers have no URL: they must be running and must not have restarted
   # (crash-looped) since the release was applied.
   for entry in "${SERVICES[@]}"; do
-    IFS=: read -r role port mode <<<"$entry"
+    IFS=: read -r role port mode _ <<<"$entry"
     [ -z "$port" ] || continue
     systemctl is-enabled --quiet "$(unit_of "$role")" 2>/dev/null || continue
     while [ "$(date +%s)" -lt $((APPLIED_AT + WORKER_SETTLE)) ]; do sleep 0.3; done
@@ -139,6 +139,60 @@ health_gate() { # release: every HTTP service answers 200 naming this release
     fi
     say "health ok: $(unit_of "$role") running"
   done
+}
+
+# Blue-green before the switch: each HTTP service of the new release runs as
+# a candidate on its reserved port and must answer healthy, naming the release,
+# before `current` moves; until then no request reaches the new code.
+candidate_unit() { printf '%s-%s-candidate.service' "$PROJECT" "$1"; }
+
+stop_candidates() {
+  local entry role port mode cport
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r role port mode cport <<<"$entry"
+    [ -n "$cport" ] || continue
+    systemctl stop "$(candidate_unit "$role")" 2>/dev/null || true
+    systemctl reset-failed "$(candidate_unit "$role")" 2>/dev/null || true
+  done
+}
+
+candidate_check() { # dir release
+  local dir=$1 rel=$2 entry role port mode cport deadline url out passes ref
+  local -a cmd
+  stop_candidates
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r role port mode cport <<<"$entry"
+    [ -n "$cport" ] || continue
+    ref="CANDIDATE_${role}[@]"
+    cmd=("${!ref}")
+    systemd-run --quiet --collect --service-type=exec --unit="$(candidate_unit "$role")" \
+      --uid="$SERVICE_USER" --gid="$SERVICE_GROUP" \
+      -p EnvironmentFile="$ENV_FILE" -p WorkingDirectory="$dir" \
+      -p ProtectSystem=strict -p ReadWritePaths="$ROOT/shared $ROOT/logs" \
+      -p PrivateTmp=yes -p NoNewPrivileges=yes \
+      -E PATH="$dir/.venv/bin:/usr/bin:/bin" -- "${cmd[@]//@RELEASE@/$dir}"
+  done
+  deadline=$(( $(date +%s) + HEALTH_TIMEOUT ))
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r role port mode cport <<<"$entry"
+    [ -n "$cport" ] || continue
+    url="http://127.0.0.1:$cport$HEALTH_PATH"
+    passes=0
+    while :; do
+      out=$(curl -fsS --max-time 2 "$url" 2>&1) && printf '%s' "$out" | grep -q '"release": *"'"$rel"'"' && passes=$((passes + 1)) || passes=0
+      [ "$passes" -ge "$HEALTH_PASSES" ] && break
+      if [ "$(date +%s)" -ge "$deadline" ] || ! systemctl is-active --quiet "$(candidate_unit "$role")"; then
+        say "health check failed: $role of release $rel did not answer 200 on its candidate port $cport ($url) within ${HEALTH_TIMEOUT}s; last answer: ${out:0:300}"
+        say "last log lines of the candidate:"
+        journalctl -u "$(candidate_unit "$role")" -n 25 --no-pager -o cat >&2 2>/dev/null || true
+        stop_candidates
+        return 1
+      fi
+      sleep 0.3
+    done
+    say "candidate ok: $role of $rel is healthy on 127.0.0.1:$cport"
+  done
+  stop_candidates
 }
 
 run_as_app() { # dir command...: the service's user, env file and confinement
@@ -155,34 +209,46 @@ run_as_app() { # dir command...: the service's user, env file and confinement
 in_use_releases() { # releases a service's main process still has as its working directory
   local entry role port mode pid
   for entry in "${SERVICES[@]}"; do
-    IFS=: read -r role port mode <<<"$entry"
+    IFS=: read -r role port mode _ <<<"$entry"
     pid=$(systemctl show -P MainPID "$(unit_of "$role")" 2>/dev/null || echo 0)
-    [ "$pid" != 0 ] && basename "$(readlink "/proc/$pid/cwd" 2>/dev/null || echo none)"
+    if [ "$pid" != 0 ]; then basename "$(readlink "/proc/$pid/cwd" 2>/dev/null || echo none)"; fi
   done | sort -u
 }
 
+env_in_use() { # venv dir: does a kept release use it?
+  local d
+  for d in "$RELEASES"/v*; do
+    if [ "$(readlink -f "$d/.venv" 2>/dev/null)" = "$1" ]; then return 0; fi
+  done
+  return 1
+}
+
+# Retention: keep the newest KEEP releases, and always current, previous and
+# any release a running service still works in; then environments no kept
+# release uses (an hour after they were built, so one being built is safe).
 prune() {
   local keep_list cur prev n d h in_use
   cur=$(current_release)
-  prev=$(cat "$ROOT/.previous-release" 2>/dev/null || true)
+  prev=$(previous_release)
   keep_list=$(release_numbers | tail -n "$KEEP" | sed 's/^/v/')
   in_use=$(in_use_releases)
   for n in $(release_numbers); do
     d="v$n"
-    [ "$d" = "$cur" ] || [ "$d" = "$prev" ] && continue
-    printf '%s\n' "$in_use" | grep -qx "$d" && continue
-    printf '%s\n' "$keep_list" | grep -qx "$d" && continue
+    if [ "$d" = "$cur" ] || [ "$d" = "$prev" ]; then continue; fi
+    if printf '%s\n' "$keep_list" "$in_use" | grep -qx "$d"; then continue; fi
     rm -rf "${RELEASES:?}/$d"
     say "pruned release $d"
   done
   rm -rf "$RELEASES"/.v*.tmp
   for h in "$VENVS"/*; do
     [ -d "$h" ] || continue
-    if ! for d in "$RELEASES"/v*; do [ "$(readlink -f "$d/.venv" 2>/dev/null)" = "$h" ] && echo used; done | grep -q used; then
-      [ "$h" = "$(readlink -f "$VENVS/.building" 2>/dev/null)" ] && continue
-      find "$h" -maxdepth 0 -mmin +60 | grep -q . && { rm -rf "$h"; say "pruned environment $(basename "$h")"; }
+    if env_in_use "$h"; then continue; fi
+    if [ -n "$(find "$h" -maxdepth 0 -mmin +60)" ]; then
+      rm -rf "$h"
+      say "pruned environment $(basename "$h")"
     fi
   done
+  return 0
 }
 
 cmd_deploy() { # --sha S --checksum C --venv H [--reason R]; tar.gz on stdin
@@ -235,6 +301,11 @@ cmd_deploy() { # --sha S --checksum C --venv H [--reason R]; tar.gz on stdin
       { rm -rf "$dir"; audit failed "$from" "$to" "$sha" "collectstatic failed"; die "deploy: collectstatic failed; $(serving "$from")" 4; }
   fi
   mv "$dir/.ayna-release.json.part" "$dir/.ayna-release.json"
+  if ! candidate_check "$dir" "$to"; then
+    touch "$dir/.ayna-failed"
+    audit failed "$from" "$to" "$sha" "candidate health check failed"
+    die "release $to failed its health check before the switch; $(serving "$from")" 3
+  fi
   activate "$from" "$to" "$sha" "deploy"
 }
 

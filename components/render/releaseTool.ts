@@ -14,7 +14,17 @@ export interface ReleaseService {
   port?: number;
   /** How a new release is picked up: HUP (graceful) or restart. */
   reload: "hup" | "restart";
+  /**
+   * A reserved port where the new release runs as a candidate and must pass
+   * its health check before `current` is switched (web and api).
+   */
+  candidatePort?: number;
+  /** The candidate's command; `@RELEASE@` stands for the new release's directory. */
+  candidateCommand?: string[];
 }
+
+/** Placeholder for the release directory in candidate commands. */
+export const releaseDirToken = "@RELEASE@";
 
 export interface ReleaseToolSpec {
   project: string;
@@ -55,7 +65,10 @@ export function renderReleaseTool(s: ReleaseToolSpec): string {
     assign("HEALTH_PASSES", s.healthPasses),
     assign("WORKER_SETTLE", s.workerSettleSeconds ?? 3),
     assign("LOCK_WAIT", s.lockWaitSeconds ?? 120),
-    `SERVICES=(${s.services.map((x) => argv(`${x.role}:${x.port ?? ""}:${x.reload}`)).join(" ")})`,
+    `SERVICES=(${s.services.map((x) => argv(`${x.role}:${x.port ?? ""}:${x.reload}:${x.candidatePort ?? ""}`)).join(" ")})`,
+    ...s.services
+      .filter((x) => x.candidateCommand)
+      .map((x) => `CANDIDATE_${x.role}=(${x.candidateCommand!.map((w) => argv(w)).join(" ")})`),
   ];
   if (!template.includes("\n#@SETTINGS@\n")) throw new Error("ayna-release.sh lost its #@SETTINGS@ marker");
   return template.replace("\n#@SETTINGS@\n", () => `\n${settings.join("\n")}\n`);

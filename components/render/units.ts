@@ -94,6 +94,54 @@ function need<T>(v: T | undefined, what: string, role: string): T {
   return v;
 }
 
+/**
+ * The command that runs a release's web or api as a candidate on `port`, one
+ * worker, from the release directory itself (`dir`).
+ */
+export function candidateCommand(s: UnitSpec, dir: string, port: number): string[] | undefined {
+  const bin = `${dir}/.venv/bin`;
+  if (s.role === "web") {
+    return [
+      `${bin}/gunicorn`,
+      "--bind",
+      `127.0.0.1:${port}`,
+      "--workers",
+      "1",
+      "--chdir",
+      dir,
+      need(s.module, "a WSGI module", s.role),
+    ];
+  }
+  if (s.role === "api") {
+    return usesGunicorn(s)
+      ? [
+          `${bin}/gunicorn`,
+          "--worker-class",
+          "uvicorn_worker.UvicornWorker",
+          "--bind",
+          `127.0.0.1:${port}`,
+          "--workers",
+          "1",
+          "--chdir",
+          dir,
+          need(s.module, "an ASGI module", s.role),
+        ]
+      : [
+          `${bin}/uvicorn`,
+          "--host",
+          "127.0.0.1",
+          "--port",
+          String(port),
+          "--workers",
+          "1",
+          "--app-dir",
+          dir,
+          need(s.module, "an ASGI module", s.role),
+        ];
+  }
+  return undefined;
+}
+
 export function renderUnit(s: UnitSpec): string {
   const venvBin = `${paths.venv(s.project)}/bin`;
   const current = paths.current(s.project);

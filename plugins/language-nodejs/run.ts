@@ -56,6 +56,9 @@ export function buildRunInvocation(
     PULUMI_CONFIG_SECRET_KEYS: JSON.stringify(s.configSecretKeys),
     PULUMI_NODEJS_TYPESCRIPT: s.options["typescript"] === false ? "false" : "true",
   };
+  // Type checking is the test suite's job (tsc --noEmit); skipping it here
+  // takes seconds off every preview and update.
+  if (s.options["transpileOnly"] === true) env.PULUMI_NODEJS_TRANSPILE_ONLY = "true";
   const tsconfig = s.options["tsconfig"];
   if (typeof tsconfig === "string" && tsconfig !== "") env.PULUMI_NODEJS_TSCONFIG_PATH = tsconfig;
 

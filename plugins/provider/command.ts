@@ -34,7 +34,8 @@ export function checkCommand(news: Record<string, unknown>): Failure[] {
   const failures: Failure[] = validateConnection(plain.connection ?? {});
   failures.push(...requireString(plain, "create"));
   for (const k of Object.keys(plain.environment ?? {})) {
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) failures.push({ property: `environment.${k}`, reason: "not a variable name" });
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
+      failures.push({ property: `environment.${k}`, reason: "not a variable name" });
   }
   if (plain.stdin !== undefined && plain.stdinFile !== undefined) {
     failures.push({ property: "stdinFile", reason: "give stdin or stdinFile, not both" });
@@ -81,7 +82,7 @@ async function run(pool: SshPool, raw: Record<string, unknown>, command: string)
   });
   const secrets = secretStrings(raw);
   if (res.code !== 0) {
-    const tail = scrub([res.stdout, res.stderr].join("\n"), secrets).trim().split("\n").slice(-60).join("\n");
+    const tail = scrub([res.stdout, res.stderr].join("\n"), secrets).trim().split("\n").slice(-100).join("\n");
     throw new Error(`remote command on ${inputs.connection.host} exited with ${res.code}:\n${tail}`);
   }
   return scrub(res.stdout, secrets);

@@ -109,71 +109,112 @@ describe("releases: health-gated switch, automatic rollback, rollback command", 
     assert.equal(await servedRelease(host, 8151), "v1");
   });
 
-  it("v2: a code change is a release; web and api answer every request throughout", async () => {
+  it("v2: new dependencies (another lockfile): a new environment, services restarted onto it", async () => {
     fs.writeFileSync(path.join(app, "uv.lock"), lockV1);
     touchCode(app, "v2");
-    // Build v2's environment first, so the release itself only switches code (HUP, no restart).
-    await stack.ok([
-      "up",
-      "--yes",
-      "--skip-preview",
-      "--target",
-      `urn:pulumi:${stack.name}::ayna-deploy::ayna:components:PythonRuntime$ayna:remote:Command::web1-env`,
-    ]);
+    const r = await stack.ok(["up", "--yes", "--skip-preview"]);
+    assert.match(r.stdout, /release\s*: .*"v2"/);
+    assert.equal(await servedRelease(host), "v2");
+    const envs = (await sh(host, `sudo ls /opt/ayna/${project}/venvs`)).trim().split("\n");
+    assert.equal(envs.length, 2, "v1's environment stays for rollback");
+  });
+
+  it("v3: a code-only release; web and api answer every request throughout (graceful reload)", async () => {
+    touchCode(app, "v3");
     const load = await startLoad(host);
     const r = await stack.ok(["up", "--yes", "--skip-preview"]);
     const res = await load.stop();
-    process.stderr.write(`      load through release v1->v2: ${JSON.stringify(res)}\n`);
+    process.stderr.write(`      load through release v2->v3: ${JSON.stringify(res)}\n`);
     assert.equal(res.failed, 0, JSON.stringify(res.errors));
     assert.ok(res.ok >= 1000, `only ${res.ok} requests`);
-    assert.ok((res.releases["v2"] ?? 0) > 0 && (res.releases["v1"] ?? 0) > 0, "the load saw both releases");
-    assert.equal(await servedRelease(host), "v2");
-    assert.match(r.stdout, /release\s*: "v2"/);
+    assert.ok((res.releases["v3"] ?? 0) > 0 && (res.releases["v2"] ?? 0) > 0, "the load saw both releases");
+    assert.equal(await servedRelease(host), "v3");
+    assert.match(r.stdout, /release\s*: .*"v3"/);
   });
 
-  it("v3 fails its health check: rolled back automatically, up fails clearly, state still says v2", async () => {
-    touchCode(app, "v3");
+  it("v4 fails its health check as a candidate: never switched, up fails clearly, state still says v3", async () => {
+    touchCode(app, "v4");
     fs.writeFileSync(path.join(app, "FAIL_HEALTH"), "");
     const load = await startLoad(host);
     const r = await stack.run(["up", "--yes", "--skip-preview"]);
     const res = await load.stop();
     fs.rmSync(path.join(app, "FAIL_HEALTH"));
-    process.stderr.write(`      load through failed v3 + automatic rollback: ${JSON.stringify(res)}\n`);
+    process.stderr.write(`      load through failed v4: ${JSON.stringify(res)}\n`);
     const out = r.stdout + r.stderr;
     assert.notEqual(r.code, 0);
-    assert.match(out, /health check failed: http:\/\/127\.0\.0\.1:815[01]\/health did not answer 200 for release v3/);
-    assert.match(out, /release v3 failed its health check and was rolled back; v2 is serving/);
-    assert.match(out, /demoapp-(web|api)\.service|gunicorn|Booting worker/, "the service's last log lines are shown");
+    assert.match(out, /health check failed: (web|api) of release v4 did not answer 200 on its candidate port 815[56]/);
+    assert.match(out, /release v4 failed its health check before the switch; v3 is still serving/);
     assert.equal(res.failed, 0, JSON.stringify(res.errors));
-    assert.equal(await servedRelease(host), "v2");
+    assert.deepEqual(Object.keys(res.releases), ["v3"], "no request reached v4");
+    assert.equal(await servedRelease(host), "v3");
     const outputs = JSON.parse((await stack.ok(["stack", "output", "hosts", "--json"])).stdout) as {
       release: string;
     }[];
-    assert.equal(outputs[0]?.release, "v2", "the stack still records v2");
+    assert.equal(outputs[0]?.release, "v3", "the stack still records v3");
     assert.match(
       await sh(host, `sudo tail -n 1 /opt/ayna/${project}/logs/deploy-audit.log`),
-      /from=v2\tto=v3\t.*result=rolled-back/,
+      /from=v3\tto=v4\t.*result=failed/,
     );
   });
 
-  it("npm run rollback: back to v1 (other lockfile) with its old environment, no reinstall", async () => {
-    const envsBefore = await sh(host, `sudo ls /opt/ayna/${project}/venvs`);
+  it("v5 breaks after the switch (the worker crashes): switched back automatically, with the service's log", async () => {
+    const tasks = path.join(app, "core", "tasks.py");
+    const good = fs.readFileSync(tasks, "utf8");
+    fs.writeFileSync(tasks, `${good}\nraise RuntimeError("v5 worker cannot start")\n`);
+    touchCode(app, "v5");
+    const load = await startLoad(host);
+    const r = await stack.run(["up", "--yes", "--skip-preview"]);
+    const res = await load.stop();
+    fs.writeFileSync(tasks, good);
+    process.stderr.write(`      load through v5 + automatic rollback: ${JSON.stringify(res)}\n`);
+    const out = r.stdout + r.stderr;
+    assert.notEqual(r.code, 0);
+    assert.match(out, /health check failed: demoapp-celery\.service is not running steadily/);
+    assert.match(out, /v5 worker cannot start/, `the service's last log lines are shown:\n${out.slice(-4000)}`);
+    assert.match(out, /release v5 failed its health check and was rolled back; v3 is serving/);
+    assert.equal(res.failed, 0, JSON.stringify(res.errors));
+    assert.equal(await servedRelease(host), "v3");
+    assert.equal((await sh(host, `sudo readlink /opt/ayna/${project}/releases/current`)).trim(), "v3");
+    assert.equal((await sh(host, `systemctl is-active ${project}-celery`)).trim(), "active");
+    const outputs = JSON.parse((await stack.ok(["stack", "output", "hosts", "--json"])).stdout) as {
+      release: string;
+    }[];
+    assert.equal(outputs[0]?.release, "v3");
+    assert.match(
+      await sh(host, `sudo tail -n 1 /opt/ayna/${project}/logs/deploy-audit.log`),
+      /from=v3\tto=v5\t.*result=rolled-back/,
+    );
+  });
+
+  it("npm run rollback: back to v2 (same lockfile: a graceful reload)", async () => {
     const r = await runRollback(stack, []);
     assert.equal(r.code, 0, r.out);
+    process.stderr.write(`      rollback v3 -> v2 wall time: ${(r.ms / 1000).toFixed(1)} s\n`);
+    assert.match(r.out, /rolling \S+ back to v2/);
+    assert.equal(await servedRelease(host), "v2");
+    assert.equal(await servedRelease(host, 8151), "v2");
+  });
+
+  it("npm run rollback --to v1 (other lockfile): its old environment comes back, nothing is reinstalled", async () => {
+    const envsBefore = await sh(host, `sudo ls -l --time-style=+%s /opt/ayna/${project}/venvs`);
+    const r = await runRollback(stack, ["--to", "v1"]);
+    assert.equal(r.code, 0, r.out);
     process.stderr.write(`      rollback v2 -> v1 wall time: ${(r.ms / 1000).toFixed(1)} s\n`);
-    assert.match(r.out, /rolling \S+ back to v1/);
     assert.equal(await servedRelease(host), "v1");
     assert.equal(await servedRelease(host, 8151), "v1");
-    assert.equal(await sh(host, `sudo ls /opt/ayna/${project}/venvs`), envsBefore, "no environment was built");
+    assert.equal(
+      await sh(host, `sudo ls -l --time-style=+%s /opt/ayna/${project}/venvs`),
+      envsBefore,
+      "no environment was built",
+    );
     const v1Env = (await sh(host, `sudo readlink -f /opt/ayna/${project}/releases/v1/.venv`)).trim();
-    const pid = (await sh(host, `systemctl show -P MainPID ${project}-web`)).trim();
-    assert.equal((await sh(host, `sudo readlink -f /proc/${pid}/exe`)).startsWith(v1Env), false);
-    assert.match(await sh(host, `sudo cat /proc/${pid}/cmdline | tr '\\0' ' '`), /gunicorn/);
     assert.equal(
       (await sh(host, `sudo readlink -f /opt/ayna/${project}/venv`)).trim(),
       v1Env,
       "venv/ follows v1's environment",
     );
+    const pid = (await sh(host, `systemctl show -P MainPID ${project}-web`)).trim();
+    assert.match(await sh(host, `sudo cat /proc/${pid}/cmdline | tr '\\0' ' '`), new RegExp(`^${v1Env}/bin/python`));
   });
 
   it("refuses an unknown or failed release with a clear message", async () => {
@@ -181,11 +222,11 @@ describe("releases: health-gated switch, automatic rollback, rollback command", 
     assert.notEqual(unknown.code, 0);
     assert.match(
       unknown.out,
-      /rollback: release v99 does not exist on \S+ \(pruned or never deployed\); available: v1 v2 v3/,
+      /rollback: release v99 does not exist on \S+ \(pruned or never deployed\); available: v1 v2 v3 v4 v5/,
     );
-    const failed = await runRollback(stack, ["--to", "v3"]);
+    const failed = await runRollback(stack, ["--to", "v4"]);
     assert.notEqual(failed.code, 0);
-    assert.match(failed.out, /rollback: release v3 failed its health check when it was deployed/);
+    assert.match(failed.out, /rollback: release v4 failed its health check when it was deployed/);
     assert.equal(await servedRelease(host), "v1");
   });
 
@@ -194,14 +235,15 @@ describe("releases: health-gated switch, automatic rollback, rollback command", 
     await stack.ok(["up", "--yes", "--skip-preview"]);
     assert.equal(await servedRelease(host), "v2");
     await stack.ok(["config", "rm", "--path", "release.pin"]);
-    touchCode(app, "v4");
+    touchCode(app, "v6");
     await stack.ok(["up", "--yes", "--skip-preview"]);
-    assert.equal(await servedRelease(host), "v4");
+    assert.equal(await servedRelease(host), "v6");
   });
 
-  it("SIGKILL of pulumi up mid-release: a release always serves, the next up converges, no lock is left", async () => {
-    for (const [i, delayMs] of [800, 2500, 4500].entries()) {
+  it("SIGKILL of pulumi up mid-release: a release always serves, the lock is recovered, the next up converges", async () => {
+    for (const [i, delayMs] of [800, 2500, 4500, 7000].entries()) {
       touchCode(app, `kill-${i}`);
+      // Its own process group, so the CLI and its plugins all die at once, as on a crash.
       const child = spawn(
         stack.pulumi,
         [
@@ -214,17 +256,19 @@ describe("releases: health-gated switch, automatic rollback, rollback command", 
           "--config-file",
           stack.configFile,
         ],
-        {
-          cwd: repoRoot,
-          env: stack.env,
-          stdio: "ignore",
-        },
+        { cwd: repoRoot, env: stack.env, stdio: "ignore", detached: true },
       );
       await new Promise((r) => setTimeout(r, delayMs));
-      child.kill("SIGKILL");
+      process.kill(-child.pid!, "SIGKILL");
       await new Promise((r) => child.on("close", r));
-      assert.match(await servedRelease(host), /^v\d+$/, `after SIGKILL at ${delayMs} ms something serves`);
-      const r = await stack.run(["up", "--yes", "--skip-preview"], { timeoutMs: 600_000 });
+      assert.match(await servedRelease(host), /^v\d+$/, `after SIGKILL at ${delayMs} ms a release serves`);
+      let r = await stack.run(["up", "--yes", "--skip-preview"], { timeoutMs: 600_000 });
+      if (r.code !== 0) {
+        // The killed update left the state backend's lock: it says so, and `pulumi cancel` clears it.
+        assert.match(r.stdout + r.stderr, /the stack is currently locked by 1 lock\(s\)/, r.stdout + r.stderr);
+        await stack.ok(["cancel", "--yes"]);
+        r = await stack.run(["up", "--yes", "--skip-preview"], { timeoutMs: 600_000 });
+      }
       assert.equal(r.code, 0, `the next up converges after SIGKILL at ${delayMs} ms:\n${r.stdout}\n${r.stderr}`);
       const status = await sh(host, `sudo /opt/ayna/${project}/bin/ayna-release status`);
       assert.doesNotMatch(status, /lock:/, status);

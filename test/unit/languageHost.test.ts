@@ -67,6 +67,9 @@ describe("language host", () => {
     assert.ok(!inv.args.includes("--dry-run"));
     assert.equal(inv.env.PULUMI_NODEJS_TYPESCRIPT, "false");
     assert.equal(inv.env.PULUMI_NODEJS_TSCONFIG_PATH, "tsconfig.x.json");
+    assert.equal(inv.env.PULUMI_NODEJS_TRANSPILE_ONLY, undefined);
+    const fast = buildRunInvocation({ ...base, options: { transpileOnly: true } }, "/n/run", "node", {});
+    assert.equal(fast.env.PULUMI_NODEJS_TRANSPILE_ONLY, "true");
   });
 
   it("maps exits to run results", () => {

@@ -9,6 +9,7 @@ cd "$repo_root"
 bash scripts/toolchain.sh || { echo "0 passed, 1 failed"; exit 1; }
 use_toolchain
 bash scripts/testhost.sh deps >&2 && bash scripts/testhost.sh image >&2 || { echo "0 passed, 1 failed"; exit 1; }
+command -v shellcheck >/dev/null || { apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null; } >&2
 
 tally=$(mktemp)
 export AYNA_TALLY_FILE=$tally
@@ -29,6 +30,7 @@ check() {
 check "typecheck (tsc --noEmit, strict)" npx tsc -p tsconfig.json --noEmit
 check "eslint" npx eslint .
 check "prettier --check" npx prettier --check --log-level warn .
+check "shellcheck (scripts, CI, the host-side release tool)" shellcheck -S warning scripts/*.sh .ci/run components/render/ayna-release.sh
 
 mocha_run() {
   local config=$1

@@ -89,6 +89,16 @@ function serviceFields(role: "web" | "api", module: string, workers: number): Re
     ...(role === "web"
       ? { timeoutSeconds: { kind: "int", doc: "gunicorn --timeout.", default: 120, min: 1, max: 3600 } as Field }
       : {}),
+    ...(role === "api"
+      ? {
+          server: {
+            kind: "enum",
+            doc: "gunicorn: uvicorn workers under gunicorn (graceful HUP reload, no dropped requests); uvicorn: the standard's literal command (restarted on each release).",
+            values: ["gunicorn", "uvicorn"],
+            default: "gunicorn",
+          } as Field,
+        }
+      : {}),
   };
 }
 

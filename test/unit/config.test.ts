@@ -4,6 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as yaml from "js-yaml";
 import { ConfigError, parseStackConfig, RawConfig } from "../../stacks";
+import { renderConfigDocs } from "../../stacks/docs";
 
 const hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPGVtSKQWjur8Pq/ONhmYCAWFTjQzutzjFtNZ0WGKGWw";
 const privateKey = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
@@ -252,5 +253,14 @@ describe("required variables", () => {
       () => parseStackConfig("ayna-deploy", "staging", raw({ ...good, secretEnv: { DATABASE_URL: "" } })),
       /DATABASE_URL is required by standard v2\.0/,
     );
+  });
+});
+
+describe("configuration reference", () => {
+  it("the README's table is the one the schema renders (npm run config-docs)", () => {
+    const readme = fs.readFileSync(path.join(__dirname, "..", "..", "README.md"), "utf8");
+    const m = /<!-- config-docs:start -->\n([\s\S]*?)<!-- config-docs:end -->/.exec(readme);
+    assert.ok(m, "README has the config-docs markers");
+    assert.equal(m[1], renderConfigDocs(), "regenerate the table with npm run config-docs");
   });
 });

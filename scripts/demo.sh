@@ -3,8 +3,9 @@
 # host, and `pulumi preview --diff` + `pulumi up` the program against it with a
 # local file state backend. `scripts/demo.sh down` destroys and stops it all.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
 . "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
-cd "$repo_root"
+cd "$repo_root" || exit 1
 
 demo_dir=$cache_dir/demo
 stack=demo

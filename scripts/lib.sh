@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the project's scripts: where things live. Source it; it sets no
 # shell options of its own.
 repo_root=$(CDPATH='' cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)

@@ -3,8 +3,9 @@
 # tests with Pulumi mocks, then end-to-end tests with the real pulumi CLI
 # against real test hosts. The last line is the tally: `N passed, N failed`.
 set -uo pipefail
+# shellcheck source=scripts/lib.sh
 . "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
-cd "$repo_root"
+cd "$repo_root" || exit 1
 
 bash scripts/toolchain.sh || { echo "0 passed, 1 failed"; exit 1; }
 use_toolchain
@@ -13,7 +14,6 @@ command -v shellcheck >/dev/null || { apt-get update -qq && apt-get install -y -
 
 tally=$(mktemp)
 export AYNA_TALLY_FILE=$tally
-static_failed=0
 check() {
   local name=$1
   shift
@@ -23,14 +23,13 @@ check() {
   else
     echo '{"passed":0,"failed":1,"skipped":0}' >>"$tally"
     log "FAILED: $name"
-    static_failed=1
   fi
 }
 
 check "typecheck (tsc --noEmit, strict)" npx tsc -p tsconfig.json --noEmit
 check "eslint" npx eslint .
 check "prettier --check" npx prettier --check --log-level warn .
-check "shellcheck (scripts, CI, the host-side release tool)" shellcheck -S warning scripts/*.sh .ci/run components/render/ayna-release.sh
+check "shellcheck (scripts, CI, the host-side release tool)" shellcheck -x -S warning scripts/*.sh .ci/run components/render/ayna-release.sh
 
 mocha_run() {
   local config=$1

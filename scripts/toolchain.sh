@@ -4,6 +4,7 @@
 # lacks it, the npm packages, and the project's own language host and provider.
 # Idempotent: with everything cached it finishes in seconds.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
 . "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
 start=$(date +%s)

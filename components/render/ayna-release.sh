@@ -72,6 +72,10 @@ json_field() { # file key
   sed -n 's/.*"'"$2"'": *"\([^"]*\)".*/\1/p' "$1" | head -n 1
 }
 
+migrations_hash() { # dir: one hash over every migration file of the release
+  (cd "$1" && find . -path '*/migrations/*.py' -type f -print0 | sort -z | xargs -0 -r sha256sum | sha256sum | cut -c1-16)
+}
+
 switch_to() { # release name; atomic: a new link renamed over the old one
   ln -sfn "$1" "$RELEASES/.current.tmp"
   mv -Tf "$RELEASES/.current.tmp" "$RELEASES/current"
@@ -293,11 +297,28 @@ cmd_deploy() { # --sha S --checksum C --venv H [--reason R]; tar.gz on stdin
   chown "$SERVICE_USER" "$tmp/staticfiles"
   chmod -R g+rX,o-rwx "$tmp"
   mv -T "$tmp" "$dir"
-  # (4)-(5): migrations once per release and static files, before the switch.
+  # (4)-(5): migrations once per release and static files, before the switch,
+  # side by side. Migrations are skipped when the release's migration files are
+  # exactly those the serving release already applied.
   if [ -f "$dir/manage.py" ]; then
-    run_as_app "$dir" "$dir/.venv/bin/python" manage.py migrate --noinput >&2 ||
-      { rm -rf "$dir"; audit failed "$from" "$to" "$sha" "migrations failed"; die "deploy: migrations failed; $(serving "$from")" 4; }
-    run_as_app "$dir" "$dir/.venv/bin/python" manage.py collectstatic --noinput >&2 ||
+    local mig mig_pid="" static_pid
+    mig=$(migrations_hash "$dir")
+    sed -i 's/}$/, "migrations": "'"$mig"'"}/' "$dir/.ayna-release.json.part"
+    if [ "$from" != none ] && [ "$(json_field "$RELEASES/$from/.ayna-release.json" migrations)" = "$mig" ]; then
+      say "migrations unchanged since $from: not run"
+    else
+      run_as_app "$dir" "$dir/.venv/bin/python" manage.py migrate --noinput >&2 &
+      mig_pid=$!
+    fi
+    run_as_app "$dir" "$dir/.venv/bin/python" manage.py collectstatic --noinput >&2 &
+    static_pid=$!
+    if [ -n "$mig_pid" ] && ! wait "$mig_pid"; then
+      wait "$static_pid" || true
+      rm -rf "$dir"
+      audit failed "$from" "$to" "$sha" "migrations failed"
+      die "deploy: migrations failed; $(serving "$from")" 4
+    fi
+    wait "$static_pid" ||
       { rm -rf "$dir"; audit failed "$from" "$to" "$sha" "collectstatic failed"; die "deploy: collectstatic failed; $(serving "$from")" 4; }
   fi
   mv "$dir/.ayna-release.json.part" "$dir/.ayna-release.json"

@@ -39,7 +39,7 @@ export interface ReleaseToolSpec {
   healthTimeoutSeconds: number;
   /** Consecutive good answers required per service. */
   healthPasses: number;
-  /** Seconds a worker must stay up without a restart to count as healthy. @default 3 */
+  /** Seconds a worker must stay up without a restart to count as healthy. @default 2 */
   workerSettleSeconds?: number;
   /** Seconds to wait for another deploy's lock before giving up. @default 120 */
   lockWaitSeconds?: number;
@@ -63,7 +63,7 @@ export function renderReleaseTool(s: ReleaseToolSpec): string {
     assign("HEALTH_PATH", s.healthPath),
     assign("HEALTH_TIMEOUT", s.healthTimeoutSeconds),
     assign("HEALTH_PASSES", s.healthPasses),
-    assign("WORKER_SETTLE", s.workerSettleSeconds ?? 3),
+    assign("WORKER_SETTLE", s.workerSettleSeconds ?? 2),
     assign("LOCK_WAIT", s.lockWaitSeconds ?? 120),
     `SERVICES=(${s.services.map((x) => argv(`${x.role}:${x.port ?? ""}:${x.reload}:${x.candidatePort ?? ""}`)).join(" ")})`,
     ...s.services

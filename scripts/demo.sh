@@ -58,15 +58,24 @@ cfg --path 'hosts[0].port' "$(field port)"
 cfg --path 'hosts[0].user' "$(field user)"
 cfg --path 'hosts[0].hostKey' "$(field hostKey)"
 cfg --secret sshPrivateKey <"$(field privateKeyPath)"
+# The sample app: a declared port range (demoapp is not in the standard's
+# registry), Django settings, and SQLite in shared/ as its database.
+cfg --path ports.base 8150
+cfg --path env.DJANGO_SETTINGS_MODULE config.settings
+printf '%s' 'sqlite:////opt/ayna/demoapp/shared/db.sqlite3' | cfg --secret --path secretEnv.DATABASE_URL
 
 log "pulumi preview --diff"
 pulumi_ preview --diff --config-file "$config_file"
 log "pulumi up"
 pulumi_ up --yes --skip-preview --config-file "$config_file"
 
+ssh_=(ssh -i "$(field privateKeyPath)" -o UserKnownHostsFile="$(field knownHostsPath)" -o BatchMode=yes "$(field user)@$(field address)")
+log "on the host:"
+"${ssh_[@]}" 'systemctl is-active demoapp-web demoapp-api demoapp-celery demoapp-beat | paste -sd" "; curl -s 127.0.0.1:8150/health; echo; curl -s 127.0.0.1:8151/health; echo' >&2
+
 cat >&2 <<INFO
 
-Deployed to test host '$host_name' at $(field address) (state: $demo_dir/state).
+Deployed the sample app to test host '$host_name' at $(field address) (state: $demo_dir/state).
   ssh in:     ssh -i $(field privateKeyPath) -o UserKnownHostsFile=$(field knownHostsPath) $(field user)@$(field address)
   run again:  bash scripts/demo.sh    (a second run changes nothing)
   tear down:  bash scripts/demo.sh down

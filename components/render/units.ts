@@ -84,14 +84,74 @@ function title(project: string): string {
     .join("-");
 }
 
-function execStart(bin: string, args: string[]): string {
-  // One flag per line, as the standard writes them.
-  return `ExecStart=${bin} \\\n    ${args.join(" \\\n    ")}`;
-}
-
 function need<T>(v: T | undefined, what: string, role: string): T {
   if (v === undefined) throw new Error(`${role} unit needs ${what}`);
   return v;
+}
+
+interface ServerPlace {
+  /** The release directory the process runs from (the `current` symlink for units). */
+  dir: string;
+  /** Its Python environment's bin/ directory. */
+  bin: string;
+  /** Port for web/api. */
+  port?: number;
+  workers?: number;
+}
+
+/**
+ * A role's server command as groups of words (a flag with its value), shared
+ * by the unit's ExecStart and the release candidate, so the two cannot drift.
+ */
+export function serverCommand(s: UnitSpec, at: ServerPlace): string[][] {
+  const port = () => String(need(at.port, "a port", s.role));
+  switch (s.role) {
+    case "web":
+      return [
+        [`${at.bin}/gunicorn`],
+        ["--bind", `127.0.0.1:${port()}`],
+        ["--workers", String(at.workers ?? s.workers ?? 4)],
+        ["--timeout", String(s.timeoutSeconds ?? 120)],
+        // Through the symlink, so workers started by a HUP import the new release.
+        ["--chdir", at.dir],
+        [need(s.module, "a WSGI module", s.role)],
+      ];
+    case "api":
+      return usesGunicorn(s)
+        ? [
+            [`${at.bin}/gunicorn`],
+            ["--worker-class", "uvicorn_worker.UvicornWorker"],
+            ["--bind", `127.0.0.1:${port()}`],
+            ["--workers", String(at.workers ?? s.workers ?? 2)],
+            ["--chdir", at.dir],
+            [need(s.module, "an ASGI module", s.role)],
+          ]
+        : [
+            [`${at.bin}/uvicorn`],
+            ["--host", "127.0.0.1"],
+            ["--port", port()],
+            ["--workers", String(at.workers ?? s.workers ?? 2)],
+            ["--app-dir", at.dir],
+            [need(s.module, "an ASGI module", s.role)],
+          ];
+    case "celery":
+    case "beat": {
+      const tail =
+        s.role === "celery"
+          ? [["-l", "INFO"], [`--concurrency=${s.concurrency ?? 4}`]]
+          : [
+              ["-l", "INFO"],
+              ["--schedule", `${paths.stateDir(s.project)}/celerybeat-schedule`],
+            ];
+      // --workdir is a global option: it goes before the subcommand.
+      return [
+        [`${at.bin}/celery`],
+        ["--workdir", at.dir],
+        ["-A", need(s.celeryApp, "a Celery app", s.role), s.role === "celery" ? "worker" : "beat"],
+        ...tail,
+      ];
+    }
+  }
 }
 
 /**
@@ -99,47 +159,8 @@ function need<T>(v: T | undefined, what: string, role: string): T {
  * worker, from the release directory itself (`dir`).
  */
 export function candidateCommand(s: UnitSpec, dir: string, port: number): string[] | undefined {
-  const bin = `${dir}/.venv/bin`;
-  if (s.role === "web") {
-    return [
-      `${bin}/gunicorn`,
-      "--bind",
-      `127.0.0.1:${port}`,
-      "--workers",
-      "1",
-      "--chdir",
-      dir,
-      need(s.module, "a WSGI module", s.role),
-    ];
-  }
-  if (s.role === "api") {
-    return usesGunicorn(s)
-      ? [
-          `${bin}/gunicorn`,
-          "--worker-class",
-          "uvicorn_worker.UvicornWorker",
-          "--bind",
-          `127.0.0.1:${port}`,
-          "--workers",
-          "1",
-          "--chdir",
-          dir,
-          need(s.module, "an ASGI module", s.role),
-        ]
-      : [
-          `${bin}/uvicorn`,
-          "--host",
-          "127.0.0.1",
-          "--port",
-          String(port),
-          "--workers",
-          "1",
-          "--app-dir",
-          dir,
-          need(s.module, "an ASGI module", s.role),
-        ];
-  }
-  return undefined;
+  if (s.role !== "web" && s.role !== "api") return undefined;
+  return serverCommand(s, { dir, bin: `${dir}/.venv/bin`, port, workers: 1 }).flat();
 }
 
 export function renderUnit(s: UnitSpec): string {
@@ -152,9 +173,10 @@ export function renderUnit(s: UnitSpec): string {
     beat: "Celery Beat Scheduler",
   };
   const after = ["network.target", ...(s.after ?? [])];
+  const [bin, ...flags] = serverCommand(s, { dir: current, bin: venvBin, port: s.port });
 
-  const service: string[] = [reloadsGracefully(s) ? "Type=notify" : "Type=simple"];
-  service.push(
+  const service: string[] = [
+    reloadsGracefully(s) ? "Type=notify" : "Type=simple",
     `User=${s.user}`,
     `Group=${s.group}`,
     `WorkingDirectory=${current}`,
@@ -164,67 +186,10 @@ export function renderUnit(s: UnitSpec): string {
     // the master started in (which may be pruned by then).
     ...(usesGunicorn(s) ? [`Environment=PWD=${current}`] : []),
     `EnvironmentFile=${paths.envFile(s.project, s.stage)}`,
-  );
-  switch (s.role) {
-    case "web":
-      service.push(
-        execStart(`${venvBin}/gunicorn`, [
-          `--bind 127.0.0.1:${need(s.port, "a port", s.role)}`,
-          `--workers ${s.workers ?? 4}`,
-          `--timeout ${s.timeoutSeconds ?? 120}`,
-          // Through the symlink, so workers started by a HUP import the new release.
-          `--chdir ${current}`,
-          need(s.module, "a WSGI module", s.role),
-        ]),
-        "ExecReload=/bin/kill -s HUP $MAINPID",
-      );
-      break;
-    case "api":
-      if (reloadsGracefully(s)) {
-        service.push(
-          execStart(`${venvBin}/gunicorn`, [
-            "--worker-class uvicorn_worker.UvicornWorker",
-            `--bind 127.0.0.1:${need(s.port, "a port", s.role)}`,
-            `--workers ${s.workers ?? 2}`,
-            `--chdir ${current}`,
-            need(s.module, "an ASGI module", s.role),
-          ]),
-          "ExecReload=/bin/kill -s HUP $MAINPID",
-        );
-      } else {
-        service.push(
-          execStart(`${venvBin}/uvicorn`, [
-            "--host 127.0.0.1",
-            `--port ${need(s.port, "a port", s.role)}`,
-            `--workers ${s.workers ?? 2}`,
-            `--app-dir ${current}`,
-            need(s.module, "an ASGI module", s.role),
-          ]),
-        );
-      }
-      break;
-    case "celery":
-      service.push(
-        execStart(`${venvBin}/celery`, [
-          // --workdir is a global option: it goes before the subcommand.
-          `--workdir ${current}`,
-          `-A ${need(s.celeryApp, "a Celery app", s.role)} worker`,
-          "-l INFO",
-          `--concurrency=${s.concurrency ?? 4}`,
-        ]),
-      );
-      break;
-    case "beat":
-      service.push(
-        execStart(`${venvBin}/celery`, [
-          `--workdir ${current}`,
-          `-A ${need(s.celeryApp, "a Celery app", s.role)} beat`,
-          "-l INFO",
-          `--schedule ${paths.stateDir(s.project)}/celerybeat-schedule`,
-        ]),
-      );
-      break;
-  }
+    // One flag per line, as the standard writes them.
+    `ExecStart=${bin!.join(" ")} \\\n    ${flags.map((f) => f.join(" ")).join(" \\\n    ")}`,
+    ...(reloadsGracefully(s) ? ["ExecReload=/bin/kill -s HUP $MAINPID"] : []),
+  ];
   service.push("Restart=always", "RestartSec=3", ...hardening(s.project));
 
   return [

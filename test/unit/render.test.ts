@@ -1,7 +1,7 @@
 import { strict as assert } from "node:assert";
 import { execFileSync } from "node:child_process";
 import { renderEnvFile, quoteEnvValue } from "../../components/render/envFile";
-import { hardening, renderUnit, UnitSpec } from "../../components/render/units";
+import { candidateCommand, hardening, renderUnit, UnitSpec } from "../../components/render/units";
 import { assertGolden } from "../support/golden";
 
 const base: Omit<UnitSpec, "role"> = {
@@ -52,6 +52,38 @@ describe("systemd unit rendering (golden files)", () => {
       assert.match(unit, /^Restart=always$/m);
       for (const h of hardening("demoapp")) assert.ok(unit.includes(`\n${h}\n`), `${role} lacks ${h}`);
     }
+  });
+
+  it("builds the release candidates from the same command, one worker, on the reserved port", () => {
+    const dir = "/opt/ayna/demoapp/releases/v7";
+    assert.deepEqual(
+      candidateCommand({ ...base, role: "web", port: 8150, module: "config.wsgi:application" }, dir, 8155),
+      [
+        `${dir}/.venv/bin/gunicorn`,
+        "--bind",
+        "127.0.0.1:8155",
+        "--workers",
+        "1",
+        "--timeout",
+        "120",
+        "--chdir",
+        dir,
+        "config.wsgi:application",
+      ],
+    );
+    assert.deepEqual(candidateCommand({ ...base, role: "api", port: 8151, module: "api.main:app" }, dir, 8156), [
+      `${dir}/.venv/bin/gunicorn`,
+      "--worker-class",
+      "uvicorn_worker.UvicornWorker",
+      "--bind",
+      "127.0.0.1:8156",
+      "--workers",
+      "1",
+      "--chdir",
+      dir,
+      "api.main:app",
+    ]);
+    assert.equal(candidateCommand({ ...base, role: "celery", celeryApp: "config" }, dir, 1), undefined);
   });
 
   it("refuses a web unit without a port", () => {

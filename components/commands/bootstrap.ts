@@ -19,9 +19,9 @@ export function pythonCheck(python: string): string {
   const bin = `python${python}`;
   // Says which Python the host does have, and the fix, before anything is installed.
   const explain =
-    "printf '%s\\n' " +
+    "printf '%s%s (%s)\\n%s\\n' " +
     argv(`this host has no ${bin}; it has: `) +
-    ' "$(python3 --version 2>&1 || echo no python3)" "on $(. /etc/os-release && echo "$PRETTY_NAME")" ' +
+    ' "$(python3 --version 2>&1 || echo no python3)" "$(. /etc/os-release && echo "$PRETTY_NAME")" ' +
     argv(
       `Fix: set the stack config key python to a version the host has (3.12 or newer), or use Debian 13, which ships Python 3.13.`,
     ) +

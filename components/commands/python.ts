@@ -12,8 +12,7 @@ export function uvBinary(version: string): string {
 }
 
 /** Trust the host's CA store (pip and uv otherwise bring their own). */
-const tlsEnv =
-  "export PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt";
+const tlsEnv = "export PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt";
 
 /** Installs the pinned uv from PyPI into its own venv, unless that exact version is there. */
 export function installUvCommand(version: string): string {

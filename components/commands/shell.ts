@@ -18,9 +18,20 @@ export function argv(...words: Arg[]): string {
   return words.map(quote).join(" ");
 }
 
+/**
+ * Wraps a compound command in `{ ...; }` so it composes as one unit: sh gives
+ * `&&` and `||` equal precedence, and `;` would end the surrounding list.
+ */
+export function group(command: string): string {
+  return /&&|\|\||;|\|/.test(command) && !/^\{ [\s\S]*; \}$/.test(command) ? `{ ${command}; }` : command;
+}
+
 /** `a && b && c`: stops at the first failure. */
 export function and(...commands: string[]): string {
-  return commands.filter((c) => c !== "").join(" && ");
+  return commands
+    .filter((c) => c !== "")
+    .map(group)
+    .join(" && ");
 }
 
 /** `a; b`: runs each regardless. */
@@ -30,7 +41,10 @@ export function seq(...commands: string[]): string {
 
 /** `a || b`. */
 export function or(...commands: string[]): string {
-  return commands.filter((c) => c !== "").join(" || ");
+  return commands
+    .filter((c) => c !== "")
+    .map(group)
+    .join(" || ");
 }
 
 /** `a | b`. */

@@ -1,0 +1,407 @@
+#!/bin/bash
+# ayna-release: the host-side release tool of one project, installed as
+# /opt/ayna/{project}/bin/ayna-release by ayna-deploy (standard v2.0 deploy
+# steps 1-9). Do not edit on a host: the next `pulumi up` rewrites it.
+# shellcheck disable=SC2154 # settings are rendered in place of the marker below
+set -euo pipefail
+umask 022
+export LC_ALL=C.UTF-8
+PROJECT=demoapp
+ROOT=/opt/ayna/demoapp
+STAGE=production
+SERVICE_USER=demoapp
+SERVICE_GROUP=demoapp
+ENV_FILE=/opt/ayna/demoapp/shared/.env.production
+KEEP=5
+HEALTH_PATH=/health
+HEALTH_TIMEOUT=60
+HEALTH_PASSES=2
+WORKER_SETTLE=2
+LOCK_WAIT=120
+SERVICES=(web:8150:hup:8155 celery::restart:)
+CANDIDATE_web=(@RELEASE@/.venv/bin/gunicorn --bind 127.0.0.1:8155 config.wsgi:application)
+RELEASES=$ROOT/releases
+VENVS=$ROOT/venvs
+LOCK=$ROOT/.deploy-lock
+AUDIT=$ROOT/logs/deploy-audit.log
+OWN_LOCK=
+
+# The tool runs as a transient systemd unit, so a client that disconnects does
+# not stop a deploy half way; writes to the gone client must not stop it either.
+trap '' PIPE
+say() { printf '%s\n' "$*" >&2 2>/dev/null || true; }
+result() { printf 'release=%s previous=%s\n' "$1" "$2" 2>/dev/null || true; }
+die() { say "ayna-release: $1"; exit "${2:-1}"; }
+now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
+
+audit() { # result from to sha detail
+  local line
+  line=$(printf '%s\tactor=%s\tfrom=%s\tto=%s\tsha=%s\tresult=%s\t%s' "$(now)" "${AYNA_ACTOR:-unknown}" "$2" "$3" "$4" "$1" "${5:-}")
+  printf '%s\n' "$line" >>"$AUDIT"
+}
+
+lock_info() { cat "$LOCK/info" 2>/dev/null || echo "owner=unknown"; }
+
+acquire_lock() { # reason
+  local tries=0
+  while ! mkdir "$LOCK" 2>/dev/null; do
+    local pid boot
+    pid=$(sed -n 's/^pid=//p' "$LOCK/info" 2>/dev/null || true)
+    boot=$(sed -n 's/^boot=//p' "$LOCK/info" 2>/dev/null || true)
+    if [ -n "$pid" ] && { [ "$boot" != "$(cat /proc/sys/kernel/random/boot_id)" ] || ! kill -0 "$pid" 2>/dev/null; }; then
+      say "ayna-release: breaking a stale deploy lock (its holder is gone): $(lock_info | tr '\n' ' ')"
+      rm -rf "$LOCK"
+      continue
+    fi
+    tries=$((tries + 1))
+    [ "$tries" = 1 ] && say "waiting for the deploy lock: $(lock_info | tr '\n' ' ')"
+    if [ "$tries" -ge "$LOCK_WAIT" ]; then
+      die "another deploy has held the lock on $(hostname) for over \${LOCK_WAIT}s: $(lock_info | tr '\n' ' ')- if that deploy is dead, break the lock with: sudo $ROOT/bin/ayna-release unlock" 75
+    fi
+    sleep 1
+  done
+  OWN_LOCK=1
+  printf 'owner=%s\nsince=%s\nreason=%s\npid=%s\nboot=%s\n' "${AYNA_ACTOR:-unknown}" "$(now)" "$1" "$$" "$(cat /proc/sys/kernel/random/boot_id)" >"$LOCK/info"
+}
+
+release_lock() { if [ -n "$OWN_LOCK" ]; then rm -rf "$LOCK"; OWN_LOCK=; fi; }
+trap 'stop_candidates; release_lock' EXIT
+
+serving() { if [ "$1" = none ]; then echo "nothing was serving before"; else echo "$1 is still serving"; fi; }
+
+previous_release() { cat "$ROOT/.previous-release" 2>/dev/null || true; }
+
+current_release() { basename "$(readlink "$RELEASES/current" 2>/dev/null || echo none)"; }
+
+release_numbers() { # complete releases, ascending
+  local d
+  for d in "$RELEASES"/v*; do
+    [ -f "$d/.ayna-release.json" ] || continue
+    basename "$d" | sed -n 's/^v\([0-9][0-9]*\)$/\1/p'
+  done | sort -n
+}
+
+json_field() { # file key
+  sed -n 's/.*"'"$2"'": *"\([^"]*\)".*/\1/p' "$1" | head -n 1
+}
+
+migrations_hash() { # dir: one hash over every migration file of the release
+  (cd "$1" && find . -path '*/migrations/*.py' -type f -print0 | sort -z | xargs -0 -r sha256sum | sha256sum | cut -c1-16)
+}
+
+switch_to() { # release name; atomic: a new link renamed over the old one
+  ln -sfn "$1" "$RELEASES/.current.tmp"
+  mv -Tf "$RELEASES/.current.tmp" "$RELEASES/current"
+}
+
+unit_of() { printf '%s-%s.service' "$PROJECT" "$1"; }
+
+venv_of() { readlink -f "$RELEASES/$1/.venv" 2>/dev/null || true; }
+
+declare -A RESTARTS=()
+APPLIED_AT=0
+
+apply_release() { # from to: make services serve 'to'
+  local entry role port mode unit same_venv=1
+  APPLIED_AT=$(date +%s)
+  [ "$(venv_of "$1")" = "$(venv_of "$2")" ] || same_venv=0
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r role port mode _ <<<"$entry"
+    unit=$(unit_of "$role")
+    systemctl is-enabled --quiet "$unit" 2>/dev/null || continue
+    if ! systemctl is-active --quiet "$unit"; then
+      systemctl start "$unit"
+    elif [ "$mode" = hup ] && [ "$same_venv" = 1 ]; then
+      systemctl reload "$unit"
+    else
+      systemctl restart "$unit"
+    fi
+    RESTARTS[$role]=$(systemctl show -P NRestarts "$unit")
+  done
+}
+
+health_gate() { # release: every HTTP service answers 200 naming this release
+  local entry role port mode deadline url out passes
+  deadline=$(( $(date +%s) + HEALTH_TIMEOUT ))
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r role port mode _ <<<"$entry"
+    [ -n "$port" ] || continue
+    systemctl is-enabled --quiet "$(unit_of "$role")" 2>/dev/null || continue
+    url="http://127.0.0.1:$port$HEALTH_PATH"
+    passes=0
+    while :; do
+      out=$(curl -fsS --max-time 2 "$url" 2>&1) && printf '%s' "$out" | grep -q '"release": *"'"$1"'"' && passes=$((passes + 1)) || passes=0
+      [ "$passes" -ge "$HEALTH_PASSES" ] && break
+      if [ "$(date +%s)" -ge "$deadline" ]; then
+        say "health check failed: $url did not answer 200 for release $1 within ${HEALTH_TIMEOUT}s; last answer: ${out:0:300}"
+        say "last log lines of $(unit_of "$role"):"
+        journalctl -u "$(unit_of "$role")" -n 20 --no-pager -o cat >&2 || true
+        return 1
+      fi
+      sleep 0.3
+    done
+    say "health ok: $url serves $1"
+  done
+  # Workers have no URL: they must be running and must not have restarted
+  # (crash-looped) since the release was applied.
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r role port mode _ <<<"$entry"
+    [ -z "$port" ] || continue
+    systemctl is-enabled --quiet "$(unit_of "$role")" 2>/dev/null || continue
+    while [ "$(date +%s)" -lt $((APPLIED_AT + WORKER_SETTLE)) ]; do sleep 0.3; done
+    if ! systemctl is-active --quiet "$(unit_of "$role")" || [ "$(systemctl show -P NRestarts "$(unit_of "$role")")" != "${RESTARTS[$role]:-0}" ]; then
+      say "health check failed: $(unit_of "$role") is not running steadily"
+      journalctl -u "$(unit_of "$role")" -n 20 --no-pager -o cat >&2 || true
+      return 1
+    fi
+    say "health ok: $(unit_of "$role") running"
+  done
+}
+
+# Blue-green before the switch: each HTTP service of the new release runs as
+# a candidate on its reserved port and must answer healthy, naming the release,
+# before `current` moves; until then no request reaches the new code.
+candidate_unit() { printf '%s-%s-candidate.service' "$PROJECT" "$1"; }
+
+stop_candidates() {
+  local entry role port mode cport
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r role port mode cport <<<"$entry"
+    [ -n "$cport" ] || continue
+    systemctl stop "$(candidate_unit "$role")" 2>/dev/null || true
+    systemctl reset-failed "$(candidate_unit "$role")" 2>/dev/null || true
+  done
+}
+
+candidate_check() { # dir release
+  local dir=$1 rel=$2 entry role port mode cport deadline url out passes ref
+  local -a cmd
+  stop_candidates
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r role port mode cport <<<"$entry"
+    [ -n "$cport" ] || continue
+    ref="CANDIDATE_${role}[@]"
+    cmd=("${!ref}")
+    systemd-run --quiet --collect --service-type=exec --unit="$(candidate_unit "$role")" \
+      --uid="$SERVICE_USER" --gid="$SERVICE_GROUP" \
+      -p EnvironmentFile="$ENV_FILE" -p WorkingDirectory="$dir" \
+      -p ProtectSystem=strict -p ReadWritePaths="$ROOT/shared $ROOT/logs" \
+      -p PrivateTmp=yes -p NoNewPrivileges=yes \
+      -E PATH="$dir/.venv/bin:/usr/bin:/bin" -- "${cmd[@]//@RELEASE@/$dir}"
+  done
+  deadline=$(( $(date +%s) + HEALTH_TIMEOUT ))
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r role port mode cport <<<"$entry"
+    [ -n "$cport" ] || continue
+    url="http://127.0.0.1:$cport$HEALTH_PATH"
+    passes=0
+    while :; do
+      out=$(curl -fsS --max-time 2 "$url" 2>&1) && printf '%s' "$out" | grep -q '"release": *"'"$rel"'"' && passes=$((passes + 1)) || passes=0
+      [ "$passes" -ge "$HEALTH_PASSES" ] && break
+      if [ "$(date +%s)" -ge "$deadline" ] || ! systemctl is-active --quiet "$(candidate_unit "$role")"; then
+        say "health check failed: $role of release $rel did not answer 200 on its candidate port $cport ($url) within ${HEALTH_TIMEOUT}s; last answer: ${out:0:300}"
+        say "last log lines of the candidate:"
+        journalctl -u "$(candidate_unit "$role")" -n 25 --no-pager -o cat >&2 2>/dev/null || true
+        stop_candidates
+        return 1
+      fi
+      sleep 0.3
+    done
+    say "candidate ok: $role of $rel is healthy on 127.0.0.1:$cport"
+  done
+  stop_candidates
+}
+
+run_as_app() { # dir command...: the service's user, env file and confinement
+  local dir=$1
+  shift
+  systemd-run --quiet --wait --pipe --collect --service-type=exec \
+    --uid="$SERVICE_USER" --gid="$SERVICE_GROUP" \
+    -p EnvironmentFile="$ENV_FILE" -p WorkingDirectory="$dir" \
+    -p ProtectSystem=strict -p ReadWritePaths="$ROOT/shared $ROOT/logs $dir/staticfiles" \
+    -p PrivateTmp=yes -p NoNewPrivileges=yes \
+    -E PATH="$dir/.venv/bin:/usr/bin:/bin" -- "$@"
+}
+
+in_use_releases() { # releases a service's main process still has as its working directory
+  local entry role port mode pid
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r role port mode _ <<<"$entry"
+    pid=$(systemctl show -P MainPID "$(unit_of "$role")" 2>/dev/null || echo 0)
+    if [ "$pid" != 0 ]; then basename "$(readlink "/proc/$pid/cwd" 2>/dev/null || echo none)"; fi
+  done | sort -u
+}
+
+env_in_use() { # venv dir: does a kept release use it?
+  local d
+  for d in "$RELEASES"/v*; do
+    if [ "$(readlink -f "$d/.venv" 2>/dev/null)" = "$1" ]; then return 0; fi
+  done
+  return 1
+}
+
+# Retention: keep the newest KEEP releases, and always current, previous and
+# any release a running service still works in; then environments no kept
+# release uses (an hour after they were built, so one being built is safe).
+prune() {
+  local keep_list cur prev n d h in_use
+  cur=$(current_release)
+  prev=$(previous_release)
+  keep_list=$(release_numbers | tail -n "$KEEP" | sed 's/^/v/')
+  in_use=$(in_use_releases)
+  for n in $(release_numbers); do
+    d="v$n"
+    if [ "$d" = "$cur" ] || [ "$d" = "$prev" ]; then continue; fi
+    if printf '%s\n' "$keep_list" "$in_use" | grep -qx "$d"; then continue; fi
+    rm -rf "${RELEASES:?}/$d"
+    say "pruned release $d"
+  done
+  rm -rf "$RELEASES"/.v*.tmp
+  for h in "$VENVS"/*; do
+    [ -d "$h" ] || continue
+    if env_in_use "$h"; then continue; fi
+    if [ -n "$(find "$h" -maxdepth 0 -mmin +60)" ]; then
+      rm -rf "$h"
+      say "pruned environment $(basename "$h")"
+    fi
+  done
+  return 0
+}
+
+cmd_deploy() { # --sha S --checksum C --venv H [--reason R]; tar.gz on stdin
+  local sha="" checksum="" venv="" reason="deploy"
+  while [ $# -gt 0 ]; do case $1 in --sha) sha=$2; shift 2 ;; --checksum) checksum=$2; shift 2 ;; --venv) venv=$2; shift 2 ;; --reason) reason=$2; shift 2 ;; *) die "deploy: unknown flag $1" ;; esac; done
+  [[ "$checksum" =~ ^[0-9a-f]{64}$ ]] || die "deploy: --checksum must be a sha256"
+  [ -f "$VENVS/$venv/.ayna-complete" ] || die "deploy: environment $venv is not built"
+  acquire_lock "$reason"
+  local from to n dir tmp
+  from=$(current_release)
+
+  # An archive already released (a rollback by re-applying old inputs) switches
+  # back to that release instead of building it again.
+  for n in $(release_numbers | sort -rn); do
+    if [ "$(json_field "$RELEASES/v$n/.ayna-release.json" checksum)" = "$checksum" ] && [ "$(basename "$(venv_of "v$n")")" = "$venv" ]; then
+      cat >/dev/null
+      to="v$n"
+      if [ "$to" = "$from" ]; then say "release $to is already current"; result "$to" "$(previous_release)"; return 0; fi
+      say "archive matches existing release $to: switching back to it"
+      activate "$from" "$to" "$sha" "switch"
+      return
+    fi
+  done
+
+  n=$(( $(release_numbers | tail -n 1 | sed 's/^$/0/') + 1 ))
+  to="v$n"
+  dir=$RELEASES/$to
+  tmp=$RELEASES/.$to.tmp
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  # (1)-(2): new release directory; the archive's checksum is verified before use.
+  cat >"$tmp/.archive.tar.gz"
+  [ "$(sha256sum "$tmp/.archive.tar.gz" | cut -d' ' -f1)" = "$checksum" ] ||
+    { rm -rf "$tmp"; die "deploy: archive checksum mismatch (upload damaged); nothing changed"; }
+  tar -xzf "$tmp/.archive.tar.gz" -C "$tmp" --no-same-owner
+  rm -f "$tmp/.archive.tar.gz"
+  printf '{"release": "%s", "sha": "%s", "checksum": "%s", "venv": "%s", "created": "%s"}\n' "$to" "$sha" "$checksum" "$venv" "$(now)" >"$tmp/.ayna-release.json.part"
+  # (3): the release's dependencies: the environment keyed by its lockfile.
+  ln -sfn "../../venvs/$venv" "$tmp/.venv"
+  install -d -o "$SERVICE_USER" -g "$SERVICE_GROUP" -m 0750 "$tmp/staticfiles"
+  chown -R root:"$SERVICE_GROUP" "$tmp"
+  chown "$SERVICE_USER" "$tmp/staticfiles"
+  chmod -R g+rX,o-rwx "$tmp"
+  mv -T "$tmp" "$dir"
+  # (4)-(5): migrations once per release and static files, before the switch,
+  # side by side. Migrations are skipped when the release's migration files are
+  # exactly those the serving release already applied.
+  if [ -f "$dir/manage.py" ]; then
+    local mig mig_pid="" static_pid
+    mig=$(migrations_hash "$dir")
+    sed -i 's/}$/, "migrations": "'"$mig"'"}/' "$dir/.ayna-release.json.part"
+    if [ "$from" != none ] && [ "$(json_field "$RELEASES/$from/.ayna-release.json" migrations)" = "$mig" ]; then
+      say "migrations unchanged since $from: not run"
+    else
+      run_as_app "$dir" "$dir/.venv/bin/python" manage.py migrate --noinput >&2 &
+      mig_pid=$!
+    fi
+    run_as_app "$dir" "$dir/.venv/bin/python" manage.py collectstatic --noinput >&2 &
+    static_pid=$!
+    if [ -n "$mig_pid" ] && ! wait "$mig_pid"; then
+      wait "$static_pid" || true
+      rm -rf "$dir"
+      audit failed "$from" "$to" "$sha" "migrations failed"
+      die "deploy: migrations failed; $(serving "$from")" 4
+    fi
+    wait "$static_pid" ||
+      { rm -rf "$dir"; audit failed "$from" "$to" "$sha" "collectstatic failed"; die "deploy: collectstatic failed; $(serving "$from")" 4; }
+  fi
+  mv "$dir/.ayna-release.json.part" "$dir/.ayna-release.json"
+  if ! candidate_check "$dir" "$to"; then
+    touch "$dir/.ayna-failed"
+    audit failed "$from" "$to" "$sha" "candidate health check failed"
+    die "release $to failed its health check before the switch; $(serving "$from")" 3
+  fi
+  activate "$from" "$to" "$sha" "deploy"
+}
+
+activate() { # from to sha action: (6) switch, (7) reload, (8) health gate, (9) rollback
+  local from=$1 to=$2 sha=$3 action=$4
+  switch_to "$to"
+  apply_release "$from" "$to"
+  if health_gate "$to"; then
+    rm -f "$RELEASES/$to/.ayna-failed"
+    [ "$from" = none ] || [ "$from" = "$to" ] || echo "$from" >"$ROOT/.previous-release"
+    audit ok "$from" "$to" "$sha" "$action"
+    prune
+    result "$to" "$(previous_release)"
+    return 0
+  fi
+  touch "$RELEASES/$to/.ayna-failed"
+  if [ "$from" != none ] && [ -d "$RELEASES/$from" ]; then
+    say "rolling back to $from"
+    switch_to "$from"
+    apply_release "$to" "$from"
+    health_gate "$from" || say "warning: $from is not healthy after the rollback either"
+    audit rolled-back "$from" "$to" "$sha" "health check failed"
+    die "release $to failed its health check and was rolled back; $from is serving" 3
+  fi
+  audit failed "$from" "$to" "$sha" "health check failed, nothing to roll back to"
+  die "release $to failed its health check (first release: nothing to roll back to)" 3
+}
+
+cmd_rollback() { # [--to vN]
+  local to=""
+  while [ $# -gt 0 ]; do case $1 in --to) to=$2; shift 2 ;; *) die "rollback: unknown flag $1" ;; esac; done
+  acquire_lock "rollback to \${to:-previous}"
+  local from
+  from=$(current_release)
+  [ -n "$to" ] || to=$(previous_release)
+  [ -n "$to" ] || die "rollback: no previous release recorded"
+  if [ "$to" = "$from" ]; then say "release $to is already current"; result "$to" "$(previous_release)"; return 0; fi
+  [ -f "$RELEASES/$to/.ayna-release.json" ] ||
+    die "rollback: release $to does not exist on $(hostname) (pruned or never deployed); available: $(release_numbers | sed 's/^/v/' | tr '\n' ' ')"
+  [ ! -f "$RELEASES/$to/.ayna-failed" ] || die "rollback: release $to failed its health check when it was deployed; pick another (available: $(release_numbers | sed 's/^/v/' | tr '\n' ' '))"
+  activate "$from" "$to" "$(json_field "$RELEASES/$to/.ayna-release.json" sha)" "rollback"
+}
+
+cmd_status() {
+  printf 'current=%s\nprevious=%s\nreleases=%s\n' "$(current_release)" "$(cat "$ROOT/.previous-release" 2>/dev/null || true)" "$(release_numbers | sed 's/^/v/' | tr '\n' ' ')"
+  if [ -d "$LOCK" ]; then printf 'lock: %s\n' "$(lock_info | tr '\n' ' ')"; fi
+}
+
+cmd_unlock() {
+  [ -d "$LOCK" ] || { say "no deploy lock held"; return 0; }
+  say "breaking deploy lock: $(lock_info | tr '\n' ' ')"
+  rm -rf "$LOCK"
+}
+
+[ "$(id -u)" = 0 ] || die "must run as root (through sudo)"
+mkdir -p "$RELEASES" "$VENVS" "$ROOT/logs"
+sub=${1:-}
+[ $# -gt 0 ] && shift
+case $sub in
+  deploy) cmd_deploy "$@" ;;
+  rollback) cmd_rollback "$@" ;;
+  status) cmd_status ;;
+  unlock) cmd_unlock ;;
+  *) die "usage: ayna-release deploy|rollback|status|unlock" ;;
+esac

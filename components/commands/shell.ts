@@ -47,11 +47,6 @@ export function or(...commands: string[]): string {
     .join(" || ");
 }
 
-/** `a | b`. */
-export function pipe(...commands: string[]): string {
-  return commands.join(" | ");
-}
-
 /** Wraps a composed command so it runs under `sh -c` (optionally through sudo). */
 export function shell(command: string, opts: { sudo?: boolean } = {}): string {
   const words: Arg[] = opts.sudo ? ["sudo", "-n", "sh", "-c", command] : ["sh", "-c", command];

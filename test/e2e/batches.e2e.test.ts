@@ -30,7 +30,8 @@ describe("several hosts: batches stop at the first failed host", function () {
     await stack.setConfig("hosts[1].user", b.user, { path: true });
     await stack.setConfig("hosts[1].hostKey", b.hostKey, { path: true });
     await stack.setConfig("release.batchSize", "1", { path: true });
-    await stack.setConfig("release.healthTimeoutSeconds", "10", { path: true });
+    // Generous: under CI load (two e2e files side by side) a cold start takes several seconds.
+    await stack.setConfig("release.healthTimeoutSeconds", "30", { path: true });
   });
 
   after(async () => {

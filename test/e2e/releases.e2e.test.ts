@@ -90,7 +90,8 @@ describe("releases: health-gated switch, automatic rollback, rollback command", 
     stack = await PulumiStack.create(`rel${process.pid}`);
     await stack.configureHost(project, host);
     app = await stack.configureSampleApp(project);
-    await stack.setConfig("release.healthTimeoutSeconds", "15", { path: true });
+    // Generous: under CI load (two e2e files side by side) a cold start takes several seconds.
+    await stack.setConfig("release.healthTimeoutSeconds", "30", { path: true });
     // v1 runs on a lockfile that differs from v2's (a comment is enough to
     // change its hash, and so the environment it gets).
     lockV1 = fs.readFileSync(path.join(app, "uv.lock"), "utf8");

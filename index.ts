@@ -4,7 +4,13 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { EnvFile, Host, portRegistry, PythonRuntime, RandomSecret, Release, SystemdService } from "./components";
 import { ReleaseService, releaseDirToken } from "./components/render/releaseTool";
-import { candidateCommand, reloadsGracefully, ServiceRole, UnitSpec } from "./components/render/units";
+import {
+  candidateCommand,
+  reloadsGracefully,
+  ServiceRole,
+  UnitSpec,
+  workerCheckCommand,
+} from "./components/render/units";
 import { loadStackConfig, StackConfig } from "./stacks";
 
 const config = loadStackConfig();
@@ -54,6 +60,7 @@ function releaseServices(c: StackConfig, user: string): ReleaseService[] {
       reload: reloadsGracefully(spec) ? "hup" : "restart",
       candidatePort,
       candidateCommand: candidatePort ? candidateCommand(spec, releaseDirToken, candidatePort) : undefined,
+      checkCommand: workerCheckCommand(spec, releaseDirToken),
     };
   });
 }

@@ -176,6 +176,20 @@ candidate_check() { # dir release
       -p PrivateTmp=yes -p NoNewPrivileges=yes \
       -E PATH="$dir/.venv/bin:/usr/bin:/bin" -- "${cmd[@]//@RELEASE@/$dir}"
   done
+  # Workers have no port: their code must at least load, as it does at start.
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r role port mode cport <<<"$entry"
+    declare -p "CHECK_$role" >/dev/null 2>&1 || continue
+    ref="CHECK_${role}[@]"
+    cmd=("${!ref}")
+    if ! out=$(run_as_app "$dir" "${cmd[@]//@RELEASE@/$dir}" 2>&1); then
+      say "health check failed: the $role code of release $rel does not load:"
+      printf '%s\n' "$out" | tail -n 25 >&2 2>/dev/null || true
+      stop_candidates
+      return 1
+    fi
+    say "candidate ok: $role code of $rel loads ($(printf '%s' "$out" | tail -n 1))"
+  done
   deadline=$(( $(date +%s) + HEALTH_TIMEOUT ))
   for entry in "${SERVICES[@]}"; do
     IFS=: read -r role port mode cport <<<"$entry"

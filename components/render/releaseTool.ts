@@ -21,6 +21,8 @@ export interface ReleaseService {
   candidatePort?: number;
   /** The candidate's command; `@RELEASE@` stands for the new release's directory. */
   candidateCommand?: string[];
+  /** Workers: a one-shot command that must exit 0 before the switch (e.g. the task modules import). */
+  checkCommand?: string[];
 }
 
 /** Placeholder for the release directory in candidate commands. */
@@ -39,7 +41,7 @@ export interface ReleaseToolSpec {
   healthTimeoutSeconds: number;
   /** Consecutive good answers required per service. */
   healthPasses: number;
-  /** Seconds a worker must stay up without a restart to count as healthy. @default 2 */
+  /** Seconds a worker must stay up without a restart to count as healthy. @default 3 */
   workerSettleSeconds?: number;
   /** Seconds to wait for another deploy's lock before giving up. @default 120 */
   lockWaitSeconds?: number;
@@ -63,12 +65,15 @@ export function renderReleaseTool(s: ReleaseToolSpec): string {
     assign("HEALTH_PATH", s.healthPath),
     assign("HEALTH_TIMEOUT", s.healthTimeoutSeconds),
     assign("HEALTH_PASSES", s.healthPasses),
-    assign("WORKER_SETTLE", s.workerSettleSeconds ?? 2),
+    assign("WORKER_SETTLE", s.workerSettleSeconds ?? 3),
     assign("LOCK_WAIT", s.lockWaitSeconds ?? 120),
     `SERVICES=(${s.services.map((x) => argv(`${x.role}:${x.port ?? ""}:${x.reload}:${x.candidatePort ?? ""}`)).join(" ")})`,
     ...s.services
       .filter((x) => x.candidateCommand)
       .map((x) => `CANDIDATE_${x.role}=(${x.candidateCommand!.map((w) => argv(w)).join(" ")})`),
+    ...s.services
+      .filter((x) => x.checkCommand)
+      .map((x) => `CHECK_${x.role}=(${x.checkCommand!.map((w) => argv(w)).join(" ")})`),
   ];
   if (!template.includes("\n#@SETTINGS@\n")) throw new Error("ayna-release.sh lost its #@SETTINGS@ marker");
   return template.replace("\n#@SETTINGS@\n", () => `\n${settings.join("\n")}\n`);

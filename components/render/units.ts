@@ -163,6 +163,25 @@ export function candidateCommand(s: UnitSpec, dir: string, port: number): string
   return serverCommand(s, { dir, bin: `${dir}/.venv/bin`, port, workers: 1 }).flat();
 }
 
+/** Imports a Celery app and every task module it would load, as a worker does at start. */
+const celeryImportCheck = [
+  "import importlib, sys",
+  "module = importlib.import_module(sys.argv[1])",
+  "app = getattr(module, 'app', None) or getattr(module, 'celery_app')",
+  "app.loader.import_default_modules()",
+  "print('tasks:', len([t for t in app.tasks if not t.startswith('celery.')]))",
+].join("\n");
+
+/**
+ * A one-shot check that the release's worker code loads (the Celery app and
+ * its task modules), run before the switch so a worker that could not start
+ * never replaces a working one.
+ */
+export function workerCheckCommand(s: UnitSpec, dir: string): string[] | undefined {
+  if (s.role !== "celery") return undefined;
+  return [`${dir}/.venv/bin/python`, "-c", celeryImportCheck, need(s.celeryApp, "a Celery app", s.role)];
+}
+
 export function renderUnit(s: UnitSpec): string {
   const venvBin = `${paths.venv(s.project)}/bin`;
   const current = paths.current(s.project);

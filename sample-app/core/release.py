@@ -70,18 +70,25 @@ RELEASE_ROOT: Path = release_root_for(__file__)
 RELEASE: dict[str, str] = read_release(RELEASE_ROOT)
 
 
-def failure_reason(root: str | os.PathLike[str] | None = None) -> str | None:
+def failure_reason(root: str | os.PathLike[str] | None = None, port: int | None = None) -> str | None:
     """Why /health must fail (500), or None when it must not.
 
     Checked on every call: the environment variable ``SAMPLE_FAIL_HEALTH`` and
     the file ``FAIL_HEALTH`` in the release root (``RELEASE_ROOT`` unless
-    ``root`` is given).
+    ``root`` is given). A file that lists port numbers (one per line) fails
+    only requests that arrived on one of those ports, so a test can make a
+    release healthy as a candidate and failing once it serves for real.
     """
     if os.environ.get(FAIL_ENV, "").strip().lower() in _TRUE:
         return f"{FAIL_ENV} is set"
     base = Path(root) if root is not None else RELEASE_ROOT
-    if (base / FAIL_FILE).exists():
-        return f"{FAIL_FILE} exists in the release directory"
+    fail_file = base / FAIL_FILE
+    if fail_file.exists():
+        ports = {line.strip() for line in fail_file.read_text().splitlines() if line.strip()}
+        if not ports:
+            return f"{FAIL_FILE} exists in the release directory"
+        if port is not None and str(port) in ports:
+            return f"{FAIL_FILE} lists port {port}"
     return None
 
 

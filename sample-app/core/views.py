@@ -38,7 +38,7 @@ def health(request: HttpRequest) -> JsonResponse:
     500 when the failure switch is on (SAMPLE_FAIL_HEALTH=1 or FAIL_HEALTH in
     the release root), 503 when the database does not answer.
     """
-    reason = release.failure_reason()
+    reason = release.failure_reason(port=int(request.get_port()))
     if reason:
         return JsonResponse(release.health_payload(SERVICE, "failing", error=reason), status=500)
     error = check_database()

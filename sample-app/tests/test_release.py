@@ -95,3 +95,13 @@ def test_process_reports_the_release_it_loaded_through_current(tmp_path: Path, a
     assert got["code"] == 500
     assert got["body"]["release"] == "v8"
     assert got["body"]["status"] == "failing"
+
+
+def test_fail_file_listing_ports_fails_only_those_ports(tmp_path):
+    from core import release
+
+    (tmp_path / "FAIL_HEALTH").write_text("8150\n")
+    assert release.failure_reason(tmp_path, port=8150) == "FAIL_HEALTH lists port 8150"
+    assert release.failure_reason(tmp_path, port=8155) is None
+    (tmp_path / "FAIL_HEALTH").write_text("")
+    assert release.failure_reason(tmp_path, port=8155) == "FAIL_HEALTH exists in the release directory"

@@ -92,6 +92,8 @@ describe("releases: health-gated switch, automatic rollback, rollback command", 
     app = await stack.configureSampleApp(project);
     // Generous: under CI load (two e2e files side by side) a cold start takes several seconds.
     await stack.setConfig("release.healthTimeoutSeconds", "30", { path: true });
+    // Enough releases kept for the rollbacks below to find v1.
+    await stack.setConfig("release.keep", "8", { path: true });
     // v1 runs on a lockfile that differs from v2's (a comment is enough to
     // change its hash, and so the environment it gets).
     lockV1 = fs.readFileSync(path.join(app, "uv.lock"), "utf8");
@@ -158,7 +160,7 @@ describe("releases: health-gated switch, automatic rollback, rollback command", 
     );
   });
 
-  it("v5 breaks after the switch (the worker crashes): switched back automatically, with the service's log", async () => {
+  it("v5's worker cannot start: caught by the worker check before the switch, with the error shown", async () => {
     const tasks = path.join(app, "core", "tasks.py");
     const good = fs.readFileSync(tasks, "utf8");
     fs.writeFileSync(tasks, `${good}\nraise RuntimeError("v5 worker cannot start")\n`);
@@ -167,23 +169,44 @@ describe("releases: health-gated switch, automatic rollback, rollback command", 
     const r = await stack.run(["up", "--yes", "--skip-preview"]);
     const res = await load.stop();
     fs.writeFileSync(tasks, good);
-    process.stderr.write(`      load through v5 + automatic rollback: ${JSON.stringify(res)}\n`);
+    process.stderr.write(`      load through failed v5: ${JSON.stringify(res)}\n`);
     const out = r.stdout + r.stderr;
     assert.notEqual(r.code, 0);
-    assert.match(out, /health check failed: demoapp-celery\.service is not running steadily/);
-    assert.match(out, /v5 worker cannot start/, `the service's last log lines are shown:\n${out.slice(-4000)}`);
-    assert.match(out, /release v5 failed its health check and was rolled back; v3 is serving/);
+    assert.match(out, /health check failed: the celery code of release v5 does not load/);
+    assert.match(out, /RuntimeError: v5 worker cannot start/, `the error is shown:\n${out.slice(-4000)}`);
+    assert.match(out, /release v5 failed its health check before the switch; v3 is still serving/);
     assert.equal(res.failed, 0, JSON.stringify(res.errors));
-    assert.equal(await servedRelease(host), "v3");
+    assert.deepEqual(Object.keys(res.releases), ["v3"], "no request reached v5");
     assert.equal((await sh(host, `sudo readlink /opt/ayna/${project}/releases/current`)).trim(), "v3");
     assert.equal((await sh(host, `systemctl is-active ${project}-celery`)).trim(), "active");
     const outputs = JSON.parse((await stack.ok(["stack", "output", "hosts", "--json"])).stdout) as {
       release: string;
     }[];
     assert.equal(outputs[0]?.release, "v3");
+  });
+
+  it("a release that passes as a candidate but fails once switched is switched back automatically", async () => {
+    // The sample app's failure switch can name ports: healthy on the candidate
+    // ports, failing on the real ones, so only the post-switch gate can see it.
+    touchCode(app, "v6");
+    fs.writeFileSync(path.join(app, "FAIL_HEALTH"), "8150\n8151\n");
+    const r = await stack.run(["up", "--yes", "--skip-preview"]);
+    fs.rmSync(path.join(app, "FAIL_HEALTH"));
+    const out = r.stdout + r.stderr;
+    assert.notEqual(r.code, 0);
+    assert.match(out, /candidate ok: web of v6 is healthy/);
+    assert.match(out, /health check failed: http:\/\/127\.0\.0\.1:815[01]\/health did not answer 200 for release v6/);
+    assert.match(out, /last log lines of demoapp-(web|api)\.service/);
+    assert.match(out, /release v6 failed its health check and was rolled back; v3 is serving/);
+    assert.equal(await servedRelease(host), "v3");
+    assert.equal((await sh(host, `sudo readlink /opt/ayna/${project}/releases/current`)).trim(), "v3");
+    const outputs = JSON.parse((await stack.ok(["stack", "output", "hosts", "--json"])).stdout) as {
+      release: string;
+    }[];
+    assert.equal(outputs[0]?.release, "v3");
     assert.match(
       await sh(host, `sudo tail -n 1 /opt/ayna/${project}/logs/deploy-audit.log`),
-      /from=v3\tto=v5\t.*result=rolled-back/,
+      /from=v3\tto=v6\t.*result=rolled-back/,
     );
   });
 
@@ -223,7 +246,7 @@ describe("releases: health-gated switch, automatic rollback, rollback command", 
     assert.notEqual(unknown.code, 0);
     assert.match(
       unknown.out,
-      /rollback: release v99 does not exist on \S+ \(pruned or never deployed\); available: v1 v2 v3 v4 v5/,
+      /rollback: release v99 does not exist on \S+ \(pruned or never deployed\); available: v1 v2 v3 v4 v5 v6/,
     );
     const failed = await runRollback(stack, ["--to", "v4"]);
     assert.notEqual(failed.code, 0);
@@ -236,9 +259,9 @@ describe("releases: health-gated switch, automatic rollback, rollback command", 
     await stack.ok(["up", "--yes", "--skip-preview"]);
     assert.equal(await servedRelease(host), "v2");
     await stack.ok(["config", "rm", "--path", "release.pin"]);
-    touchCode(app, "v6");
+    touchCode(app, "v7");
     await stack.ok(["up", "--yes", "--skip-preview"]);
-    assert.equal(await servedRelease(host), "v6");
+    assert.equal(await servedRelease(host), "v7");
   });
 
   it("SIGKILL of pulumi up mid-release: a release always serves, the lock is recovered, the next up converges", async () => {
@@ -286,7 +309,7 @@ describe("releases: health-gated switch, automatic rollback, rollback command", 
       .trim()
       .split("\n")
       .filter((d) => /^v\d+$/.test(d));
-    assert.ok(list.length <= 5 + 1, list.join(" "));
+    assert.ok(list.length <= 8, list.join(" "));
     const status = await sh(host, `sudo /opt/ayna/${project}/bin/ayna-release status`);
     const current = /current=(v\d+)/.exec(status)?.[1];
     const previous = /previous=(v\d+)/.exec(status)?.[1];

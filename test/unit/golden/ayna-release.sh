@@ -16,7 +16,7 @@ KEEP=5
 HEALTH_PATH=/health
 HEALTH_TIMEOUT=60
 HEALTH_PASSES=2
-WORKER_SETTLE=2
+WORKER_SETTLE=3
 LOCK_WAIT=120
 SERVICES=(web:8150:hup:8155 celery::restart:)
 CANDIDATE_web=(@RELEASE@/.venv/bin/gunicorn --bind 127.0.0.1:8155 config.wsgi:application)
@@ -188,6 +188,20 @@ candidate_check() { # dir release
       -p ProtectSystem=strict -p ReadWritePaths="$ROOT/shared $ROOT/logs" \
       -p PrivateTmp=yes -p NoNewPrivileges=yes \
       -E PATH="$dir/.venv/bin:/usr/bin:/bin" -- "${cmd[@]//@RELEASE@/$dir}"
+  done
+  # Workers have no port: their code must at least load, as it does at start.
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r role port mode cport <<<"$entry"
+    declare -p "CHECK_$role" >/dev/null 2>&1 || continue
+    ref="CHECK_${role}[@]"
+    cmd=("${!ref}")
+    if ! out=$(run_as_app "$dir" "${cmd[@]//@RELEASE@/$dir}" 2>&1); then
+      say "health check failed: the $role code of release $rel does not load:"
+      printf '%s\n' "$out" | tail -n 25 >&2 2>/dev/null || true
+      stop_candidates
+      return 1
+    fi
+    say "candidate ok: $role code of $rel loads ($(printf '%s' "$out" | tail -n 1))"
   done
   deadline=$(( $(date +%s) + HEALTH_TIMEOUT ))
   for entry in "${SERVICES[@]}"; do

@@ -242,7 +242,7 @@ export function sshArgs(host: TestHost, extra: string[] = []): string[] {
 export function sshExec(
   host: TestHost,
   command: string,
-  opts: { input?: string; timeoutMs?: number } = {},
+  opts: { input?: string | Buffer; timeoutMs?: number } = {},
 ): Promise<ExecResult> {
   const timeoutMs = opts.timeoutMs ?? 60_000;
   return new Promise((resolve, reject) => {

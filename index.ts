@@ -2,7 +2,17 @@
 // env file, the systemd units and a health-gated release.
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { EnvFile, Host, portRegistry, PythonRuntime, RandomSecret, Release, SystemdService } from "./components";
+import {
+  appArchive,
+  EnvFile,
+  Host,
+  lockfileArchive,
+  portRegistry,
+  PythonRuntime,
+  RandomSecret,
+  Release,
+  SystemdService,
+} from "./components";
 import { ReleaseService, releaseDirToken } from "./components/render/releaseTool";
 import {
   candidateCommand,
@@ -15,6 +25,9 @@ import { loadStackConfig, StackConfig } from "./stacks";
 
 const config = loadStackConfig();
 const appDir = path.resolve(__dirname, config.app.path);
+// Packed once here, shared by every host.
+const app = appArchive(appDir);
+const lockArchive = lockfileArchive(appDir);
 
 // Generated secrets are made once per stack, so every host gets the same value.
 const generated: Record<string, pulumi.Output<string>> = {};
@@ -87,7 +100,7 @@ const releases = config.hosts.map((h, i) => {
   const conn = host.connection;
   const runtime = new PythonRuntime(
     h.name,
-    { connection: conn, project: config.project, appDir, python: config.python },
+    { connection: conn, project: config.project, lockArchive, python: config.python },
     { dependsOn: host.bootstrap },
   );
   const env = new EnvFile(
@@ -115,7 +128,7 @@ const releases = config.hosts.map((h, i) => {
     h.name,
     {
       connection: conn,
-      appDir,
+      app,
       envHash: runtime.envHash,
       tool: {
         project: config.project,

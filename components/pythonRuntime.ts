@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { Archive, buildArchive } from "./archive";
-import { buildEnvCommand, installUvCommand, uvBinary } from "./commands/python";
+import { buildEnvCommand, installUvCommand } from "./commands/python";
 import { Connection } from "./resources/connection";
 import { RemoteCommand } from "./resources/remoteCommand";
 
@@ -12,8 +12,8 @@ export const defaultUvVersion = "0.13.9";
 export interface PythonRuntimeArgs {
   readonly connection: Connection;
   readonly project: string;
-  /** Directory holding pyproject.toml and uv.lock. */
-  readonly appDir: string;
+  /** pyproject.toml + uv.lock packed once per run (`lockfileArchive`). */
+  readonly lockArchive: Archive;
   /** Python MAJOR.MINOR for the venv. @default "3.13" */
   readonly python?: string;
   /** @default defaultUvVersion */
@@ -28,7 +28,6 @@ export interface PythonRuntimeArgs {
 export class PythonRuntime extends pulumi.ComponentResource {
   /** Key of the environment under /opt/ayna/{project}/venvs/. */
   public readonly envHash: string;
-  public readonly uvBinary: string;
   public readonly lockArchive: Archive;
   public readonly environment: RemoteCommand;
 
@@ -36,9 +35,7 @@ export class PythonRuntime extends pulumi.ComponentResource {
     super("ayna:components:PythonRuntime", name, {}, opts);
     const python = args.python ?? "3.13";
     const uvVersion = args.uvVersion ?? defaultUvVersion;
-    this.uvBinary = uvBinary(uvVersion);
-
-    this.lockArchive = lockfileArchive(args.appDir);
+    this.lockArchive = args.lockArchive;
     this.envHash = envKey(this.lockArchive.sha256, python, uvVersion);
 
     const uv = new RemoteCommand(

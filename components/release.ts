@@ -13,8 +13,8 @@ export interface ReleaseArgs {
   readonly connection: Connection;
   /** The host-side tool's settings (project, services, health gate, retention). */
   readonly tool: ReleaseToolSpec;
-  /** Directory of the app source; its content hash makes every code change a release. */
-  readonly appDir: string;
+  /** The app source packed once per run (`appArchive`); its hash makes every code change a release. */
+  readonly app: AppArchive;
   /** Key of the Python environment the release runs on (PythonRuntime.envHash). */
   readonly envHash: string;
   /** Who deploys, for the host's audit log and lock. @default user@hostname of this machine */
@@ -24,6 +24,18 @@ export interface ReleaseArgs {
    * rollback by plain `pulumi up`. A release that is not on the host is refused.
    */
   readonly pin?: string;
+}
+
+export interface AppArchive {
+  archive: Archive;
+  /** The git commit of the app, or `content-<hash>` outside git. */
+  sha: string;
+}
+
+/** Packs the app directory; built once per program run and shared by every host's Release. */
+export function appArchive(appDir: string): AppArchive {
+  const archive = buildArchive(path.resolve(appDir));
+  return { archive, sha: gitShaOf(appDir) ?? `content-${archive.sha256.slice(0, 12)}` };
 }
 
 /** The tool's last line: `release=v3 previous=v2`. */
@@ -66,8 +78,8 @@ export class Release extends pulumi.ComponentResource {
   constructor(name: string, args: ReleaseArgs, opts?: pulumi.ComponentResourceOptions) {
     super("ayna:components:Release", name, {}, opts);
     const project = args.tool.project;
-    this.archive = buildArchive(path.resolve(args.appDir));
-    this.sha = gitShaOf(args.appDir) ?? `content-${this.archive.sha256.slice(0, 12)}`;
+    this.archive = args.app.archive;
+    this.sha = args.app.sha;
     const toolPath = `${paths.bin(project)}/ayna-release`;
 
     this.tool = new RemoteFile(

@@ -2,26 +2,10 @@
 // env file, the systemd units and a health-gated release.
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import {
-  appArchive,
-  EnvFile,
-  Host,
-  lockfileArchive,
-  portRegistry,
-  PythonRuntime,
-  RandomSecret,
-  Release,
-  SystemdService,
-} from "./components";
-import { ReleaseService, releaseDirToken } from "./components/render/releaseTool";
-import {
-  candidateCommand,
-  reloadsGracefully,
-  ServiceRole,
-  UnitSpec,
-  workerCheckCommand,
-} from "./components/render/units";
-import { loadStackConfig, StackConfig } from "./stacks";
+import { appArchive, EnvFile, Host, lockfileArchive, PythonRuntime, Release, SystemdService } from "./components";
+import { RandomSecret } from "./sdk";
+import { loadStackConfig } from "./stacks";
+import { planHosts } from "./stacks/plan";
 
 const config = loadStackConfig();
 const appDir = path.resolve(__dirname, config.app.path);
@@ -35,56 +19,12 @@ for (const name of config.generatedSecrets) {
   generated[name] = new RandomSecret(`generated-${name.toLowerCase().replace(/_/g, "-")}`, { length: 50 }).value;
 }
 
-function enabledRoles(c: StackConfig): ServiceRole[] {
-  return (["web", "api", "celery", "beat"] as const).filter((r) => c.services[r].enabled);
-}
-
-function unitSpec(c: StackConfig, role: ServiceRole, user: string): UnitSpec {
-  const after = c.redis.local ? ["redis-server.service"] : [];
-  const base = { project: c.project, role, stage: c.stage, user, group: user, after };
-  switch (role) {
-    case "web":
-    case "api": {
-      const s = c.services[role];
-      return {
-        ...base,
-        port: s.port,
-        workers: s.workers,
-        module: s.module,
-        timeoutSeconds: s.timeoutSeconds,
-        apiServer: s.server,
-      };
-    }
-    case "celery":
-      return { ...base, celeryApp: c.services.celery.app, concurrency: c.services.celery.concurrency };
-    case "beat":
-      return { ...base, celeryApp: c.services.beat.app };
-  }
-}
-
-function releaseServices(c: StackConfig, user: string): ReleaseService[] {
-  return enabledRoles(c).map((role) => {
-    const spec = unitSpec(c, role, user);
-    const http = role === "web" || role === "api";
-    const candidatePort = http ? c.ports.base + portRegistry.candidateOffsets[role] : undefined;
-    return {
-      role,
-      port: http ? c.services[role].port : undefined,
-      reload: reloadsGracefully(spec) ? "hup" : "restart",
-      candidatePort,
-      candidateCommand: candidatePort ? candidateCommand(spec, releaseDirToken, candidatePort) : undefined,
-      checkCommand: workerCheckCommand(spec, releaseDirToken),
-    };
-  });
-}
-
 // Releases go out in batches: a batch starts only once every host of the one
 // before it is healthy, so a failed host stops the rollout there.
-const released: Release[] = [];
+const releasedInBatch: Release[][] = [];
 
-const releases = config.hosts.map((h, i) => {
-  const batchStart = i - (i % config.release.batchSize);
-  const previousBatch = released.slice(Math.max(0, batchStart - config.release.batchSize), batchStart);
+const releases = planHosts(config).map((plan) => {
+  const h = plan.host;
   const host = new Host(h.name, {
     project: config.project,
     address: h.address,
@@ -95,7 +35,7 @@ const releases = config.hosts.map((h, i) => {
     insecureIgnoreHostKey: h.insecureIgnoreHostKey,
     serviceUser: config.serviceUser,
     python: config.python,
-    packages: config.redis.local ? ["redis-server"] : [],
+    packages: plan.packages,
   });
   const conn = host.connection;
   const runtime = new PythonRuntime(
@@ -116,37 +56,21 @@ const releases = config.hosts.map((h, i) => {
     },
     { dependsOn: host.bootstrap },
   );
-  const units = enabledRoles(config).map(
-    (role) =>
+  const units = plan.units.map(
+    (unit) =>
       new SystemdService(
-        `${h.name}-${role}`,
-        { connection: conn, unit: unitSpec(config, role, host.serviceUser), envFileSha256: env.sha256 },
+        `${h.name}-${unit.role}`,
+        { connection: conn, unit, envFileSha256: env.sha256 },
         { dependsOn: [env, runtime] },
       ),
   );
+  const previousBatch = plan.batch > 0 ? (releasedInBatch[plan.batch - 1] ?? []) : [];
   const release = new Release(
     h.name,
-    {
-      connection: conn,
-      app,
-      envHash: runtime.envHash,
-      tool: {
-        project: config.project,
-        stage: config.stage,
-        user: host.serviceUser,
-        group: host.serviceGroup,
-        services: releaseServices(config, host.serviceUser),
-        keep: config.release.keep,
-        healthPath: config.release.healthPath,
-        healthTimeoutSeconds: config.release.healthTimeoutSeconds,
-        healthPasses: config.release.healthPasses,
-        lockWaitSeconds: config.release.lockWaitSeconds,
-      },
-      pin: config.release.pin,
-    },
+    { connection: conn, app, envHash: runtime.envHash, tool: plan.releaseTool, pin: config.release.pin },
     { dependsOn: [...units, runtime, ...previousBatch] },
   );
-  released.push(release);
+  (releasedInBatch[plan.batch] ??= []).push(release);
   return { host: h, release };
 });
 

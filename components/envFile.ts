@@ -1,8 +1,9 @@
 import * as pulumi from "@pulumi/pulumi";
-import { renderEnvFile, requiredVariables } from "./render/envFile";
-import { paths } from "./render/paths";
-import { Connection } from "./resources/connection";
-import { RemoteFile } from "./resources/remoteFile";
+import { renderEnvFile } from "../builders/envFile";
+import { requiredVariables } from "../standard/variables";
+import { paths } from "../standard/paths";
+import { Connection } from "../sdk/connection";
+import { RemoteFile } from "../sdk/remoteFile";
 
 export interface EnvFileArgs {
   readonly connection: Connection;

@@ -1,12 +1,13 @@
 import * as pulumi from "@pulumi/pulumi";
-import { BootstrapSpec, bootstrapCommand } from "./commands/bootstrap";
-import { paths } from "./render/paths";
-import { Connection } from "./resources/connection";
-import { RemoteCommand } from "./resources/remoteCommand";
-import { RemoteFile } from "./resources/remoteFile";
+import { BootstrapSpec, bootstrapCommand } from "../builders/bootstrap";
+import { paths } from "../standard/paths";
+import { Connection } from "../sdk/connection";
+import { RemoteCommand } from "../sdk/remoteCommand";
+import { RemoteFile } from "../sdk/remoteFile";
 
-/** The standard version this program implements (written to `.template-version`). */
-export const standardVersion = "2.0.0";
+import { standardVersion } from "../standard/variables";
+
+export { standardVersion };
 
 export interface HostArgs {
   /** Project name; the host gets `/opt/ayna/{project}/`. */

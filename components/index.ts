@@ -3,5 +3,3 @@ export * from "./pythonRuntime";
 export * from "./envFile";
 export * from "./systemdService";
 export * from "./release";
-export * from "./resources";
-export * as portRegistry from "./portRegistry";

@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { Archive, buildArchive } from "./archive";
-import { buildEnvCommand, installUvCommand } from "./commands/python";
-import { Connection } from "./resources/connection";
-import { RemoteCommand } from "./resources/remoteCommand";
+import { Archive, buildArchive } from "../local/archive";
+import { buildEnvCommand, installUvCommand } from "../builders/python";
+import { Connection } from "../sdk/connection";
+import { RemoteCommand } from "../sdk/remoteCommand";
 
 /** uv release installed on hosts (from PyPI, pinned). */
 export const defaultUvVersion = "0.13.9";

@@ -1,13 +1,13 @@
 import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { Archive, buildArchive, gitShaOf } from "./archive";
-import { argv } from "./commands/shell";
-import { paths } from "./render/paths";
-import { ReleaseToolSpec, renderReleaseTool } from "./render/releaseTool";
-import { Connection } from "./resources/connection";
-import { RemoteCommand } from "./resources/remoteCommand";
-import { RemoteFile } from "./resources/remoteFile";
+import { Archive, buildArchive, gitShaOf } from "../local/archive";
+import { argv } from "../builders/shell";
+import { paths } from "../standard/paths";
+import { ReleaseToolSpec, renderReleaseTool } from "../builders/releaseTool";
+import { Connection } from "../sdk/connection";
+import { RemoteCommand } from "../sdk/remoteCommand";
+import { RemoteFile } from "../sdk/remoteFile";
 
 export interface ReleaseArgs {
   readonly connection: Connection;

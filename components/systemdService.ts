@@ -1,10 +1,10 @@
 import * as pulumi from "@pulumi/pulumi";
-import { activateUnitCommand, deactivateUnitCommand } from "./commands/systemd";
-import { paths } from "./render/paths";
-import { renderUnit, UnitSpec } from "./render/units";
-import { Connection } from "./resources/connection";
-import { RemoteCommand } from "./resources/remoteCommand";
-import { RemoteFile } from "./resources/remoteFile";
+import { activateUnitCommand, deactivateUnitCommand } from "../builders/systemd";
+import { paths } from "../standard/paths";
+import { renderUnit, UnitSpec } from "../builders/units";
+import { Connection } from "../sdk/connection";
+import { RemoteCommand } from "../sdk/remoteCommand";
+import { RemoteFile } from "../sdk/remoteFile";
 
 export interface SystemdServiceArgs {
   readonly connection: Connection;

@@ -10,8 +10,8 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { buildArchive } from "../components/archive";
-import { argv } from "../components/commands/shell";
+import { buildArchive } from "../local/archive";
+import { argv } from "../builders/shell";
 import { PulumiStack, repoRoot } from "../test/support/pulumi";
 import { sshArgs, startHost, stopAllHosts, TestHost } from "../test/support/testhost";
 

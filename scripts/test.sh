@@ -29,7 +29,7 @@ check() {
 check "typecheck (tsc --noEmit, strict)" npx tsc -p tsconfig.json --noEmit
 check "eslint" npx eslint .
 check "prettier --check" npx prettier --check --log-level warn .
-check "shellcheck (scripts, CI, the host-side release tool)" shellcheck -x -S warning scripts/*.sh .ci/run components/render/ayna-release.sh
+check "shellcheck (scripts, CI, the host-side release tool)" shellcheck -x -S warning scripts/*.sh .ci/run builders/ayna-release.sh
 
 mocha_run() {
   local config=$1

@@ -53,7 +53,7 @@ if [ "$(cat "$repo_root/node_modules/.ayna-lock-hash" 2>/dev/null)" != "$lock_ha
 fi
 
 # --- the project's plugins ---------------------------------------------------
-src_hash=$(cd "$repo_root" && find plugins components/commands tsconfig.json tsconfig.build.json -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+src_hash=$(cd "$repo_root" && find plugins builders standard tsconfig.json tsconfig.build.json -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
 if [ "$(cat "$repo_root/dist/.ayna-src-hash" 2>/dev/null)" != "$src_hash" ]; then
   log "compiling the language host and provider"
   (cd "$repo_root" && rm -rf dist && npx tsc -p tsconfig.build.json)

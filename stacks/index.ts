@@ -1,8 +1,8 @@
 // The one place stack configuration is read. Everything else gets the typed,
 // validated object.
 import * as pulumi from "@pulumi/pulumi";
-import { checkBind, checkPort, PortError, PortRange, portFor, rangeFor } from "../components/portRegistry";
-import { requiredVariables } from "../components/render/envFile";
+import { checkBind, checkPort, PortError, PortRange, portFor, rangeFor } from "../standard/portRegistry";
+import { requiredVariables } from "../standard/variables";
 import { schema } from "./schema";
 import { ConfigError, unknownKeyMessage, validateField } from "./validate";
 

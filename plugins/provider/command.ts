@@ -1,7 +1,7 @@
 // ayna:remote:Command — a command run on a host over SSH when its inputs change.
 import * as fs from "node:fs";
 import type * as provider from "@pulumi/pulumi/provider";
-import { quote } from "../../components/commands/shell";
+import { quote } from "../../builders/shell";
 import { Connection, SshPool, validateConnection } from "./ssh";
 import { reveal, scrub, secretStrings } from "./secrets";
 import { changedKeys, Failure, requireString } from "./util";

@@ -1,8 +1,8 @@
 // ayna:remote:File — a file on a host, written atomically with mode and owner.
 import { createHash } from "node:crypto";
 import type * as provider from "@pulumi/pulumi/provider";
-import { parseStat, removeFile, statFile, writeFileAtomic } from "../../components/commands/files";
-import { fileMode } from "../../components/commands/shell";
+import { parseStat, removeFile, statFile, writeFileAtomic } from "../../builders/files";
+import { fileMode } from "../../builders/shell";
 import { Connection, SshPool, validateConnection } from "./ssh";
 import { reveal, scrub, secretStrings } from "./secrets";
 import { changedKeys, Failure, requireString } from "./util";

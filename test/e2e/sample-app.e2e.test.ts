@@ -3,8 +3,8 @@
 import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { buildArchive } from "../../components/archive";
-import { installUvCommand, uvBinary } from "../../components/commands/python";
+import { buildArchive } from "../../local/archive";
+import { installUvCommand, uvBinary } from "../../builders/python";
 import { defaultUvVersion } from "../../components/pythonRuntime";
 import { repoRoot } from "../support/pulumi";
 import { sshExec, startHost, stopHost, TestHost } from "../support/testhost";

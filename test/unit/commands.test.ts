@@ -1,11 +1,11 @@
 // Exact command lines for what runs on a host (golden files, reviewed as diffs).
 import { strict as assert } from "node:assert";
 import { spawnSync } from "node:child_process";
-import { bootstrapCommand, pythonCheck } from "../../components/commands/bootstrap";
-import { buildEnvCommand, installUvCommand } from "../../components/commands/python";
-import { activateUnitCommand, deactivateUnitCommand } from "../../components/commands/systemd";
+import { bootstrapCommand, pythonCheck } from "../../builders/bootstrap";
+import { buildEnvCommand, installUvCommand } from "../../builders/python";
+import { activateUnitCommand, deactivateUnitCommand } from "../../builders/systemd";
 import { parseToolResult, toolCommand } from "../../components/release";
-import { renderReleaseTool } from "../../components/render/releaseTool";
+import { renderReleaseTool } from "../../builders/releaseTool";
 import { assertGolden } from "../support/golden";
 
 describe("host command builders (golden files)", () => {

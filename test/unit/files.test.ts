@@ -3,7 +3,7 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { parseStat, removeFile, statFile, writeFileAtomic } from "../../components/commands/files";
+import { parseStat, removeFile, statFile, writeFileAtomic } from "../../builders/files";
 
 describe("file command builders", () => {
   it("writes atomically: temp file, owner, mode, then rename", () => {

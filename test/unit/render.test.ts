@@ -1,7 +1,7 @@
 import { strict as assert } from "node:assert";
 import { execFileSync } from "node:child_process";
-import { renderEnvFile, quoteEnvValue } from "../../components/render/envFile";
-import { candidateCommand, hardening, renderUnit, UnitSpec } from "../../components/render/units";
+import { renderEnvFile, quoteEnvValue } from "../../builders/envFile";
+import { candidateCommand, hardening, renderUnit, UnitSpec } from "../../builders/units";
 import { assertGolden } from "../support/golden";
 
 const base: Omit<UnitSpec, "role"> = {

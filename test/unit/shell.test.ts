@@ -1,6 +1,6 @@
 import { strict as assert } from "node:assert";
 import { execFileSync } from "node:child_process";
-import { and, argv, fileMode, or, quote, seq, shell } from "../../components/commands/shell";
+import { and, argv, fileMode, or, quote, seq, shell } from "../../builders/shell";
 
 describe("shell quoting", () => {
   const cases: [string, string][] = [

@@ -1,7 +1,7 @@
 // systemd unit files for a project's services, rendered from standard v2.0's
 // templates (web = gunicorn Type=notify with HUP reload, api = uvicorn,
 // celery worker, beat), plus hardening that keeps the app working.
-import { paths } from "./paths";
+import { paths } from "../standard/paths";
 
 export type ServiceRole = "web" | "api" | "celery" | "beat";
 

@@ -4,8 +4,8 @@
 // through the quoting helper; the body below them is static text.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { argv } from "../commands/shell";
-import { paths } from "./paths";
+import { argv } from "./shell";
+import { paths } from "../standard/paths";
 import { ServiceRole } from "./units";
 
 export interface ReleaseService {

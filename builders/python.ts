@@ -1,6 +1,6 @@
 // uv on the host, and one Python environment per lockfile: keyed by its hash,
 // built once, reused by every release (and rollback) with the same lockfile.
-import { paths } from "../render/paths";
+import { paths } from "../standard/paths";
 import { and, argv, or, shell } from "./shell";
 
 export function uvDir(version: string): string {

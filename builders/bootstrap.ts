@@ -1,6 +1,6 @@
 // The idempotent host bootstrap: Python check, packages, the service user and
 // standard v2.0's directory tree. Runs as root; a second run changes nothing.
-import { paths } from "../render/paths";
+import { paths } from "../standard/paths";
 import { and, argv, or, shell } from "./shell";
 
 export interface BootstrapSpec {

@@ -24,13 +24,4 @@ export function renderEnvFile(vars: Record<string, string>, header?: string): st
   return lines.join("\n") + "\n";
 }
 
-/** Variables standard v2.0 lists as required ("Required Variables"). */
-export const requiredVariables = [
-  "PROJECT_NAME",
-  "DJANGO_SETTINGS_MODULE",
-  "SECRET_KEY",
-  "DATABASE_URL",
-  "REDIS_URL",
-  "WEB_PORT",
-  "API_PORT",
-] as const;
+export { requiredVariables } from "../standard/variables";

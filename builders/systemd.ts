@@ -1,6 +1,6 @@
 // systemctl steps for one unit: reload the manager only when the unit file
 // changed, enable it, and (re)start it once a release exists to run.
-import { paths } from "../render/paths";
+import { paths } from "../standard/paths";
 import { and, argv, shell } from "./shell";
 
 export function activateUnitCommand(project: string, role: string): string {

@@ -1,0 +1,97 @@
+// The validated config turned into what each host gets: unit specs, candidate
+// ports, the release tool's settings and the batch a host is released in.
+// Pure: no Pulumi resources are made here.
+import { ReleaseService, ReleaseToolSpec, releaseDirToken } from "../builders/releaseTool";
+import { candidateCommand, reloadsGracefully, ServiceRole, UnitSpec, workerCheckCommand } from "../builders/units";
+import { candidateOffsets } from "../standard/portRegistry";
+import { HostConfig, StackConfig } from "./index";
+
+export interface HostPlan {
+  host: HostConfig;
+  /** Debian packages the host needs beyond the base set. */
+  packages: string[];
+  units: UnitSpec[];
+  releaseTool: ReleaseToolSpec;
+  /** Index of the batch this host is released in (0 first). */
+  batch: number;
+}
+
+export function enabledRoles(c: StackConfig): ServiceRole[] {
+  return (["web", "api", "celery", "beat"] as const).filter((r) => c.services[r].enabled);
+}
+
+export function unitSpec(c: StackConfig, role: ServiceRole): UnitSpec {
+  const after = c.redis.local ? ["redis-server.service"] : [];
+  const user = c.serviceUser;
+  const base = { project: c.project, role, stage: c.stage, user, group: user, after };
+  switch (role) {
+    case "web":
+    case "api": {
+      const s = c.services[role];
+      return {
+        ...base,
+        port: s.port,
+        workers: s.workers,
+        module: s.module,
+        timeoutSeconds: s.timeoutSeconds,
+        apiServer: s.server,
+      };
+    }
+    case "celery":
+      return { ...base, celeryApp: c.services.celery.app, concurrency: c.services.celery.concurrency };
+    case "beat":
+      return { ...base, celeryApp: c.services.beat.app };
+  }
+}
+
+/** Candidate port of a web or api release under test: a reserved offset of the project's range. */
+export function candidatePort(c: StackConfig, role: ServiceRole): number | undefined {
+  return role === "web" || role === "api" ? c.ports.base + candidateOffsets[role] : undefined;
+}
+
+export function releaseServices(c: StackConfig): ReleaseService[] {
+  return enabledRoles(c).map((role) => {
+    const spec = unitSpec(c, role);
+    const port = candidatePort(c, role);
+    return {
+      role,
+      port: role === "web" || role === "api" ? c.services[role].port : undefined,
+      reload: reloadsGracefully(spec) ? "hup" : "restart",
+      candidatePort: port,
+      candidateCommand: port ? candidateCommand(spec, releaseDirToken, port) : undefined,
+      checkCommand: workerCheckCommand(spec, releaseDirToken),
+    };
+  });
+}
+
+export function releaseToolSpec(c: StackConfig): ReleaseToolSpec {
+  return {
+    project: c.project,
+    stage: c.stage,
+    user: c.serviceUser,
+    group: c.serviceUser,
+    services: releaseServices(c),
+    keep: c.release.keep,
+    healthPath: c.release.healthPath,
+    healthTimeoutSeconds: c.release.healthTimeoutSeconds,
+    healthPasses: c.release.healthPasses,
+    lockWaitSeconds: c.release.lockWaitSeconds,
+  };
+}
+
+/** Hosts in config order, `batchSize` at a time. */
+export function batchOf(index: number, batchSize: number): number {
+  return Math.floor(index / batchSize);
+}
+
+export function planHosts(c: StackConfig): HostPlan[] {
+  const units = enabledRoles(c).map((role) => unitSpec(c, role));
+  const releaseTool = releaseToolSpec(c);
+  return c.hosts.map((host, i) => ({
+    host,
+    packages: c.redis.local ? ["redis-server"] : [],
+    units,
+    releaseTool,
+    batch: batchOf(i, c.release.batchSize),
+  }));
+}

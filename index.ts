@@ -37,16 +37,16 @@ const releases = planHosts(config).map((plan) => {
     python: config.python,
     packages: plan.packages,
   });
-  const conn = host.connection;
+  // Every component on the host reaches it through the host's own provider.
+  const onHost = { providers: [host.provider] };
   const runtime = new PythonRuntime(
     h.name,
-    { connection: conn, project: config.project, lockArchive, python: config.python },
-    { dependsOn: host.bootstrap },
+    { project: config.project, lockArchive, python: config.python },
+    { ...onHost, dependsOn: host.bootstrap },
   );
   const env = new EnvFile(
     h.name,
     {
-      connection: conn,
       project: config.project,
       stage: config.stage,
       owner: host.serviceUser,
@@ -54,21 +54,21 @@ const releases = planHosts(config).map((plan) => {
       plain: config.env,
       secrets: { ...config.secretEnv, ...generated },
     },
-    { dependsOn: host.bootstrap },
+    { ...onHost, dependsOn: host.bootstrap },
   );
   const units = plan.units.map(
     (unit) =>
       new SystemdService(
         `${h.name}-${unit.role}`,
-        { connection: conn, unit, envFileSha256: env.sha256 },
-        { dependsOn: [env, runtime] },
+        { unit, envFileSha256: env.sha256 },
+        { ...onHost, dependsOn: [env, runtime] },
       ),
   );
   const previousBatch = plan.batch > 0 ? (releasedInBatch[plan.batch - 1] ?? []) : [];
   const release = new Release(
     h.name,
-    { connection: conn, app, envHash: runtime.envHash, tool: plan.releaseTool, pin: config.release.pin },
-    { dependsOn: [...units, runtime, ...previousBatch] },
+    { app, envHash: runtime.envHash, tool: plan.releaseTool, pin: config.release.pin },
+    { ...onHost, dependsOn: [...units, runtime, ...previousBatch] },
   );
   (releasedInBatch[plan.batch] ??= []).push(release);
   return { host: h, release };

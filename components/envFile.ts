@@ -2,11 +2,9 @@ import * as pulumi from "@pulumi/pulumi";
 import { renderEnvFile } from "../builders/envFile";
 import { requiredVariables } from "../standard/variables";
 import { paths } from "../standard/paths";
-import { Connection } from "../sdk/connection";
 import { RemoteFile } from "../sdk/remoteFile";
 
 export interface EnvFileArgs {
-  readonly connection: Connection;
   readonly project: string;
   /** Selects shared/.env.{stage}. */
   readonly stage: string;
@@ -47,7 +45,6 @@ export class EnvFile extends pulumi.ComponentResource {
     this.file = new RemoteFile(
       `${name}-file`,
       {
-        connection: args.connection,
         path: this.path,
         content,
         mode: "0600",

@@ -1,10 +1,9 @@
 import * as pulumi from "@pulumi/pulumi";
 import { BootstrapSpec, bootstrapCommand } from "../builders/bootstrap";
 import { paths } from "../standard/paths";
-import { Connection } from "../sdk/connection";
+import { Provider } from "../sdk/provider";
 import { RemoteCommand } from "../sdk/remoteCommand";
 import { RemoteFile } from "../sdk/remoteFile";
-
 import { standardVersion } from "../standard/variables";
 
 export { standardVersion };
@@ -20,7 +19,7 @@ export interface HostArgs {
   readonly user?: pulumi.Input<string>;
   /** SSH private key (secret). */
   readonly privateKey: pulumi.Input<string>;
-  /** Pinned host public key. Required unless `insecureIgnoreHostKey`. */
+  /** Pinned host public key, the host's identity. Required unless `insecureIgnoreHostKey`. */
   readonly hostKey?: pulumi.Input<string>;
   /** @default false */
   readonly insecureIgnoreHostKey?: pulumi.Input<boolean>;
@@ -35,16 +34,14 @@ export interface HostArgs {
 }
 
 /**
- * A Linux host managed over SSH: the pinned connection every other component
- * uses, and an idempotent bootstrap (Python check, packages, service user,
- * standard v2.0's /opt/ayna/{project} tree with owners and modes).
+ * A Linux host managed over SSH: its own `ayna` provider holding the pinned
+ * connection (hand it to every component on the host with
+ * `{ providers: [host.provider] }`), and an idempotent bootstrap (Python
+ * check, packages, service user, standard v2.0's /opt/ayna/{project} tree).
  */
 export class Host extends pulumi.ComponentResource {
-  /**
-   * The connection for resources that act on this host. A plain object of
-   * inputs (not one Output) so only the private key is secret in state.
-   */
-  public readonly connection: Connection;
+  /** The provider for every resource on this host; the only place its connection is kept. */
+  public readonly provider: Provider;
   /** `/opt/ayna/{project}`. */
   public readonly projectDir: string;
   public readonly serviceUser: string;
@@ -57,14 +54,19 @@ export class Host extends pulumi.ComponentResource {
     this.projectDir = paths.root(args.project);
     this.serviceUser = args.serviceUser ?? args.project;
     this.serviceGroup = args.serviceGroup ?? this.serviceUser;
-    this.connection = {
-      host: args.address,
-      port: args.port ?? 22,
-      user: args.user ?? "deploy",
-      privateKey: pulumi.secret(args.privateKey),
-      hostKey: args.hostKey,
-      insecureIgnoreHostKey: args.insecureIgnoreHostKey ?? false,
-    };
+    this.provider = new Provider(
+      `${name}-ssh`,
+      {
+        address: args.address,
+        port: args.port ?? 22,
+        user: args.user ?? "deploy",
+        privateKey: args.privateKey,
+        hostKey: args.hostKey,
+        insecureIgnoreHostKey: args.insecureIgnoreHostKey ?? false,
+      },
+      { parent: this },
+    );
+    const onHost = { parent: this, provider: this.provider };
 
     const spec: BootstrapSpec = {
       project: args.project,
@@ -75,14 +77,13 @@ export class Host extends pulumi.ComponentResource {
     };
     this.bootstrap = new RemoteCommand(
       `${name}-bootstrap`,
-      { connection: this.connection, create: bootstrapCommand(spec), timeoutSeconds: 900 },
-      { parent: this },
+      { create: bootstrapCommand(spec), timeoutSeconds: 900 },
+      onHost,
     );
 
     this.templateVersionFile = new RemoteFile(
       `${name}-template-version`,
       {
-        connection: this.connection,
         path: `${this.projectDir}/.template-version`,
         content: `${standardVersion}\n`,
         mode: "0644",
@@ -90,7 +91,7 @@ export class Host extends pulumi.ComponentResource {
         group: "root",
         sudo: true,
       },
-      { parent: this, dependsOn: this.bootstrap },
+      { ...onHost, dependsOn: this.bootstrap },
     );
 
     this.registerOutputs({ projectDir: this.projectDir, serviceUser: this.serviceUser });

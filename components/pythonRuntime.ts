@@ -3,14 +3,12 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { Archive, buildArchive } from "../local/archive";
 import { buildEnvCommand, installUvCommand } from "../builders/python";
-import { Connection } from "../sdk/connection";
 import { RemoteCommand } from "../sdk/remoteCommand";
 
 /** uv release installed on hosts (from PyPI, pinned). */
 export const defaultUvVersion = "0.13.9";
 
 export interface PythonRuntimeArgs {
-  readonly connection: Connection;
   readonly project: string;
   /** pyproject.toml + uv.lock packed once per run (`lockfileArchive`). */
   readonly lockArchive: Archive;
@@ -40,13 +38,12 @@ export class PythonRuntime extends pulumi.ComponentResource {
 
     const uv = new RemoteCommand(
       `${name}-uv`,
-      { connection: args.connection, create: installUvCommand(uvVersion), timeoutSeconds: 600 },
+      { create: installUvCommand(uvVersion), timeoutSeconds: 600 },
       { parent: this },
     );
     this.environment = new RemoteCommand(
       `${name}-env`,
       {
-        connection: args.connection,
         create: buildEnvCommand({ project: args.project, hash: this.envHash, python, uvVersion }),
         stdinFile: this.lockArchive.path,
         triggers: [this.lockArchive.sha256],

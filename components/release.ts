@@ -5,12 +5,10 @@ import { Archive, buildArchive, gitShaOf } from "../local/archive";
 import { argv } from "../builders/shell";
 import { paths } from "../standard/paths";
 import { ReleaseToolSpec, renderReleaseTool } from "../builders/releaseTool";
-import { Connection } from "../sdk/connection";
 import { RemoteCommand } from "../sdk/remoteCommand";
 import { RemoteFile } from "../sdk/remoteFile";
 
 export interface ReleaseArgs {
-  readonly connection: Connection;
   /** The host-side tool's settings (project, services, health gate, retention). */
   readonly tool: ReleaseToolSpec;
   /** The app source packed once per run (`appArchive`); its hash makes every code change a release. */
@@ -85,7 +83,6 @@ export class Release extends pulumi.ComponentResource {
     this.tool = new RemoteFile(
       `${name}-tool`,
       {
-        connection: args.connection,
         path: toolPath,
         content: renderReleaseTool(args.tool),
         mode: "0750",
@@ -100,7 +97,6 @@ export class Release extends pulumi.ComponentResource {
       `${name}-deploy`,
       args.pin
         ? {
-            connection: args.connection,
             create: toolCommand(toolPath, ["rollback", "--to", args.pin]),
             environment: { AYNA_ACTOR: actor },
             triggers: [args.pin],
@@ -108,7 +104,6 @@ export class Release extends pulumi.ComponentResource {
             timeoutSeconds: 900,
           }
         : {
-            connection: args.connection,
             create: toolCommand(toolPath, [
               "deploy",
               "--sha",

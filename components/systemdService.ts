@@ -2,12 +2,10 @@ import * as pulumi from "@pulumi/pulumi";
 import { activateUnitCommand, deactivateUnitCommand } from "../builders/systemd";
 import { paths } from "../standard/paths";
 import { renderUnit, UnitSpec } from "../builders/units";
-import { Connection } from "../sdk/connection";
 import { RemoteCommand } from "../sdk/remoteCommand";
 import { RemoteFile } from "../sdk/remoteFile";
 
 export interface SystemdServiceArgs {
-  readonly connection: Connection;
   /** What the unit runs; rendered from standard v2.0's template for its role. */
   readonly unit: UnitSpec;
   /** Hash of the env file the unit reads: a change restarts the service. */
@@ -31,7 +29,6 @@ export class SystemdService extends pulumi.ComponentResource {
     this.unitFile = new RemoteFile(
       `${name}-unit`,
       {
-        connection: args.connection,
         path: paths.unit(project, role),
         content: renderUnit(args.unit),
         mode: "0644",
@@ -44,7 +41,6 @@ export class SystemdService extends pulumi.ComponentResource {
     this.activation = new RemoteCommand(
       `${name}-activate`,
       {
-        connection: args.connection,
         create: activateUnitCommand(project, role),
         delete: deactivateUnitCommand(project, role),
         triggers: [this.unitFile.sha256, args.envFileSha256],

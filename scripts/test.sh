@@ -1,11 +1,73 @@
 #!/usr/bin/env bash
 # The project's one test command (README, CI): set-up, static checks, unit
 # tests with Pulumi mocks, then end-to-end tests with the real pulumi CLI
-# against real test hosts. The last line is the tally: `N passed, N failed`.
+# against real test hosts, then checks that the run left the golden files and
+# the clone as it found them. The last line is the tally:
+# `N passed, N failed`, plus `, N skipped` when tests were not run.
 set -uo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 cd "$repo_root" || exit 1
+
+# A test run only compares golden files; rewriting them is `npm run golden:update`.
+if [ -n "${AYNA_GOLDEN_UPDATE:-}" ]; then
+  log "AYNA_GOLDEN_UPDATE ignored: a test run never rewrites golden files (npm run golden:update does)"
+fi
+unset AYNA_GOLDEN_UPDATE
+
+# One line per path: its name, then a content hash ("-" when it does not exist).
+path_state() {
+  local p=$1
+  if [ -L "$p" ]; then
+    printf '%q\tlink %s\n' "$p" "$(readlink -- "$p")"
+  elif [ -f "$p" ]; then
+    printf '%q\t%s\n' "$p" "$(sha256sum <"$p" | cut -c1-16)"
+  elif [ -d "$p" ]; then
+    printf '%q\tdir %s\n' "$p" "$(find "$p" -type f -print0 | sort -z | xargs -0r sha256sum | sha256sum | cut -c1-16)"
+  else
+    printf '%q\t-\n' "$p"
+  fi
+}
+
+# The clone as git sees it: HEAD, and every changed, untracked or ignored path
+# (ignored ones too: stack files such as Pulumi.<stack>.yaml are ignored) with
+# its status and content hash, so that a file already dirty before the run and
+# changed again also shows. node_modules/ and dist/ are what set-up creates.
+clone_state() {
+  printf 'HEAD\t%s\n' "$(git rev-parse HEAD 2>/dev/null)"
+  local entry xy
+  # --no-optional-locks: only look, never refresh the index of a shared checkout.
+  git --no-optional-locks status --porcelain=v1 -z --ignored --untracked-files=all -- . \
+    ':(exclude)node_modules' ':(exclude)dist' |
+    while IFS= read -r -d '' entry; do
+      xy=${entry:0:2}
+      # A rename or copy entry is followed by its source path: skip that, the entry names the change.
+      case $xy in R* | C*) IFS= read -r -d '' _ || true ;; esac
+      path_state "${entry:3}" | sed "s/\t/\t$xy /"
+    done
+}
+
+golden_state() {
+  find test/unit/golden ! -type d -print0 | sort -z | while IFS= read -r -d '' p; do path_state "$p"; done
+}
+
+# Succeeds when two states are the same; otherwise lists the paths that differ.
+same_state() {
+  local before=$1 after=$2 diffs
+  diffs=$(diff <(printf '%s\n' "$before") <(printf '%s\n' "$after"))
+  [ -z "$diffs" ] && return 0
+  local p was now
+  printf '%s\n' "$diffs" | sed -n 's/^[<>] //p' | cut -f1 | sort -u | while IFS= read -r p; do
+    was=$(printf '%s\n' "$before" | P=$p awk -F'\t' '$1 == ENVIRON["P"] { print $2 }')
+    now=$(printf '%s\n' "$after" | P=$p awk -F'\t' '$1 == ENVIRON["P"] { print $2 }')
+    printf '  %s: was [%s], now [%s]\n' "$p" "${was:-clean or absent}" "${now:-clean or absent}" >&2
+  done
+  return 1
+}
+
+# Before anything runs, set-up included: what "as it found them" means.
+clone_before=$(clone_state)
+golden_before=$(golden_state)
 
 bash scripts/toolchain.sh || { echo "0 passed, 1 failed"; exit 1; }
 use_toolchain
@@ -13,7 +75,7 @@ bash scripts/testhost.sh deps >&2 && bash scripts/testhost.sh image >&2 || { ech
 command -v shellcheck >/dev/null || { apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null; } >&2
 
 tally=$(mktemp)
-export AYNA_TALLY_FILE=$tally
+trap 'rm -f "$tally"' EXIT
 check() {
   local name=$1
   shift
@@ -31,32 +93,37 @@ check "eslint" npx eslint .
 check "prettier --check" npx prettier --check --log-level warn .
 check "shellcheck (scripts, CI, the host-side release tool)" shellcheck -x -S warning scripts/*.sh .ci/run builders/ayna-release.sh
 
+# Each mocha run gets a tally file of its own, so that what its reporter
+# recorded is known: a run whose reporter wrote nothing, or that exited
+# non-zero with no failure recorded, still adds a failure (test/support/tally.js).
 mocha_run() {
-  local config=$1
-  local before
-  before=$(wc -l <"$tally")
-  npx mocha --config "$config"
-  local rc=$?
-  # A mocha that died before its reporter ran still counts as a failure.
-  if [ "$rc" -ne 0 ] && [ "$(wc -l <"$tally")" -eq "$before" ]; then
+  local label=$1
+  shift
+  local run_tally rc
+  run_tally=$(mktemp)
+  # .only, it.skip, xit, bodiless tests and this.skip() fail the run; so does a spec glob that finds nothing.
+  AYNA_TALLY_FILE=$run_tally npx mocha --forbid-only --forbid-pending --fail-zero "$@"
+  rc=$?
+  node test/support/tally.js run "$label" "$rc" "$run_tally" >>"$tally" ||
     echo '{"passed":0,"failed":1,"skipped":0}' >>"$tally"
-  fi
+  rm -f "$run_tally"
 }
 
-mocha_run .mocharc.unit.json
+mocha_run "unit tests" --config .mocharc.unit.json
 if [ "${AYNA_SKIP_E2E:-}" = "1" ]; then
-  log "AYNA_SKIP_E2E=1: end-to-end tests not run (and not counted)"
+  # Listed but not run (mocha --dry-run): the reporter counts each as skipped.
+  log "AYNA_SKIP_E2E=1: end-to-end tests listed, not run; they count as skipped"
+  mocha_run "end-to-end tests (dry run)" --config .mocharc.e2e.json --dry-run --no-parallel
+  echo '{"passed":0,"failed":0,"skipped":1}' >>"$tally"
+  log "skipped: no test host, bridge, NAT rule or mount left behind"
 else
-  mocha_run .mocharc.e2e.json
+  mocha_run "end-to-end tests" --config .mocharc.e2e.json
   check "no test host, bridge, NAT rule or mount left behind" bash scripts/testhost.sh check-clean
 fi
 
-summary=$(node -e '
-  const lines = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").filter(Boolean);
-  const t = { passed: 0, failed: 0, skipped: 0 };
-  for (const l of lines) { const x = JSON.parse(l); for (const k in t) t[k] += x[k]; }
-  process.stdout.write(`${t.passed} passed, ${t.failed} failed` + (t.skipped ? `, ${t.skipped} skipped` : ""));
-' "$tally")
-rm -f "$tally"
+check "golden files unchanged by the run (test/unit/golden)" same_state "$golden_before" "$(golden_state)"
+check "tests left the clone as they found it" same_state "$clone_before" "$(clone_state)"
+
+summary=$(node test/support/tally.js sum "$tally") || summary="0 passed, 1 failed"
 echo "$summary"
-case "$summary" in *" 0 failed"*) exit 0 ;; *) exit 1 ;; esac
+case "$summary" in *", 0 failed"*) exit 0 ;; *) exit 1 ;; esac

@@ -4,9 +4,13 @@
 #
 #   testhost.sh deps                         install the tools this script needs
 #   testhost.sh image [--suite S] [--force]  build (once) and cache the base image
-#   testhost.sh up NAME [--suite S] [--owner-pid PID]
-#                                            boot a fresh host; prints one JSON object
+#   testhost.sh up NAME [--suite S] [--owner-pid PID] [--address A]
+#                                            boot a fresh host; prints one JSON object;
+#                                            --address takes an address kept by
+#                                            `down --keep-address` (a host rebuilt in place)
 #   testhost.sh down NAME...                 stop hosts and remove everything they used
+#   testhost.sh down NAME --keep-address     the same, but keep its address for one `up --address`
+#   testhost.sh alias NAME                   give a running host a second address; prints it
 #   testhost.sh down-all                     stop every host (and leftovers)
 #   testhost.sh gc [--stale]                 like down-all; --stale: only hosts whose
 #                                            owner process or nspawn is gone
@@ -41,6 +45,7 @@ TAG=ayna-testhost # comment on every iptables rule we add (one tag per bridge)
 IMAGE_FORMAT=1
 PACKAGES=systemd,systemd-sysv,dbus,openssh-server,python3,python3-venv,curl,ca-certificates,sudo,iproute2
 HOSTS="$STATE/hosts"
+RESERVED="$STATE/reserved"
 UP_NAME=""
 UP_CREATED=0
 
@@ -461,8 +466,12 @@ teardown_network() {
 alloc_address() {
   local -A used=()
   local f i
-  for f in "$HOSTS"/*/address; do
-    [[ -f $f ]] && used[$(<"$f")]=1
+  for f in "$HOSTS"/*/address "$HOSTS"/*/aliases; do
+    [[ -f $f ]] || continue
+    while read -r a; do [[ -n $a ]] && used[$a]=1; done <"$f"
+  done
+  for f in "$RESERVED"/*; do
+    [[ -f $f ]] && used[${f##*/}]=1
   done
   for ((i = 2; i < 255; i++)); do
     if [[ -z ${used[$NET.$i]:-} ]]; then
@@ -589,9 +598,11 @@ ssh_opts() { # KEY KNOWN_HOSTS
 
 cmd_up() {
   need_root
-  local name="" suite=$DEFAULT_SUITE owner=""
+  local name="" suite=$DEFAULT_SUITE owner="" wanted_addr=""
   while (($#)); do
     case $1 in
+      --address) wanted_addr=${2:?--address needs a value}; shift 2 ;;
+      --address=*) wanted_addr=${1#*=}; shift ;;
       --suite) suite=${2:?--suite needs a value}; shift 2 ;;
       --suite=*) suite=${1#*=}; shift ;;
       --owner-pid) owner=${2:?--owner-pid needs a value}; shift 2 ;;
@@ -623,7 +634,13 @@ cmd_up() {
   lock_state
   [[ ! -e $hd ]] || die "host $name already exists (run: $0 down $name)"
   ensure_network
-  addr=$(alloc_address) || die "no free address on $NET.0/24"
+  if [[ -n $wanted_addr ]]; then
+    [[ -f $RESERVED/$wanted_addr ]] || die "address $wanted_addr is not reserved (stop its host with: $0 down NAME --keep-address)"
+    rm -f "$RESERVED/$wanted_addr"
+    addr=$wanted_addr
+  else
+    addr=$(alloc_address) || die "no free address on $NET.0/24"
+  fi
   mkdir -p "$hd"
   UP_CREATED=1
   echo "$addr" >"$hd/address"
@@ -817,6 +834,17 @@ down_one() {
 
 cmd_down() {
   need_root
+  if [[ ${2:-} == --keep-address ]]; then
+    (($# == 2)) || die "usage: $0 down NAME --keep-address"
+    valid_name "$1" || die "bad host name '$1'"
+    [[ -f $HOSTS/$1/address ]] || die "host $1 is not running"
+    lock_state
+    mkdir -p "$RESERVED"
+    cp "$HOSTS/$1/address" "$RESERVED/$(<"$HOSTS/$1/address")"
+    unlock_state
+    down_one "$1"
+    return 0
+  fi
   (($#)) || die "usage: $0 down NAME..."
   local name
   for name in "$@"; do
@@ -887,6 +915,7 @@ cmd_gc() {
   done
   wait
   if ((!stale)); then
+    rm -rf "$RESERVED"
     # Leftovers that no host dir accounts for.
     local kind pid pids=()
     while read -r kind pid; do
@@ -909,6 +938,23 @@ cmd_gc() {
   teardown_network_if_idle
   unlock_state
   log "gc: removed $n host(s) in $(secs_since "$t0")s"
+}
+
+cmd_alias() {
+  need_root
+  (($# == 1)) || die "usage: $0 alias NAME"
+  local hd=$HOSTS/$1 addr key
+  valid_name "$1" && [[ -f $hd/info.json ]] || die "host $1 is not running"
+  lock_state
+  addr=$(alloc_address) || die "no free address on $NET.0/24"
+  echo "$addr" >>"$hd/aliases"
+  unlock_state
+  key=$(client_key)
+  local -a opts
+  mapfile -t opts < <(ssh_opts "$key" "$hd/known_hosts")
+  ssh "${opts[@]}" "root@$(<"$hd/address")" ip addr add "$addr/24" dev host0 </dev/null >&2 ||
+    die "could not add $addr to $1"
+  echo "$addr"
 }
 
 cmd_list() {
@@ -952,6 +998,11 @@ cmd_check_clean() {
       done
     fi
   done
+  if ((!$#)); then
+    for line in "$RESERVED"/*; do
+      [[ -e $line ]] && problems+=("reserved address: ${line##*/}")
+    done
+  fi
   if ((!$# || !any)); then
     if ip link show dev "$BRIDGE" >/dev/null 2>&1; then
       problems+=("bridge: $BRIDGE")
@@ -997,6 +1048,7 @@ main() {
     down) cmd_down "$@" ;;
     down-all) cmd_gc "$@" ;;
     gc) cmd_gc "$@" ;;
+    alias) cmd_alias "$@" ;;
     list) cmd_list "$@" ;;
     check-clean) cmd_check_clean "$@" ;;
     -h | --help | help) usage ;;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds (once) and caches what `pulumi up` needs on this machine: the pulumi
 # CLI from Go modules (pinned by toolchain/go.sum), Node.js 20 if the machine
-# lacks it, the npm packages, and the project's own language host and provider.
+# lacks it, the npm packages, the project's stand-in language host (installed
+# beside the CLI) and its provider (compiled into dist/).
 # Idempotent: with everything cached it finishes in seconds.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -52,13 +53,46 @@ if [ "$(cat "$repo_root/node_modules/.ayna-lock-hash" 2>/dev/null)" != "$lock_ha
   echo "$lock_hash" >"$repo_root/node_modules/.ayna-lock-hash"
 fi
 
-# --- the project's plugins ---------------------------------------------------
-src_hash=$(cd "$repo_root" && find plugins builders standard tsconfig.json tsconfig.build.json -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
-if [ "$(cat "$repo_root/dist/.ayna-src-hash" 2>/dev/null)" != "$src_hash" ]; then
-  log "compiling the language host and provider"
-  (cd "$repo_root" && rm -rf dist && npx tsc -p tsconfig.build.json)
-  echo "$src_hash" >"$repo_root/dist/.ayna-src-hash"
+# --- the Node.js language host ------------------------------------------------
+# The stand-in for the engine's own host goes beside the CLI, where the CLI
+# looks for `pulumi-language-nodejs` when PATH has none; Pulumi.yaml names no
+# language host, so an ordinary Pulumi install runs the engine's own. The cache
+# outlives this clone (CI clones afresh and keeps the cache), so the copy is
+# self-contained: compiled JavaScript plus a launcher, loading gRPC and the
+# protocol stubs from the program's own node_modules, never from this clone.
+lang_dir=$pulumi_bin_dir/language-nodejs
+lang_hash=$(cd "$repo_root" && find plugins/language-nodejs tsconfig.json tsconfig.build.json package.json -type f -exec sha256sum {} + | LC_ALL=C sort | sha256sum | cut -c1-16)
+if [ "$(cat "$lang_dir/.stamp" 2>/dev/null)" = "$lang_hash" ] && [ -x "$pulumi_bin_dir/pulumi-language-nodejs" ]; then
+  lang_src="cache"
+else
+  log "installing the language host beside the pulumi CLI"
+  (
+    # Two set-ups sharing the cache (a CI run and a shell) take turns here.
+    flock 9
+    rm -rf "$pulumi_bin_dir"/.language-nodejs.* # left by an interrupted run
+    tmp=$(mktemp -d "$pulumi_bin_dir/.language-nodejs.XXXXXX")
+    node "$repo_root/node_modules/typescript/bin/tsc" -p "$repo_root/plugins/language-nodejs/tsconfig.json" \
+      --outDir "$tmp/language-nodejs" >&2
+    node -e 'const p = require(process.argv[1]); console.log(JSON.stringify({ name: "ayna-language-nodejs", version: p.version, private: true }))' \
+      "$repo_root/package.json" >"$tmp/language-nodejs/package.json"
+    echo "$lang_hash" >"$tmp/language-nodejs/.stamp"
+    install -m 755 "$repo_root/plugins/language-nodejs/pulumi-language-nodejs" "$tmp/pulumi-language-nodejs"
+    # Swapped in by renames, not copied over, so a pulumi command starting
+    # meanwhile finds a complete host (bar the instant between the two
+    # directory renames).
+    rm -rf "$lang_dir.old"
+    if [ -d "$lang_dir" ]; then mv "$lang_dir" "$lang_dir.old"; fi
+    mv "$tmp/language-nodejs" "$lang_dir"
+    mv -f "$tmp/pulumi-language-nodejs" "$pulumi_bin_dir/pulumi-language-nodejs"
+    rm -rf "$lang_dir.old" "$tmp"
+  ) 9>"$pulumi_bin_dir/.language-host.lock"
+  lang_src="installed"
 fi
+
+# --- the provider ------------------------------------------------------------
+# Its launcher compiles dist/ whenever the sources changed, on every start;
+# building here only moves the first compile (and its errors) to set-up.
+"$repo_root/plugins/bin/pulumi-resource-ayna" --build-only
 
 sdk_version=$(node -p 'require(process.argv[1]).version' "$repo_root/node_modules/@pulumi/pulumi/package.json")
 own_version=$(node -p 'require(process.argv[1]).version' "$repo_root/package.json")
@@ -67,6 +101,6 @@ toolchain ready in $(( $(date +%s) - start ))s (cache: $cache_dir)
   pulumi CLI            $(pulumi version) [$cli_src] $pulumi_bin_dir/pulumi
   node                  $(node --version) [$node_src]
   @pulumi/pulumi SDK    $sdk_version
-  language host nodejs  $own_version (plugins/language-nodejs)
-  provider ayna         $own_version (plugins/provider: remote Command/File, random Secret)
+  language host nodejs  $own_version [$lang_src] $pulumi_bin_dir/pulumi-language-nodejs
+  provider ayna         $own_version (plugins/provider: remote Command/File, random Secret; plugins/bin/pulumi-resource-ayna)
 INFO

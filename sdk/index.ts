@@ -1,4 +1,5 @@
-export * from "./connection";
+// Typed client of the project's provider (`pulumi-resource-ayna`).
+export * from "./provider";
 export * from "./remoteCommand";
 export * from "./remoteFile";
 export * from "./randomSecret";

@@ -1,8 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
-import { Connection } from "./connection";
 
 export interface RemoteCommandArgs {
-  readonly connection: pulumi.Input<Connection>;
   /** Shell command run on create (and on update when `update` is unset). */
   readonly create: pulumi.Input<string>;
   /** Shell command run when `create`, `update`, `stdin` or `triggers` change. @default create */
@@ -13,7 +11,7 @@ export interface RemoteCommandArgs {
   readonly stdin?: pulumi.Input<string>;
   /** A local file streamed on stdin (e.g. a release archive); put its hash in `triggers`. */
   readonly stdinFile?: pulumi.Input<string>;
-  /** Non-secret variables exported for the command; changing only these does not re-run it. */
+  /** Variables for the command, sent on stdin (never on the command line); changing only these does not re-run it. */
   readonly environment?: pulumi.Input<Record<string, pulumi.Input<string>>>;
   /** Values whose change re-runs the command (content hashes, never timestamps). */
   readonly triggers?: pulumi.Input<pulumi.Input<unknown>[]>;
@@ -23,7 +21,7 @@ export interface RemoteCommandArgs {
   readonly captureStdout?: pulumi.Input<boolean>;
 }
 
-/** A command run on a host over SSH (type `ayna:remote:Command`). */
+/** A command run over SSH on the host of its provider (type `ayna:remote:Command`). */
 export class RemoteCommand extends pulumi.CustomResource {
   /** Present only with `captureStdout`. */
   declare public readonly stdout: pulumi.Output<string | undefined>;

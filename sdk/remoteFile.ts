@@ -1,8 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
-import { Connection } from "./connection";
 
 export interface RemoteFileArgs {
-  readonly connection: pulumi.Input<Connection>;
   /** Absolute path on the host. */
   readonly path: pulumi.Input<string>;
   /** File content; pass a secret Output for secret content. */
@@ -17,7 +15,7 @@ export interface RemoteFileArgs {
   readonly sudo?: pulumi.Input<boolean>;
 }
 
-/** A file on a host, written atomically with mode and owner (type `ayna:remote:File`). */
+/** A file on the host of its provider, written atomically with mode and owner (type `ayna:remote:File`). */
 export class RemoteFile extends pulumi.CustomResource {
   /** SHA-256 of the content as written (or as found by refresh). */
   declare public readonly sha256: pulumi.Output<string>;

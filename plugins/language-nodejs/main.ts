@@ -4,27 +4,45 @@
 // these machines does not serve, so the project ships this one. It speaks the
 // LanguageRuntime gRPC protocol with the protobuf stubs that ship inside
 // @pulumi/pulumi, and runs the program through the SDK's own `cmd/run` entry
-// point, exactly as the upstream host does.
-import * as grpc from "@grpc/grpc-js";
+// point, exactly as the upstream host does. scripts/toolchain.sh installs it
+// beside the pulumi CLI it builds, where the CLI looks for it.
+import type * as grpc from "@grpc/grpc-js";
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import * as emptyproto from "google-protobuf/google/protobuf/empty_pb";
-import * as langrpc from "@pulumi/pulumi/proto/language_grpc_pb";
-import * as langproto from "@pulumi/pulumi/proto/language_pb";
-import * as pluginproto from "@pulumi/pulumi/proto/plugin_pb";
+import type * as langrpc from "@pulumi/pulumi/proto/language_grpc_pb";
+import type * as langproto from "@pulumi/pulumi/proto/language_pb";
+import { loadProtocol, Protocol } from "./protocol";
 import { buildRunInvocation, runOutcome, RunSettings } from "./run";
+
+const proto = protocolOrExit();
+
+// The engine starts the host in the program's directory. The fallback to the
+// host's own location serves a copy compiled inside this repository (dist/).
+function protocolOrExit(): Protocol {
+  try {
+    return loadProtocol([process.cwd(), __dirname]);
+  } catch (err) {
+    // The engine shows the host's stderr when the host exits before its port line.
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  }
+}
 
 const hostVersion = readOwnVersion();
 
+// Installed, the version sits in a package.json next to this file; compiled
+// into dist/, it is the repository's.
 function readOwnVersion(): string {
-  const pkg = path.resolve(__dirname, "..", "..", "..", "package.json");
-  try {
-    const parsed = JSON.parse(fs.readFileSync(pkg, "utf8")) as { version?: unknown };
-    return typeof parsed.version === "string" ? parsed.version : "0.0.0";
-  } catch {
-    return "0.0.0";
+  for (const pkg of [path.join(__dirname, "package.json"), path.resolve(__dirname, "..", "..", "..", "package.json")]) {
+    try {
+      const parsed = JSON.parse(fs.readFileSync(pkg, "utf8")) as { version?: unknown };
+      if (typeof parsed.version === "string") return parsed.version;
+    } catch {
+      // Not there: try the next place.
+    }
   }
+  return "0.0.0";
 }
 
 function optionsOf(req: langproto.RunRequest): Record<string, unknown> {
@@ -62,7 +80,7 @@ function unary<Req, Res>(fn: (req: Req) => Promise<Res>): grpc.handleUnaryCall<R
       (res) => callback(null, res),
       (err: unknown) =>
         callback({
-          code: grpc.status.INTERNAL,
+          code: proto.grpc.status.INTERNAL,
           details: err instanceof Error ? err.message : String(err),
         }),
     );
@@ -83,13 +101,13 @@ function runProgram(settings: RunSettings): Promise<langproto.RunResponse> {
       stdio: ["ignore", "inherit", "inherit"],
     });
     child.on("error", (err) => {
-      const res = new langproto.RunResponse();
+      const res = new proto.langproto.RunResponse();
       res.setError(`could not start Node.js: ${err.message}`);
       resolve(res);
     });
     child.on("exit", (code, signal) => {
       const outcome = runOutcome(code, signal);
-      const res = new langproto.RunResponse();
+      const res = new proto.langproto.RunResponse();
       if (outcome.error) res.setError(outcome.error);
       if (outcome.bail) res.setBail(true);
       resolve(res);
@@ -102,31 +120,31 @@ function main(argv: string[]): void {
   const engineAddress = positional[positional.length - 1] ?? "";
 
   const impl: Partial<langrpc.ILanguageRuntimeServer> = {
-    handshake: unary(async () => new langproto.LanguageHandshakeResponse()),
+    handshake: unary(async () => new proto.langproto.LanguageHandshakeResponse()),
     getPluginInfo: unary(async () => {
-      const info = new pluginproto.PluginInfo();
+      const info = new proto.pluginproto.PluginInfo();
       info.setVersion(hostVersion);
       return info;
     }),
     // No provider is preloaded: the engine starts each provider the first time
     // the program registers one of its resources.
-    getRequiredPlugins: unary(async () => new langproto.GetRequiredPluginsResponse()),
-    getRequiredPackages: unary(async () => new langproto.GetRequiredPackagesResponse()),
+    getRequiredPlugins: unary(async () => new proto.langproto.GetRequiredPluginsResponse()),
+    getRequiredPackages: unary(async () => new proto.langproto.GetRequiredPackagesResponse()),
     run: unary((req: langproto.RunRequest) => runProgram(settingsFrom(req, engineAddress))),
     about: unary(async () => {
-      const res = new langproto.AboutResponse();
+      const res = new proto.langproto.AboutResponse();
       res.setExecutable(process.execPath);
       res.setVersion(process.version);
       return res;
     }),
-    runtimeOptionsPrompts: unary(async () => new langproto.RuntimeOptionsResponse()),
-    cancel: unary(async () => new emptyproto.Empty()),
+    runtimeOptionsPrompts: unary(async () => new proto.langproto.RuntimeOptionsResponse()),
+    cancel: unary(async () => new proto.emptyproto.Empty()),
   };
 
-  const server = new grpc.Server({ "grpc.max_receive_message_length": 400 * 1024 * 1024 });
+  const server = new proto.grpc.Server({ "grpc.max_receive_message_length": 400 * 1024 * 1024 });
   // Methods left out answer UNIMPLEMENTED, which the engine treats as "not supported".
-  server.addService(langrpc.LanguageRuntimeService, impl as langrpc.ILanguageRuntimeServer);
-  server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, port) => {
+  server.addService(proto.langrpc.LanguageRuntimeService, impl as langrpc.ILanguageRuntimeServer);
+  server.bindAsync("127.0.0.1:0", proto.grpc.ServerCredentials.createInsecure(), (err, port) => {
     if (err) {
       process.stderr.write(`language host: could not listen: ${err.message}\n`);
       process.exit(1);

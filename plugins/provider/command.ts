@@ -1,13 +1,11 @@
-// ayna:remote:Command — a command run on a host over SSH when its inputs change.
+// ayna:remote:Command — a command run on the provider's host when its inputs change.
 import * as fs from "node:fs";
-import type * as provider from "@pulumi/pulumi/provider";
-import { quote } from "../../builders/shell";
-import { Connection, SshPool, validateConnection } from "./ssh";
-import { reveal, scrub, secretStrings } from "./secrets";
-import { changedKeys, Failure, requireString } from "./util";
+import { timedOutStatus } from "../../builders/remote";
+import { Connection, Executor, Failure, target } from "./ssh";
+import { isSecret, reveal, scrub, secretStrings } from "./secrets";
+import { changedKeys, DiffResult, propertyDiff, requireString } from "./util";
 
 export interface CommandInputs {
-  connection: Connection;
   /** Run on create, and on update when `update` is absent. */
   create: string;
   update?: string;
@@ -16,23 +14,34 @@ export interface CommandInputs {
   stdin?: string;
   /** A local file streamed on stdin instead (archives); give its hash in `triggers`. */
   stdinFile?: string;
-  /** Non-secret variables exported for the command. Changing only these does not re-run it. */
+  /** Variables for the command, sent on stdin. Changing only these does not re-run it. */
   environment?: Record<string, string>;
   /** Any change re-runs the command. */
   triggers?: unknown[];
+  /** @default 600 */
   timeoutSeconds?: number;
   /** Keep (scrubbed) stdout in the outputs. Off by default: state is no place for command output. */
   captureStdout?: boolean;
+  /** Set by the provider: the pinned key of the host the command ran on. */
+  hostIdentity?: string;
 }
 
-/** Inputs whose change runs the command again; the rest are stored only. */
-const rerunKeys = ["create", "update", "stdin", "stdinFile", "triggers"];
-const replaceKeys = ["connection.host", "connection.port"];
+/** Inputs whose change runs the command again. */
+export const rerunKeys = ["create", "update", "stdin", "stdinFile", "triggers"];
+/** Inputs that are only stored: a change updates state and runs nothing. */
+export const storedKeys = ["delete", "environment", "timeoutSeconds", "captureStdout"];
 
 export function checkCommand(news: Record<string, unknown>): Failure[] {
   const plain = reveal(news) as Partial<CommandInputs>;
-  const failures: Failure[] = validateConnection(plain.connection ?? {});
-  failures.push(...requireString(plain, "create"));
+  const failures: Failure[] = requireString(plain, "create");
+  for (const k of ["create", "update", "delete"]) {
+    if (isSecret(news[k])) {
+      failures.push({
+        property: k,
+        reason: "a command line must not hold a secret (it would show in the host's process list); pass it on stdin",
+      });
+    }
+  }
   for (const k of Object.keys(plain.environment ?? {})) {
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
       failures.push({ property: `environment.${k}`, reason: "not a variable name" });
@@ -40,33 +49,18 @@ export function checkCommand(news: Record<string, unknown>): Failure[] {
   if (plain.stdin !== undefined && plain.stdinFile !== undefined) {
     failures.push({ property: "stdinFile", reason: "give stdin or stdinFile, not both" });
   }
-  if (plain.timeoutSeconds !== undefined && !(plain.timeoutSeconds > 0)) {
-    failures.push({ property: "timeoutSeconds", reason: "must be a positive number" });
+  if (plain.timeoutSeconds !== undefined && !(Number.isInteger(plain.timeoutSeconds) && plain.timeoutSeconds > 0)) {
+    failures.push({ property: "timeoutSeconds", reason: "must be a positive whole number of seconds" });
   }
   return failures;
 }
 
-export function diffCommand(olds: Record<string, unknown>, news: Record<string, unknown>): provider.DiffResult {
-  const changed = changedKeys(olds, news, [
-    ...rerunKeys,
-    "delete",
-    "timeoutSeconds",
-    "captureStdout",
-    "connection",
-    "environment",
-  ]);
-  const replaces = changedKeys(olds, news, replaceKeys);
-  return { changes: changed.length > 0 || replaces.length > 0, replaces: replaces.map((k) => k.split(".")[0]!) };
+export function diffCommand(olds: Record<string, unknown>, news: Record<string, unknown>): DiffResult {
+  // A new machine behind the provider (another pinned key) means the command never ran there.
+  return propertyDiff(olds, news, [...rerunKeys, ...storedKeys, "hostIdentity"], ["hostIdentity"], true);
 }
 
-/** `export K=V; ` for each variable, quoted. */
-export function exportPrefix(env: Record<string, string> | undefined): string {
-  return Object.entries(env ?? {})
-    .map(([k, v]) => `export ${k}=${quote(v)}; `)
-    .join("");
-}
-
-async function run(pool: SshPool, raw: Record<string, unknown>, command: string): Promise<string> {
+async function run(exec: Executor, conn: Connection, raw: Record<string, unknown>, command: string): Promise<string> {
   const inputs = reveal(raw) as CommandInputs;
   let stdin: string | Buffer | undefined = inputs.stdin;
   if (inputs.stdinFile !== undefined) {
@@ -76,26 +70,33 @@ async function run(pool: SshPool, raw: Record<string, unknown>, command: string)
       throw new Error(`cannot read stdinFile ${inputs.stdinFile}: ${(e as Error).message}`);
     }
   }
-  const res = await pool.exec(inputs.connection, exportPrefix(inputs.environment) + command, {
-    stdin,
-    timeoutMs: (inputs.timeoutSeconds ?? 600) * 1000,
-  });
+  const timeoutSeconds = inputs.timeoutSeconds ?? 600;
+  const res = await exec.exec(conn, command, { stdin, env: inputs.environment, timeoutSeconds });
   const secrets = secretStrings(raw);
   if (res.code !== 0) {
     const tail = scrub([res.stdout, res.stderr].join("\n"), secrets).trim().split("\n").slice(-100).join("\n");
-    throw new Error(`remote command on ${inputs.connection.host} exited with ${res.code}:\n${tail}`);
+    if (res.code === timedOutStatus) {
+      throw new Error(`command on ${target(conn)} did not finish within ${timeoutSeconds}s and was stopped:\n${tail}`);
+    }
+    throw new Error(`remote command on ${target(conn)} exited with ${res.code}:\n${tail}`);
   }
   return scrub(res.stdout, secrets);
 }
 
-function outputs(news: Record<string, unknown>, stdout: string): Record<string, unknown> {
+function outputs(news: Record<string, unknown>, stdout: unknown): Record<string, unknown> {
   const plain = reveal(news) as CommandInputs;
-  return plain.captureStdout ? { ...news, stdout } : { ...news };
+  const outs: Record<string, unknown> = { ...news };
+  if (plain.captureStdout && stdout !== undefined) outs["stdout"] = stdout;
+  return outs;
 }
 
-export async function createCommand(pool: SshPool, news: Record<string, unknown>): Promise<provider.CreateResult> {
+export async function createCommand(
+  exec: Executor,
+  conn: Connection,
+  news: Record<string, unknown>,
+): Promise<{ id: string; outs: Record<string, unknown> }> {
   const plain = reveal(news) as CommandInputs;
-  const stdout = await run(pool, news, plain.create);
+  const stdout = await run(exec, conn, news, plain.create);
   return {
     id: `cmd-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`,
     outs: outputs(news, stdout),
@@ -103,20 +104,21 @@ export async function createCommand(pool: SshPool, news: Record<string, unknown>
 }
 
 export async function updateCommand(
-  pool: SshPool,
+  exec: Executor,
+  conn: Connection,
   olds: Record<string, unknown>,
   news: Record<string, unknown>,
-): Promise<provider.UpdateResult> {
+): Promise<{ outs: Record<string, unknown> }> {
   if (changedKeys(olds, news, rerunKeys).length === 0) {
-    // Only stored settings changed (a rotated key, a new delete command): nothing to run.
-    return { outs: { ...news, stdout: olds["stdout"] } };
+    // Only stored settings changed: keep the last output, run nothing.
+    return { outs: outputs(news, olds["stdout"] ?? undefined) };
   }
   const plain = reveal(news) as CommandInputs;
-  const stdout = await run(pool, news, plain.update ?? plain.create);
+  const stdout = await run(exec, conn, news, plain.update ?? plain.create);
   return { outs: outputs(news, stdout) };
 }
 
-export async function deleteCommand(pool: SshPool, props: Record<string, unknown>): Promise<void> {
+export async function deleteCommand(exec: Executor, conn: Connection, props: Record<string, unknown>): Promise<void> {
   const plain = reveal(props) as CommandInputs;
-  if (plain.delete) await run(pool, props, plain.delete);
+  if (plain.delete) await run(exec, conn, props, plain.delete);
 }

@@ -2,9 +2,8 @@
 // replaced only when its length, alphabet or keepers change. The value is only
 // ever handed back wrapped as a secret.
 import { randomInt } from "node:crypto";
-import type * as provider from "@pulumi/pulumi/provider";
 import { wrapSecret } from "./secrets";
-import { changedKeys, Failure } from "./util";
+import { DiffResult, Failure, propertyDiff } from "./util";
 
 export interface SecretInputs {
   /** @default 50 */
@@ -32,9 +31,9 @@ export function checkSecret(news: Record<string, unknown>): Failure[] {
   return failures;
 }
 
-export function diffSecret(olds: Record<string, unknown>, news: Record<string, unknown>): provider.DiffResult {
-  const replaces = changedKeys(olds, news, ["length", "alphabet", "keepers"]);
-  return { changes: replaces.length > 0, replaces };
+export function diffSecret(olds: Record<string, unknown>, news: Record<string, unknown>): DiffResult {
+  const keys = ["length", "alphabet", "keepers"];
+  return propertyDiff(olds, news, keys, keys);
 }
 
 export function generate(length: number, alphabet: keyof typeof alphabets): string {
@@ -44,7 +43,7 @@ export function generate(length: number, alphabet: keyof typeof alphabets): stri
   return out;
 }
 
-export function createSecret(news: Record<string, unknown>): provider.CreateResult {
+export function createSecret(news: Record<string, unknown>): { id: string; outs: Record<string, unknown> } {
   const n = news as SecretInputs;
   const value = generate(n.length ?? 50, n.alphabet ?? "alnum");
   return {

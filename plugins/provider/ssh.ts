@@ -1,9 +1,12 @@
-// SSH for the provider: one pooled connection per target, host keys pinned,
-// commands run with their input on stdin and bounded time and output.
+// SSH for the provider: one pooled connection per target, the host key pinned
+// with its algorithm, commands run through the wrapper of builders/remote.ts
+// (environment on stdin, bounded on the host by `timeout`, stoppable by PID).
 import { createHash } from "node:crypto";
 import { Client, ClientChannel, utils as sshUtils } from "ssh2";
+import { envPrelude, killGraceSeconds, remoteInvocation, splitPid, stopCommand } from "../../builders/remote";
 
 export interface Connection {
+  /** Address SSH connects to. */
   host: string;
   port: number;
   user: string;
@@ -19,8 +22,12 @@ export interface Connection {
 }
 
 export interface ExecOptions {
+  /** The command's own input (after the environment prelude). */
   stdin?: string | Buffer;
-  timeoutMs?: number;
+  /** Variables for the command; sent on stdin, never on the command line. */
+  env?: Record<string, string>;
+  /** Stopped on the host after this long. @default 600 */
+  timeoutSeconds?: number;
 }
 
 export interface ExecResult {
@@ -29,63 +36,124 @@ export interface ExecResult {
   stderr: string;
 }
 
+/** What the provider needs of SSH; unit tests give a fake. */
+export interface Executor {
+  exec(c: Connection, command: string, opts?: ExecOptions): Promise<ExecResult>;
+  /** Stops every command still running, on the host too. */
+  cancelAll(): Promise<void>;
+  closeAll(): void;
+  /** Logs in and runs nothing: proves a new connection before it is stored. */
+  probe?(c: Connection): Promise<void>;
+}
+
+export interface Failure {
+  property: string;
+  reason: string;
+}
+
 const maxOutput = 256 * 1024;
 const maxChannelsPerConnection = 6;
 
-/** Checks a connection's shape; returns problems as `field: reason` without echoing values. */
-export function validateConnection(c: Partial<Connection>): { property: string; reason: string }[] {
-  const errs: { property: string; reason: string }[] = [];
-  const p = (f: string) => `connection.${f}`;
-  if (typeof c.host !== "string" || c.host === "") errs.push({ property: p("host"), reason: "required" });
+/** Host key types ssh2 may negotiate for a pinned key of each type. */
+const hostKeyAlgorithms: Record<string, string[]> = {
+  "ssh-ed25519": ["ssh-ed25519"],
+  "ecdsa-sha2-nistp256": ["ecdsa-sha2-nistp256"],
+  "ecdsa-sha2-nistp384": ["ecdsa-sha2-nistp384"],
+  "ecdsa-sha2-nistp521": ["ecdsa-sha2-nistp521"],
+  "ssh-rsa": ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"],
+};
+
+export interface PinnedKey {
+  type: string;
+  blob: Buffer;
+}
+
+/** Parses "type base64 [comment]"; the type must match the one inside the blob. */
+export function parseHostKey(line: string): PinnedKey | undefined {
+  const parts = line.trim().split(/\s+/);
+  const [type, b64] = parts;
+  if (!type || !b64 || !/^[A-Za-z0-9+/]+=*$/.test(b64) || !(type in hostKeyAlgorithms)) return undefined;
+  const blob = Buffer.from(b64, "base64");
+  if (blob.length < 4) return undefined;
+  const n = blob.readUInt32BE(0);
+  if (blob.toString("latin1", 4, 4 + n) !== type) return undefined;
+  return { type, blob };
+}
+
+/** The key blob of "type base64 [comment]", or undefined. */
+export function hostKeyBlob(line: string): Buffer | undefined {
+  return parseHostKey(line)?.blob;
+}
+
+/** `SHA256:...` as `ssh-keygen -l` prints it. */
+export function fingerprint(blob: Buffer): string {
+  return "SHA256:" + createHash("sha256").update(blob).digest("base64").replace(/=+$/, "");
+}
+
+/**
+ * The identity of the machine behind a connection: the pinned key's
+ * fingerprint. Address, port, user and login key are only how it is reached.
+ */
+export function hostIdentity(c: Pick<Connection, "hostKey">): string {
+  const pinned = c.hostKey ? parseHostKey(c.hostKey) : undefined;
+  return pinned ? `${pinned.type} ${fingerprint(pinned.blob)}` : "unpinned";
+}
+
+/** Checks a connection's shape; names the field and never echoes a value. */
+export function validateConnection(c: Partial<Connection>): Failure[] {
+  const errs: Failure[] = [];
+  if (typeof c.host !== "string" || c.host === "" || /\s/.test(c.host)) {
+    errs.push({ property: "address", reason: "required: the host's IP address or DNS name" });
+  }
   if (typeof c.port !== "number" || !Number.isInteger(c.port) || c.port < 1 || c.port > 65535) {
-    errs.push({ property: p("port"), reason: "must be an integer 1-65535" });
+    errs.push({ property: "port", reason: "must be an integer 1-65535" });
   }
   if (typeof c.user !== "string" || !/^[a-z_][a-z0-9_-]*\$?$/.test(c.user)) {
-    errs.push({ property: p("user"), reason: "must be a POSIX user name" });
+    errs.push({ property: "user", reason: "must be a POSIX user name" });
   }
   if (typeof c.privateKey !== "string" || c.privateKey === "") {
-    errs.push({ property: p("privateKey"), reason: "required (set it with `pulumi config set --secret`)" });
+    errs.push({ property: "privateKey", reason: "required (set it with `pulumi config set --secret`)" });
   } else if (sshUtils.parseKey(c.privateKey) instanceof Error) {
     errs.push({
-      property: p("privateKey"),
+      property: "privateKey",
       reason: "is not a private key ssh can read (expected an unencrypted OpenSSH or PEM key)",
     });
   }
-  if (c.hostKey !== undefined && c.hostKey !== "" && hostKeyBlob(c.hostKey) === undefined) {
+  if (c.hostKey !== undefined && c.hostKey !== "" && parseHostKey(c.hostKey) === undefined) {
     errs.push({
-      property: p("hostKey"),
-      reason: 'must look like "ssh-ed25519 AAAA..." (a line of known_hosts without the host)',
+      property: "hostKey",
+      reason:
+        'must look like "ssh-ed25519 AAAA..." (a line of known_hosts without the host name; ' +
+        `types: ${Object.keys(hostKeyAlgorithms).join(", ")})`,
     });
   }
   if (!c.hostKey && !c.insecureIgnoreHostKey) {
     errs.push({
-      property: p("hostKey"),
+      property: "hostKey",
       reason: "required: pin the host's public key (ssh-keyscan -t ed25519 HOST), or set insecureIgnoreHostKey: true",
     });
   }
   return errs;
 }
 
-/** The key blob of "type base64 [comment]", or undefined. */
-export function hostKeyBlob(line: string): Buffer | undefined {
-  const parts = line.trim().split(/\s+/);
-  const b64 = parts.length >= 2 ? parts[1] : undefined;
-  if (!b64 || !/^[A-Za-z0-9+/]+=*$/.test(b64)) return undefined;
-  const blob = Buffer.from(b64, "base64");
-  return blob.length > 0 ? blob : undefined;
-}
-
-export function fingerprint(blob: Buffer): string {
-  return "SHA256:" + createHash("sha256").update(blob).digest("base64").replace(/=+$/, "");
-}
-
-function target(c: Connection): string {
+export function target(c: Connection): string {
   return `${c.user}@${c.host}:${c.port}`;
 }
 
 function poolKey(c: Connection): string {
   const keyHash = createHash("sha256").update(c.privateKey).digest("hex");
   return [c.host, c.port, c.user, keyHash, c.hostKey ?? "", c.insecureIgnoreHostKey ? "1" : "0"].join("\n");
+}
+
+/** The message for a host whose key is not the pinned one. */
+export function hostKeyMismatch(c: Connection, offered: Buffer, pinned: PinnedKey | undefined): string {
+  return (
+    `host key mismatch for ${target(c)}: pinned ${pinned ? `${pinned.type} ${fingerprint(pinned.blob)}` : "(none)"}, ` +
+    `offered ${fingerprint(offered)}. Nothing was run on it. If the host was rebuilt on purpose, check the new key ` +
+    `out of band (on its console: ssh-keygen -lf /etc/ssh/ssh_host_${pinned?.type === "ssh-ed25519" ? "ed25519" : "*"}_key.pub), ` +
+    `then pin it (this program: pulumi config set --path 'hosts[i].hostKey' "$(ssh-keyscan -t ed25519 ${c.host} | cut -d' ' -f2-)"); ` +
+    `the next \`pulumi up\` provisions the new host from nothing. Otherwise do not deploy: someone may be in the way.`
+  );
 }
 
 class Pooled {
@@ -108,17 +176,35 @@ class Pooled {
   }
 }
 
-export class SshPool {
+interface Running {
+  c: Connection;
+  pid?: number;
+  stop: (why: string) => void;
+}
+
+export class SshPool implements Executor {
   private conns = new Map<string, Promise<Pooled>>();
+  private running = new Set<Running>();
 
   async exec(c: Connection, command: string, opts: ExecOptions = {}): Promise<ExecResult> {
     const pooled = await this.connection(c);
     await pooled.acquire();
     try {
-      return await runOnChannel(pooled.client, c, command, opts);
+      return await this.runOnChannel(pooled.client, c, command, opts);
     } finally {
       pooled.release();
     }
+  }
+
+  async probe(c: Connection): Promise<void> {
+    const client = await connectWithRetry({ ...c, connectAttempts: 1 });
+    client.end();
+  }
+
+  async cancelAll(): Promise<void> {
+    const all = [...this.running];
+    await Promise.all(all.map((r) => this.stopOnHost(r)));
+    for (const r of all) r.stop("cancelled");
   }
 
   closeAll(): void {
@@ -128,6 +214,24 @@ export class SshPool {
         () => undefined,
       );
     this.conns.clear();
+  }
+
+  private async stopOnHost(r: Running): Promise<void> {
+    if (r.pid === undefined) return;
+    try {
+      const pooled = await this.connection(r.c);
+      await new Promise<void>((resolve) => {
+        pooled.client.exec(stopCommand(r.pid!), (err, stream) => {
+          if (err) return resolve();
+          stream.on("close", () => resolve());
+          stream.resume();
+          stream.stderr.resume();
+          stream.end();
+        });
+      });
+    } catch {
+      // The host is gone: nothing left to stop.
+    }
   }
 
   private connection(c: Connection): Promise<Pooled> {
@@ -148,6 +252,63 @@ export class SshPool {
     }
     return p;
   }
+
+  private runOnChannel(client: Client, c: Connection, command: string, opts: ExecOptions): Promise<ExecResult> {
+    const timeoutSeconds = opts.timeoutSeconds ?? 600;
+    return new Promise((resolve, reject) => {
+      client.exec(remoteInvocation(command, timeoutSeconds), (err: Error | undefined, stream: ClientChannel) => {
+        if (err) {
+          reject(new Error(`ssh to ${target(c)}: could not start a command: ${err.message}`));
+          return;
+        }
+        let stdout = "";
+        let stderr = "";
+        let done = false;
+        const running: Running = {
+          c,
+          stop: (why) => {
+            if (done) return;
+            done = true;
+            clearTimeout(backstop);
+            this.running.delete(running);
+            stream.close();
+            reject(new Error(`command on ${target(c)} ${why} (stopped on the host)`));
+          },
+        };
+        this.running.add(running);
+        const append = (buf: string, chunk: Buffer) => {
+          const next = buf + chunk.toString("utf8");
+          return next.length > maxOutput ? next.slice(next.length - maxOutput) : next;
+        };
+        // The host's `timeout` stops the command; this only covers a host that stopped answering.
+        const backstop = setTimeout(
+          () => {
+            void this.stopOnHost(running).then(() =>
+              running.stop(`did not finish within ${timeoutSeconds}s and the host did not answer`),
+            );
+          },
+          (timeoutSeconds + killGraceSeconds + 20) * 1000,
+        );
+        stream.on("data", (chunk: Buffer) => (stdout = append(stdout, chunk)));
+        stream.stderr.on("data", (chunk: Buffer) => {
+          stderr = append(stderr, chunk);
+          if (running.pid === undefined) {
+            const { pid } = splitPid(stderr);
+            if (pid !== undefined) running.pid = pid;
+          }
+        });
+        stream.on("close", (code: number | null, signal?: string) => {
+          clearTimeout(backstop);
+          this.running.delete(running);
+          if (done) return;
+          done = true;
+          resolve({ code: code ?? (signal ? 128 : 255), stdout, stderr: splitPid(stderr).rest });
+        });
+        stream.write(envPrelude(opts.env));
+        stream.end(opts.stdin ?? "");
+      });
+    });
+  }
 }
 
 const retryable = new Set(["ECONNREFUSED", "ETIMEDOUT", "EHOSTUNREACH", "ECONNRESET", "ENETUNREACH", "EAI_AGAIN"]);
@@ -161,7 +322,7 @@ async function connectWithRetry(c: Connection): Promise<Client> {
     } catch (err) {
       last = err as Error;
       const code = (err as NodeJS.ErrnoException).code ?? "";
-      const timedOut = /timed out/i.test(last.message);
+      const timedOut = /no answer within/i.test(last.message);
       if (!(retryable.has(code) || timedOut) || i === attempts) break;
       await new Promise((r) => setTimeout(r, 1000 * i));
     }
@@ -173,7 +334,7 @@ function connectOnce(c: Connection): Promise<Client> {
   return new Promise((resolve, reject) => {
     const client = new Client();
     let hostKeyProblem: string | undefined;
-    const pinned = c.hostKey ? hostKeyBlob(c.hostKey) : undefined;
+    const pinned = c.hostKey ? parseHostKey(c.hostKey) : undefined;
     const timeoutSec = c.connectTimeoutSeconds ?? 10;
     client.once("ready", () => resolve(client));
     client.once("error", (err: Error & { level?: string; code?: string }) => {
@@ -193,13 +354,12 @@ function connectOnce(c: Connection): Promise<Client> {
       privateKey: c.privateKey,
       readyTimeout: timeoutSec * 1000,
       keepaliveInterval: 15000,
+      // Ask for the pinned key's own type, so a host that also has other keys is compared like for like.
+      ...(pinned ? { algorithms: { serverHostKey: hostKeyAlgorithms[pinned.type] as never } } : {}),
       hostVerifier: (key: Buffer) => {
         if (c.insecureIgnoreHostKey && !pinned) return true;
-        if (pinned && key.equals(pinned)) return true;
-        hostKeyProblem =
-          `host key of ${target(c)} is ${fingerprint(key)}, which does not match the pinned key ` +
-          `${pinned ? fingerprint(pinned) : "(none)"}. If the host was rebuilt on purpose, ` +
-          `set connection.hostKey to its new key (ssh-keyscan -t ed25519 ${c.host}); otherwise do not deploy.`;
+        if (pinned && key.equals(pinned.blob)) return true;
+        hostKeyProblem = hostKeyMismatch(c, key, pinned);
         return false;
       },
     });
@@ -213,58 +373,22 @@ function describeConnectError(
 ): string {
   const t = target(c);
   if (err.level === "client-authentication") {
-    return `ssh to ${t}: the host refused the key (check connection.user and that the public key is in ~${c.user}/.ssh/authorized_keys)`;
+    return `ssh to ${t}: the host refused the key (check the user and that the public key is in ~${c.user}/.ssh/authorized_keys)`;
   }
   if (/timed out/i.test(err.message)) {
-    return `ssh to ${t}: no answer within ${timeoutSec}s (check connection.host and connection.port, and that the host is up and reachable)`;
+    return `ssh to ${t}: no answer within ${timeoutSec}s (check the address and port, and that the host is up and reachable)`;
   }
   switch (err.code) {
     case "ECONNREFUSED":
-      return `ssh to ${t}: connection refused (is sshd running, and is connection.port right?)`;
+      return `ssh to ${t}: connection refused (is sshd running, and is the port right?)`;
     case "ENOTFOUND":
     case "EAI_AGAIN":
-      return `ssh to ${t}: cannot resolve ${c.host} (check connection.host)`;
+      return `ssh to ${t}: cannot resolve ${c.host} (check the address)`;
     case "EHOSTUNREACH":
     case "ENETUNREACH":
-      return `ssh to ${t}: host unreachable (check connection.host and the network route)`;
+      return `ssh to ${t}: host unreachable (check the address and the network route)`;
     default:
       // ssh2 messages name the failing stage; none carries key material.
       return `ssh to ${t}: ${err.message}`;
   }
-}
-
-function runOnChannel(client: Client, c: Connection, command: string, opts: ExecOptions): Promise<ExecResult> {
-  return new Promise((resolve, reject) => {
-    client.exec(command, (err: Error | undefined, stream: ClientChannel) => {
-      if (err) {
-        reject(new Error(`ssh to ${target(c)}: could not start a command: ${err.message}`));
-        return;
-      }
-      let stdout = "";
-      let stderr = "";
-      let done = false;
-      const append = (buf: string, chunk: Buffer) => {
-        const next = buf + chunk.toString("utf8");
-        return next.length > maxOutput ? next.slice(next.length - maxOutput) : next;
-      };
-      const timer =
-        opts.timeoutMs !== undefined
-          ? setTimeout(() => {
-              if (done) return;
-              done = true;
-              stream.close();
-              reject(new Error(`command on ${target(c)} did not finish within ${Math.round(opts.timeoutMs! / 1000)}s`));
-            }, opts.timeoutMs)
-          : undefined;
-      stream.on("data", (chunk: Buffer) => (stdout = append(stdout, chunk)));
-      stream.stderr.on("data", (chunk: Buffer) => (stderr = append(stderr, chunk)));
-      stream.on("close", (code: number | null, signal?: string) => {
-        if (timer) clearTimeout(timer);
-        if (done) return;
-        done = true;
-        resolve({ code: code ?? (signal ? 128 : 255), stdout, stderr });
-      });
-      stream.end(opts.stdin ?? "");
-    });
-  });
 }

@@ -1,30 +1,83 @@
 import { isDeepStrictEqual } from "node:util";
 import { containsUnknown, reveal } from "./secrets";
 
-export interface Failure {
-  property: string;
-  reason: string;
+export type { Failure } from "./ssh";
+
+export type DiffKind = "add" | "add-replace" | "delete" | "delete-replace" | "update" | "update-replace";
+
+/** A diff with its per-property detail, so `preview --diff` shows only what changed and replaceOnChanges works. */
+export interface DiffResult {
+  changes: boolean;
+  /** Top-level properties whose change replaces the resource. */
+  replaces: string[];
+  deleteBeforeReplace: boolean;
+  /** Top-level properties that changed. */
+  diffs: string[];
+  detailedDiff: Record<string, DiffKind>;
 }
 
-function at(obj: unknown, dotted: string): unknown {
-  let cur: unknown = obj;
-  for (const part of dotted.split(".")) {
-    if (typeof cur !== "object" || cur === null) return undefined;
-    cur = (cur as Record<string, unknown>)[part];
+function isAbsent(v: unknown): boolean {
+  return v === undefined || v === null;
+}
+
+/** Whether a property changed; an unknown new value (preview) counts as changed. */
+export function changed(o: unknown, n: unknown): boolean {
+  if (containsUnknown(n)) return true;
+  const a = reveal(o);
+  const b = reveal(n);
+  if (isAbsent(a) && isAbsent(b)) return false;
+  return !isDeepStrictEqual(a, b);
+}
+
+/** Compares the listed top-level properties; those in `replaceKeys` replace the resource when they change. */
+export function propertyDiff(
+  olds: Record<string, unknown>,
+  news: Record<string, unknown>,
+  keys: readonly string[],
+  replaceKeys: readonly string[],
+  deleteBeforeReplace = false,
+): DiffResult {
+  const detailedDiff: Record<string, DiffKind> = {};
+  for (const k of keys) {
+    if (!changed(olds[k], news[k])) continue;
+    const base: "add" | "delete" | "update" = isAbsent(olds[k]) ? "add" : isAbsent(news[k]) ? "delete" : "update";
+    detailedDiff[k] = replaceKeys.includes(k) ? `${base}-replace` : base;
   }
-  return cur;
+  const diffs = Object.keys(detailedDiff);
+  const replaces = diffs.filter((k) => replaceKeys.includes(k));
+  return {
+    changes: diffs.length > 0,
+    replaces,
+    deleteBeforeReplace: replaces.length > 0 && deleteBeforeReplace,
+    diffs,
+    detailedDiff,
+  };
 }
 
-/** The keys (dotted paths) whose plain values differ; an unknown new value counts as a change. */
+/** The top-level keys among `keys` that changed. */
 export function changedKeys(olds: Record<string, unknown>, news: Record<string, unknown>, keys: string[]): string[] {
-  return keys.filter((k) => {
-    const n = at(news, k);
-    if (containsUnknown(n)) return true;
-    return !isDeepStrictEqual(reveal(at(olds, k)) ?? null, reveal(n) ?? null);
-  });
+  return keys.filter((k) => changed(olds[k], news[k]));
 }
 
-export function requireString(obj: Record<string, unknown> | object, key: string): Failure[] {
+export function requireString(
+  obj: Record<string, unknown> | object,
+  key: string,
+): { property: string; reason: string }[] {
   const v = (obj as Record<string, unknown>)[key];
   return typeof v === "string" && v !== "" ? [] : [{ property: key, reason: "required (a non-empty string)" }];
+}
+
+/**
+ * Drops undefined values at any depth: the engine's Struct encoding has no
+ * `undefined`, and one in an output used to fail a whole update with
+ * "Unexpected struct type".
+ */
+export function defined<T>(v: T): T {
+  if (Array.isArray(v)) return v.filter((x) => x !== undefined).map(defined) as T;
+  if (typeof v === "object" && v !== null) {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) if (x !== undefined) out[k] = defined(x);
+    return out as T;
+  }
+  return v;
 }

@@ -51,7 +51,7 @@ describe("smoke: pulumi up / up again / destroy against a real host", function (
 
   it("creates the file atomically with mode and owner", async () => {
     const r = await stack.ok(["up", "--yes"]);
-    assert.equal(resourceSummary(r.stdout)["created"], 2, r.stdout);
+    assert.equal(resourceSummary(r.stdout)["created"], 3, r.stdout); // stack, provider, file
     const st = await sshExec(host, `sudo sh -c 'stat -c "%a %U %G" ${file} && cat ${file} && ls -A /opt/ayna/smoke'`);
     assert.equal(st.code, 0, st.stderr);
     assert.equal(
@@ -72,7 +72,7 @@ describe("smoke: pulumi up / up again / destroy against a real host", function (
     const before = await acceptedLogins(host);
     const r = await stack.ok(["up", "--yes"]);
     const after = await acceptedLogins(host);
-    assert.deepEqual(resourceSummary(r.stdout), { unchanged: 2 }, r.stdout);
+    assert.deepEqual(resourceSummary(r.stdout), { unchanged: 3 }, r.stdout);
     // `after` counts its own session and the one that counted `before`.
     assert.equal(after - before, 1, `pulumi up made ${after - before - 1} SSH logins`);
   });
@@ -88,7 +88,7 @@ describe("smoke: pulumi up / up again / destroy against a real host", function (
 
   it("destroy removes the file", async () => {
     const r = await stack.ok(["destroy", "--yes"]);
-    assert.equal(resourceSummary(r.stdout)["deleted"], 2, r.stdout);
+    assert.equal(resourceSummary(r.stdout)["deleted"], 3, r.stdout);
     const st = await sshExec(host, `sudo test -e ${file}; echo $?`);
     assert.equal(st.stdout.trim(), "1");
   });

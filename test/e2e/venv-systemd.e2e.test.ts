@@ -196,7 +196,7 @@ describe("venv/systemd mode: the sample app on a fresh host", function () {
             { secret: true },
           ],
         ],
-        expect: /connection\.privateKey.*is not a private key ssh can read/,
+        expect: /privateKey.*is not a private key ssh can read/,
       },
     ];
     for (const c of cases) {
@@ -220,7 +220,7 @@ describe("venv/systemd mode: the sample app on a fresh host", function () {
       assert.notEqual(r.code, 0);
       assert.match(
         r.stdout + r.stderr,
-        /ssh to deploy@\S+:2: connection refused \(is sshd running, and is connection\.port right\?\)/,
+        /the new connection does not work: ssh to deploy@\S+:2: connection refused \(is sshd running, and is the port right\?\)/,
       );
       assert.ok(r.ms < 60_000, `took ${r.ms} ms`);
       // The working release is untouched.

@@ -47,11 +47,23 @@ export class PulumiStack {
   /** Creates a stack of the program in `cwd` (default: the repo). */
   static async create(name: string, cwd = repoRoot): Promise<PulumiStack> {
     const s = new PulumiStack(name, cwd);
-    await s.ok(["stack", "init"]);
+    // `stack init` takes no --config-file and writes Pulumi.<stack>.yaml (its
+    // secrets salt) beside the Pulumi.yaml it runs with: run it on a copy of
+    // the project file in the stack's temp dir, never in the repo, and keep
+    // that file as the stack's config file.
+    const project = path.join(s.dir, "project");
+    fs.mkdirSync(project);
+    fs.copyFileSync(path.join(cwd, "Pulumi.yaml"), path.join(project, "Pulumi.yaml"));
+    await s.ok(["stack", "init"], { cwd: project });
+    fs.renameSync(path.join(project, `Pulumi.${name}.yaml`), s.configFile);
+    fs.rmSync(project, { recursive: true, force: true });
     return s;
   }
 
-  run(args: string[], opts: { input?: string; timeoutMs?: number; configFile?: string } = {}): Promise<CliResult> {
+  run(
+    args: string[],
+    opts: { input?: string; timeoutMs?: number; configFile?: string; cwd?: string } = {},
+  ): Promise<CliResult> {
     const started = Date.now();
     const needsConfigFile = ["up", "preview", "destroy", "refresh", "config"].includes(args[0] ?? "");
     const flags = [
@@ -64,7 +76,11 @@ export class PulumiStack {
     const dd = args.indexOf("--");
     const full = dd < 0 ? [...args, ...flags] : [...args.slice(0, dd), ...flags, ...args.slice(dd)];
     return new Promise((resolve, reject) => {
-      const child = spawn(this.pulumi, full, { cwd: this.cwd, env: this.env, stdio: ["pipe", "pipe", "pipe"] });
+      const child = spawn(this.pulumi, full, {
+        cwd: opts.cwd ?? this.cwd,
+        env: this.env,
+        stdio: ["pipe", "pipe", "pipe"],
+      });
       let stdout = "";
       let stderr = "";
       child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
@@ -79,7 +95,10 @@ export class PulumiStack {
     });
   }
 
-  async ok(args: string[], opts: { input?: string; timeoutMs?: number; configFile?: string } = {}): Promise<CliResult> {
+  async ok(
+    args: string[],
+    opts: { input?: string; timeoutMs?: number; configFile?: string; cwd?: string } = {},
+  ): Promise<CliResult> {
     const r = await this.run(args, opts);
     if (r.code !== 0) throw new Error(`pulumi ${args.join(" ")} exited ${r.code}\n${r.stdout}\n${r.stderr}`);
     return r;
@@ -144,7 +163,9 @@ export class PulumiStack {
   }
 
   async remove(): Promise<void> {
-    await this.run(["stack", "rm", "--force", "--yes"]);
+    // --preserve-config: the stack's config file is in this.dir, removed below;
+    // `stack rm` would otherwise delete Pulumi.<stack>.yaml beside the program.
+    await this.run(["stack", "rm", "--force", "--yes", "--preserve-config"]);
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }

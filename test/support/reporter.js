@@ -1,18 +1,49 @@
 // Spec output for people, plus a machine-readable tally that scripts/test.sh
-// adds up into the one closing line `N passed, N failed`. Plain JS: mocha loads
-// reporters before ts-node is registered.
+// adds up into the one closing line `N passed, N failed[, N skipped]`. Plain
+// JS: mocha loads reporters before ts-node is registered.
+//
+// What counts as what, so the tally cannot flatter a run:
+// - a failing test or hook: failed;
+// - a pending test (it.skip, xit, an `it` without a body, this.skip()):
+//   failed. --forbid-pending already turns these into failures; this is the
+//   backstop for a run without it;
+// - under --dry-run (tests listed, not run: the end-to-end tests with
+//   AYNA_SKIP_E2E=1): each listed test is skipped, never passed.
+// The line is appended to $AYNA_TALLY_FILE when the run ends; a run that
+// never gets there writes nothing, and scripts/test.sh counts that as failed.
 "use strict";
 const fs = require("node:fs");
 const Mocha = require("mocha");
 
-class TallyReporter extends Mocha.reporters.Spec {
-  constructor(runner, options) {
+const { EVENT_RUN_END, EVENT_TEST_FAIL, EVENT_TEST_PASS, EVENT_TEST_PENDING } = Mocha.Runner.constants;
+
+class TallyReporter extends Mocha.reporters.Base {
+  constructor(runner, options = {}) {
     super(runner, options);
+    const dryRun = options.dryRun === true;
     const tally = { passed: 0, failed: 0, skipped: 0 };
-    runner.on(Mocha.Runner.constants.EVENT_TEST_PASS, () => tally.passed++);
-    runner.on(Mocha.Runner.constants.EVENT_TEST_FAIL, () => tally.failed++);
-    runner.on(Mocha.Runner.constants.EVENT_TEST_PENDING, () => tally.skipped++);
-    runner.once(Mocha.Runner.constants.EVENT_RUN_END, () => {
+    if (!dryRun) {
+      // Its own listeners print the usual tree and the failures at the end.
+      new Mocha.reporters.Spec(runner, options);
+    }
+    runner.on(EVENT_TEST_PASS, (test) => {
+      if (!dryRun) {
+        tally.passed++;
+        return;
+      }
+      tally.skipped++;
+      process.stdout.write(`  - ${test.fullTitle()} (not run)\n`);
+    });
+    runner.on(EVENT_TEST_FAIL, () => tally.failed++);
+    runner.on(EVENT_TEST_PENDING, (test) => {
+      tally.failed++;
+      process.stdout.write(`  pending test counted as failed: ${test.fullTitle()}\n`);
+    });
+    runner.once(EVENT_RUN_END, () => {
+      if (dryRun) {
+        process.stdout.write(`\n  dry run: ${tally.skipped} tests listed, not run (counted as skipped)\n`);
+        if (this.failures.length) Mocha.reporters.Base.list(this.failures);
+      }
       const out = process.env.AYNA_TALLY_FILE;
       if (out) fs.appendFileSync(out, JSON.stringify(tally) + "\n");
     });

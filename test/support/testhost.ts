@@ -150,7 +150,11 @@ function installHandlers(): void {
 
 // ------------------------------------------------------------------ API
 
-export async function startHost(opts: { suite?: Suite; name?: string } = {}): Promise<TestHost> {
+/**
+ * Boots a fresh host. `address` takes the address a host stopped with
+ * `stopHost(h, { keepAddress: true })` left reserved: a machine rebuilt in place.
+ */
+export async function startHost(opts: { suite?: Suite; name?: string; address?: string } = {}): Promise<TestHost> {
   installHandlers();
   // Once per process: remove hosts whose owner died (an earlier run killed with -9).
   staleCollected ??= runScript(["gc", "--stale"], DOWN_TIMEOUT_MS).then(
@@ -169,7 +173,15 @@ export async function startHost(opts: { suite?: Suite; name?: string } = {}): Pr
   let out: string;
   try {
     ({ stdout: out } = await runScript(
-      ["up", name, "--suite", suite, "--owner-pid", String(process.pid)],
+      [
+        "up",
+        name,
+        "--suite",
+        suite,
+        "--owner-pid",
+        String(process.pid),
+        ...(opts.address ? ["--address", opts.address] : []),
+      ],
       UP_TIMEOUT_MS,
     ));
   } catch (err) {
@@ -187,10 +199,16 @@ export async function startHost(opts: { suite?: Suite; name?: string } = {}): Pr
   return { ...info, privateKey };
 }
 
-export async function stopHost(host: TestHost | string): Promise<void> {
+export async function stopHost(host: TestHost | string, opts: { keepAddress?: boolean } = {}): Promise<void> {
   const name = typeof host === "string" ? host : host.name;
-  await runScript(["down", name], DOWN_TIMEOUT_MS);
+  await runScript(["down", name, ...(opts.keepAddress ? ["--keep-address"] : [])], DOWN_TIMEOUT_MS);
   started.delete(name);
+}
+
+/** Gives a running host a second address on the test network; returns it. */
+export async function addAddress(host: TestHost): Promise<string> {
+  const { stdout } = await runScript(["alias", host.name], DOWN_TIMEOUT_MS);
+  return stdout.trim();
 }
 
 /** Stops every host this process started. */

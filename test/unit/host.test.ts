@@ -1,5 +1,4 @@
 import { strict as assert } from "node:assert";
-import * as pulumi from "@pulumi/pulumi";
 import { installMocks, recorded, settle } from "../support/mocks";
 
 installMocks();
@@ -28,14 +27,32 @@ describe("Host component (mocks)", () => {
     assert.equal(standardVersion, "2.0.0");
   });
 
-  it("keeps only the private key secret, with defaults for port and user", async () => {
-    const conn = pulumi.output(host.connection);
-    const key = await settle(pulumi.output(host.connection.privateKey));
-    assert.equal(key.secret, true);
-    const addr = await settle(pulumi.output(host.connection.host));
-    assert.equal(addr.secret, false);
-    const all = await settle(conn);
-    assert.equal(all.value.port, 22);
-    assert.equal(all.value.user, "deploy");
+  it("gives the host one provider holding the connection, the private key secret, defaults for port and user", async () => {
+    await settle(host.bootstrap.urn);
+    const providers = recorded.filter((r) => r.type === "pulumi:providers:ayna");
+    assert.deepEqual(
+      providers.map((r) => r.name),
+      ["web1-ssh"],
+    );
+    const inputs = providers[0]!.inputs;
+    assert.equal(inputs["address"], "10.0.0.5");
+    assert.equal(inputs["port"], 22);
+    assert.equal(inputs["user"], "deploy");
+    // The SDK hands a secret to the engine wrapped with Pulumi's secret signature.
+    assert.deepEqual(inputs["privateKey"], {
+      "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270",
+      value: "PRIVATE-KEY-MATERIAL",
+    });
+    assert.equal(inputs["hostKey"], "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPGVtSKQWjur8Pq/ONhmYCAWFTjQzutzjFtNZ0WGKGWw");
+  });
+
+  it("puts no connection on the resources of the host", async () => {
+    await settle(host.templateVersionFile.sha256);
+    const onHost = recorded.filter((r) => r.type.startsWith("ayna:remote:"));
+    assert.ok(onHost.length >= 2);
+    for (const r of onHost) {
+      assert.equal(r.inputs["connection"], undefined, r.name);
+      assert.ok(!JSON.stringify(r.inputs).includes("PRIVATE-KEY-MATERIAL"), r.name);
+    }
   });
 });

@@ -1,5 +1,11 @@
 import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import * as yaml from "js-yaml";
+import { loadProtocol } from "../../plugins/language-nodejs/protocol";
 import { buildRunInvocation, runOutcome, RunSettings } from "../../plugins/language-nodejs/run";
+import { repoRoot } from "../../scripts/lib/toolchain";
 
 const base: RunSettings = {
   engineAddress: "127.0.0.1:4000",
@@ -77,5 +83,50 @@ describe("language host", () => {
     assert.deepEqual(runOutcome(32, null), { bail: true });
     assert.deepEqual(runOutcome(1, null), { error: "Program exited with non-zero exit code: 1" });
     assert.deepEqual(runOutcome(null, "SIGKILL"), { error: "Program was terminated by signal SIGKILL" });
+  });
+
+  describe("where it gets gRPC and the protocol stubs", () => {
+    let scratch: string;
+    beforeEach(() => (scratch = fs.mkdtempSync(path.join(os.tmpdir(), "ayna-langhost-"))));
+    afterEach(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+    it("loads them from the program's @pulumi/pulumi, all from one copy", () => {
+      const program = path.join(scratch, "program");
+      fs.mkdirSync(program);
+      fs.symlinkSync(path.join(repoRoot, "node_modules"), path.join(program, "node_modules"));
+      const p = loadProtocol([program]);
+      assert.equal(p.source, require.resolve("@pulumi/pulumi/proto/language_grpc_pb"));
+      // The stubs' serializers check instanceof against their own classes: a
+      // second google-protobuf would fail here.
+      const cancel = p.langrpc.LanguageRuntimeService.cancel;
+      assert.ok(cancel.responseSerialize(new p.emptyproto.Empty()) instanceof Buffer);
+      assert.ok(new p.grpc.Server() instanceof p.grpc.Server);
+    });
+
+    it("tries the next place when the program has none, and says what is missing when no place has", () => {
+      assert.ok(loadProtocol([scratch, repoRoot]).source.startsWith(path.join(repoRoot, "node_modules")));
+      assert.throws(
+        () => loadProtocol([scratch]),
+        (err: Error) => {
+          assert.match(err.message, /@pulumi\/pulumi is not installed for the program in /);
+          assert.ok(err.message.includes(scratch));
+          assert.match(err.message, /npm install/);
+          return true;
+        },
+      );
+    });
+  });
+
+  it("is not named by the project: the CLI picks it (an ordinary install gets the engine's own)", () => {
+    for (const dir of [".", "test/fixtures/empty", "test/fixtures/smoke"]) {
+      const project = yaml.load(fs.readFileSync(path.join(repoRoot, dir, "Pulumi.yaml"), "utf8")) as {
+        plugins?: { languages?: unknown };
+      };
+      assert.equal(project.plugins?.languages, undefined, `${dir}/Pulumi.yaml names a language host`);
+    }
+    const root = yaml.load(fs.readFileSync(path.join(repoRoot, "Pulumi.yaml"), "utf8")) as {
+      plugins: { providers: { name: string; path: string }[] };
+    };
+    assert.deepEqual(root.plugins.providers, [{ name: "ayna", path: "./plugins/bin" }]);
   });
 });

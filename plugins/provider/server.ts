@@ -1,0 +1,175 @@
+// The provider's gRPC face: the engine's ResourceProvider protocol, bound to
+// AynaProvider. Written against the protocol stubs inside @pulumi/pulumi
+// because the SDK's own provider server answers CheckConfig and DiffConfig
+// with "not implemented" and ignores Configure's values, and a provider per
+// host needs all three; it also sends detailed diffs, which the SDK's does not.
+import * as grpc from "@grpc/grpc-js";
+import * as emptyproto from "google-protobuf/google/protobuf/empty_pb";
+import * as structproto from "google-protobuf/google/protobuf/struct_pb";
+import * as plugproto from "@pulumi/pulumi/proto/plugin_pb";
+import * as provrpc from "@pulumi/pulumi/proto/provider_grpc_pb";
+import * as provproto from "@pulumi/pulumi/proto/provider_pb";
+import { AynaProvider, CheckResult } from "./provider";
+import { DiffKind, DiffResult } from "./util";
+
+type Props = Record<string, unknown>;
+type Callback<T> = (err: grpc.ServiceError | null, value?: T) => void;
+
+const kinds: Record<DiffKind, provproto.PropertyDiff.Kind> = {
+  add: provproto.PropertyDiff.Kind.ADD,
+  "add-replace": provproto.PropertyDiff.Kind.ADD_REPLACE,
+  delete: provproto.PropertyDiff.Kind.DELETE,
+  "delete-replace": provproto.PropertyDiff.Kind.DELETE_REPLACE,
+  update: provproto.PropertyDiff.Kind.UPDATE,
+  "update-replace": provproto.PropertyDiff.Kind.UPDATE_REPLACE,
+};
+
+function props(s: structproto.Struct | undefined): Props {
+  return (s?.toJavaScript() ?? {}) as Props;
+}
+
+function struct(p: Props): structproto.Struct {
+  return structproto.Struct.fromJavaScript(p as Record<string, structproto.JavaScriptValue>);
+}
+
+function fail(e: unknown): grpc.ServiceError {
+  const message = e instanceof Error ? e.message : String(e);
+  return Object.assign(new Error(message), {
+    code: grpc.status.UNKNOWN,
+    details: message,
+    metadata: new grpc.Metadata(),
+  });
+}
+
+/** Runs a handler and reports its error to the engine as the call's error. */
+function handle<Req, Res>(fn: (req: Req) => Promise<Res> | Res) {
+  return (call: { request: Req }, callback: Callback<Res>) => {
+    Promise.resolve()
+      .then(() => fn(call.request))
+      .then(
+        (res) => callback(null, res),
+        (e: unknown) => callback(fail(e)),
+      );
+  };
+}
+
+export function checkResponse(r: CheckResult): provproto.CheckResponse {
+  const resp = new provproto.CheckResponse();
+  resp.setInputs(struct(r.inputs));
+  resp.setFailuresList(
+    r.failures.map((f) => {
+      const failure = new provproto.CheckFailure();
+      failure.setProperty(f.property);
+      failure.setReason(f.reason);
+      return failure;
+    }),
+  );
+  return resp;
+}
+
+export function diffResponse(d: DiffResult): provproto.DiffResponse {
+  const resp = new provproto.DiffResponse();
+  resp.setChanges(
+    d.changes ? provproto.DiffResponse.DiffChanges.DIFF_SOME : provproto.DiffResponse.DiffChanges.DIFF_NONE,
+  );
+  resp.setReplacesList(d.replaces);
+  resp.setDeletebeforereplace(d.deleteBeforeReplace);
+  resp.setDiffsList(d.diffs);
+  resp.setHasdetaileddiff(true);
+  const detailed = resp.getDetaileddiffMap();
+  for (const [k, kind] of Object.entries(d.detailedDiff)) {
+    const pd = new provproto.PropertyDiff();
+    pd.setKind(kinds[kind]);
+    pd.setInputdiff(true);
+    detailed.set(k, pd);
+  }
+  return resp;
+}
+
+/** Configure hands over values as a Struct (current engines) or as `ayna:config:key` strings (older ones). */
+export function configOf(req: provproto.ConfigureRequest): Props {
+  if (req.hasArgs()) return props(req.getArgs());
+  const out: Props = {};
+  req.getVariablesMap().forEach((v, k) => {
+    out[k.slice(k.lastIndexOf(":") + 1)] = v;
+  });
+  return out;
+}
+
+/** The ResourceProvider service implementation for grpc-js. */
+export function service(p: AynaProvider): grpc.UntypedServiceImplementation {
+  return {
+    getPluginInfo: handle(() => {
+      const info = new plugproto.PluginInfo();
+      info.setVersion(p.version);
+      return info;
+    }),
+    getSchema: handle(() => {
+      const resp = new provproto.GetSchemaResponse();
+      resp.setSchema("{}");
+      return resp;
+    }),
+    checkConfig: handle(async (req: provproto.CheckRequest) =>
+      checkResponse(await p.checkConfig(props(req.getOlds()), props(req.getNews()))),
+    ),
+    diffConfig: handle((req: provproto.DiffRequest) =>
+      diffResponse(p.diffConfig(props(req.getOlds()), props(req.getNews()))),
+    ),
+    configure: handle((req: provproto.ConfigureRequest) => {
+      p.configure(configOf(req));
+      const resp = new provproto.ConfigureResponse();
+      resp.setAcceptsecrets(true);
+      resp.setAcceptresources(false);
+      // Nothing runs during preview: create and update are only called for real.
+      resp.setSupportspreview(false);
+      return resp;
+    }),
+    check: handle((req: provproto.CheckRequest) =>
+      checkResponse(p.check(req.getUrn(), props(req.getOlds()), props(req.getNews()))),
+    ),
+    diff: handle((req: provproto.DiffRequest) =>
+      diffResponse(p.diff(req.getUrn(), props(req.getOlds()), props(req.getNews()))),
+    ),
+    create: handle(async (req: provproto.CreateRequest) => {
+      const r = await p.create(req.getUrn(), props(req.getProperties()));
+      const resp = new provproto.CreateResponse();
+      resp.setId(r.id);
+      resp.setProperties(struct(r.outs));
+      return resp;
+    }),
+    read: handle(async (req: provproto.ReadRequest) => {
+      const r = await p.read(req.getId(), req.getUrn(), props(req.getProperties()));
+      const resp = new provproto.ReadResponse();
+      resp.setId(r.id);
+      resp.setProperties(struct(r.props));
+      if (req.hasInputs()) resp.setInputs(req.getInputs());
+      return resp;
+    }),
+    update: handle(async (req: provproto.UpdateRequest) => {
+      const r = await p.update(req.getUrn(), props(req.getOlds()), props(req.getNews()));
+      const resp = new provproto.UpdateResponse();
+      resp.setProperties(struct(r.outs));
+      return resp;
+    }),
+    delete: handle(async (req: provproto.DeleteRequest) => {
+      await p.delete(req.getUrn(), props(req.getProperties()));
+      return new emptyproto.Empty();
+    }),
+    cancel: handle(async () => {
+      await p.cancel();
+      return new emptyproto.Empty();
+    }),
+    attach: handle(() => new emptyproto.Empty()),
+  };
+}
+
+/** Serves the provider on a free loopback port; resolves to the port. */
+export function serve(p: AynaProvider): Promise<{ server: grpc.Server; port: number }> {
+  const server = new grpc.Server({ "grpc.max_receive_message_length": 400 * 1024 * 1024 });
+  server.addService(provrpc.ResourceProviderService, service(p));
+  return new Promise((resolve, reject) => {
+    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, port) =>
+      err ? reject(err) : resolve({ server, port }),
+    );
+  });
+}

@@ -21,19 +21,10 @@ const layer = (files, forbidden, message, extra = {}) => ({
     ...extra,
   },
 });
-const ours = [
-  "**/standard/**",
-  "**/builders/**",
-  "**/sdk/**",
-  "**/local/**",
-  "**/components/**",
-  "**/stacks/**",
-  "**/plugins/**",
-  "**/scripts/**",
-  "../index",
-  "../../index",
-];
-const except = (...allowed) => ours.filter((p) => !allowed.some((a) => p.includes(a)));
+// Each layer as a folder import ("../sdk") and as a file in it ("../sdk/provider").
+const layers = ["standard", "builders", "sdk", "local", "components", "stacks", "plugins", "scripts"];
+const ours = [...layers.flatMap((l) => [`**/${l}`, `**/${l}/**`]), "../index", "../../index"];
+const except = (...allowed) => ours.filter((p) => !allowed.some((a) => `${p}/`.includes(a)));
 
 export default tseslint.config(
   { ignores: ["node_modules/", "dist/", "sample-app/"] },

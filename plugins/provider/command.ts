@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import { timedOutStatus } from "../../builders/remote";
 import { Connection, Executor, Failure, target } from "./ssh";
 import { isSecret, reveal, scrub, secretStrings } from "./secrets";
-import { changedKeys, DiffResult, propertyDiff, requireString } from "./util";
+import { changedKeys, DiffResult, propertyDiff, requireString, withIdentity } from "./util";
 
 export interface CommandInputs {
   /** Run on create, and on update when `update` is absent. */
@@ -42,9 +42,14 @@ export function checkCommand(news: Record<string, unknown>): Failure[] {
       });
     }
   }
-  for (const k of Object.keys(plain.environment ?? {})) {
+  for (const [k, v] of Object.entries(plain.environment ?? {})) {
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
       failures.push({ property: `environment.${k}`, reason: "not a variable name" });
+    // Anything else would throw inside the SSH client's callback and take the provider down.
+    else if (typeof v !== "string") failures.push({ property: `environment.${k}`, reason: "must be a string" });
+  }
+  if (plain.stdin !== undefined && typeof plain.stdin !== "string") {
+    failures.push({ property: "stdin", reason: "must be a string" });
   }
   if (plain.stdin !== undefined && plain.stdinFile !== undefined) {
     failures.push({ property: "stdinFile", reason: "give stdin or stdinFile, not both" });
@@ -57,7 +62,7 @@ export function checkCommand(news: Record<string, unknown>): Failure[] {
 
 export function diffCommand(olds: Record<string, unknown>, news: Record<string, unknown>): DiffResult {
   // A new machine behind the provider (another pinned key) means the command never ran there.
-  return propertyDiff(olds, news, [...rerunKeys, ...storedKeys, "hostIdentity"], ["hostIdentity"], true);
+  return withIdentity(propertyDiff(olds, news, [...rerunKeys, ...storedKeys], []), olds, news);
 }
 
 async function run(exec: Executor, conn: Connection, raw: Record<string, unknown>, command: string): Promise<string> {

@@ -61,6 +61,13 @@ export function checkConfig(news: Record<string, unknown>): { inputs: Record<str
   }
   if (containsUnknown(news)) return { inputs, failures };
   const conn = connectionOf(news);
+  const partial = configKeys.filter((k) => news[k] !== undefined);
+  if (!conn && partial.length > 0) {
+    failures.push({
+      property: "address",
+      reason: `a connection needs address, user and privateKey (only ${partial.join(", ")} given)`,
+    });
+  }
   if (conn) {
     for (const f of validateConnection(conn)) failures.push(f);
     if (conn.connectTimeoutSeconds !== undefined && !(conn.connectTimeoutSeconds > 0)) {

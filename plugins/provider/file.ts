@@ -3,8 +3,8 @@ import { createHash } from "node:crypto";
 import { parseStat, removeFile, statFile, writeFileAtomic } from "../../builders/files";
 import { fileMode } from "../../builders/shell";
 import { Connection, Executor, Failure, target } from "./ssh";
-import { reveal, scrub, secretStrings } from "./secrets";
-import { changed, DiffResult, propertyDiff, requireString } from "./util";
+import { containsUnknown, reveal, scrub, secretStrings } from "./secrets";
+import { changed, DiffResult, propertyDiff, requireString, withIdentity } from "./util";
 
 export interface FileInputs {
   path: string;
@@ -39,14 +39,8 @@ export function checkFile(news: Record<string, unknown>): Failure[] {
 }
 
 export function diffFile(olds: Record<string, unknown>, news: Record<string, unknown>): DiffResult {
-  // Another path is another file; another pinned key is another machine: both replace.
-  const d = propertyDiff(
-    olds,
-    news,
-    ["path", "owner", "group", "sudo", "hostIdentity"],
-    ["path", "hostIdentity"],
-    true,
-  );
+  // Another path is another file: written first, then the old one removed.
+  const d = propertyDiff(olds, news, ["path", "owner", "group", "sudo"], ["path"]);
   const plain = reveal(news) as FileInputs;
   const old = reveal(olds) as FileInputs & { sha256?: string };
   // Content is compared by hash so drift found by refresh (a new sha256) is repaired.
@@ -57,12 +51,12 @@ export function diffFile(olds: Record<string, unknown>, news: Record<string, unk
   ) {
     d.detailedDiff["content"] = "update";
   }
-  if ((old.mode ?? "0644") !== fileMode(plain.mode ?? "0644")) d.detailedDiff["mode"] = "update";
+  if (containsUnknown(news["mode"]) || (old.mode ?? "0644") !== fileMode(plain.mode ?? "0644")) {
+    d.detailedDiff["mode"] = "update";
+  }
   d.diffs = Object.keys(d.detailedDiff);
   d.changes = d.diffs.length > 0;
-  // A new path is written before the old one goes; a new machine gets nothing before the old state is dropped.
-  d.deleteBeforeReplace = d.replaces.includes("hostIdentity");
-  return d;
+  return withIdentity(d, olds, news);
 }
 
 function opts(p: FileInputs) {
@@ -94,8 +88,14 @@ export async function createFile(
 export async function updateFile(
   exec: Executor,
   conn: Connection,
+  olds: Record<string, unknown>,
   news: Record<string, unknown>,
 ): Promise<{ outs: Record<string, unknown> }> {
+  const d = diffFile(olds, news);
+  if (d.diffs.every((k) => k === "hostIdentity")) {
+    // Only the host's identity was learned: the file on it is as it was.
+    return { outs: { ...news, mode: olds["mode"], sha256: olds["sha256"] } };
+  }
   return { outs: await write(exec, conn, news) };
 }
 

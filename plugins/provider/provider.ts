@@ -8,7 +8,7 @@ import { checkFile, createFile, deleteFile, diffFile, readFile, updateFile } fro
 import { checkSecret, createSecret, diffSecret } from "./randomSecret";
 import { Connection, Executor, Failure, hostIdentity } from "./ssh";
 import { containsUnknown } from "./secrets";
-import { defined, DiffResult } from "./util";
+import { defined, DiffResult, newMachine } from "./util";
 
 type Props = Record<string, unknown>;
 
@@ -158,7 +158,7 @@ export class AynaProvider {
         outs = (await updateCommand(this.exec, this.connection(urn), olds, news)).outs;
         break;
       case types.file:
-        outs = (await updateFile(this.exec, this.connection(urn), news)).outs;
+        outs = (await updateFile(this.exec, this.connection(urn), olds, news)).outs;
         break;
       case types.secret:
         // Only a change that replaces nothing gets here: keep the value.
@@ -171,6 +171,9 @@ export class AynaProvider {
   }
 
   async delete(urn: string, props: Props): Promise<void> {
+    // A resource of a machine that has since been rebuilt (another pinned key)
+    // went with that machine; its delete must not run on the new one.
+    if (this.conn && newMachine(props, { hostIdentity: hostIdentity(this.conn) })) return;
     switch (typeOfUrn(urn)) {
       case types.command:
         return deleteCommand(this.exec, this.connection(urn), props);

@@ -54,6 +54,34 @@ export function propertyDiff(
   };
 }
 
+/**
+ * Whether the machine behind the provider is another one: both the stored and
+ * the new identity are pinned keys, and they differ. Learning the key of a
+ * host that was unpinned (or deployed before identities were kept) is not a
+ * new machine, so nothing is replaced for it.
+ */
+export function newMachine(olds: Record<string, unknown>, news: Record<string, unknown>): boolean {
+  const was = olds["hostIdentity"];
+  const now = news["hostIdentity"];
+  if (typeof was !== "string" || was === "unpinned" || containsUnknown(now)) return false;
+  return typeof now === "string" && now !== was;
+}
+
+/** Sets the diff entry of `hostIdentity`: a replacement only for a new machine, else stored only. */
+export function withIdentity(d: DiffResult, olds: Record<string, unknown>, news: Record<string, unknown>): DiffResult {
+  const out: DiffResult = { ...d, detailedDiff: { ...d.detailedDiff } };
+  delete out.detailedDiff["hostIdentity"];
+  if (newMachine(olds, news)) out.detailedDiff["hostIdentity"] = "update-replace";
+  else if (changed(olds["hostIdentity"], news["hostIdentity"]))
+    out.detailedDiff["hostIdentity"] = isAbsent(olds["hostIdentity"]) ? "add" : "update";
+  out.diffs = Object.keys(out.detailedDiff);
+  out.changes = out.diffs.length > 0;
+  out.replaces = out.diffs.filter((k) => out.detailedDiff[k]!.endsWith("-replace"));
+  // A new machine gets nothing before the old machine's state is dropped.
+  out.deleteBeforeReplace = newMachine(olds, news);
+  return out;
+}
+
 /** The top-level keys among `keys` that changed. */
 export function changedKeys(olds: Record<string, unknown>, news: Record<string, unknown>, keys: string[]): string[] {
   return keys.filter((k) => changed(olds[k], news[k]));

@@ -1,107 +1,1300 @@
+// Unit tests of the ayna provider's logic (AynaProvider, free of gRPC) against
+// a fake executor that records every call, and of the wrapper every remote
+// command runs in (builders/remote.ts), partly through a real local `sh`.
 import { strict as assert } from "node:assert";
+import { spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import * as structproto from "google-protobuf/google/protobuf/struct_pb";
 import { utils as sshUtils } from "ssh2";
-import { diffCommand } from "../../plugins/provider/command";
-import { diffFile, sha256 } from "../../plugins/provider/file";
-import { typeOfUrn } from "../../plugins/provider/main";
-import { diffSecret, generate } from "../../plugins/provider/randomSecret";
-import {
-  containsUnknown,
-  reveal,
-  scrub,
-  secretStrings,
-  unknownValue,
-  wrapSecret,
-} from "../../plugins/provider/secrets";
-import { fingerprint, hostKeyBlob, validateConnection } from "../../plugins/provider/ssh";
+import { removeFile, statFile, writeFileAtomic } from "../../builders/files";
+import { envPrelude, remoteInvocation, splitPid, stopCommand } from "../../builders/remote";
+import { AynaProvider, typeOfUrn } from "../../plugins/provider/provider";
+import { isSecret, reveal, unknownValue, wrapSecret } from "../../plugins/provider/secrets";
+import { Connection, ExecOptions, ExecResult, Executor } from "../../plugins/provider/ssh";
+import { DiffKind, DiffResult } from "../../plugins/provider/util";
 
-const hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPGVtSKQWjur8Pq/ONhmYCAWFTjQzutzjFtNZ0WGKGWw";
-const pem = sshUtils.generateKeyPairSync("ed25519").private;
-const conn = { host: "10.0.0.5", port: 22, user: "deploy", privateKey: wrapSecret(pem), hostKey };
+type Props = Record<string, unknown>;
 
-describe("ayna provider", () => {
-  it("reads the resource type from a URN, nested or not", () => {
-    assert.equal(typeOfUrn("urn:pulumi:s::p::ayna:components:Host$ayna:remote:File::web1-x"), "ayna:remote:File");
-    assert.equal(typeOfUrn("urn:pulumi:s::p::ayna:random:Secret::k"), "ayna:random:Secret");
+// ------------------------------------------------------------------ fixtures
+
+const loginKey = sshUtils.generateKeyPairSync("ed25519").private;
+const otherLoginKey = sshUtils.generateKeyPairSync("ed25519").private;
+const hostKeyA = sshUtils.generateKeyPairSync("ed25519").public;
+const hostKeyB = sshUtils.generateKeyPairSync("ed25519").public;
+
+/** The fingerprint as `ssh-keygen -l` prints it, computed here rather than by the provider. */
+function keygenFingerprint(hostKeyLine: string): string {
+  const blob = Buffer.from(hostKeyLine.split(" ")[1]!, "base64");
+  return "SHA256:" + createHash("sha256").update(blob).digest("base64").replace(/=+$/, "");
+}
+const identityA = `ssh-ed25519 ${keygenFingerprint(hostKeyA)}`;
+const identityB = `ssh-ed25519 ${keygenFingerprint(hostKeyB)}`;
+
+const sha256hex = (s: string) => createHash("sha256").update(s, "utf8").digest("hex");
+
+/** What `statFile` prints for a file with this content and "mode owner group". */
+function statAnswer(content: string, modeOwnerGroup: string): ExecResult {
+  return ok(`${sha256hex(content)}  /some/path\n${modeOwnerGroup}\n`);
+}
+
+/** The provider config as CheckConfig hands it back (the key secret-wrapped). */
+const configA: Props = {
+  address: "10.0.0.5",
+  port: 22,
+  user: "deploy",
+  privateKey: wrapSecret(loginKey),
+  hostKey: hostKeyA,
+};
+
+const urnOf = (type: string, name: string) =>
+  `urn:pulumi:dev::ayna-deploy::ayna:components:Host$ayna:components:Service$${type}::${name}`;
+const cmdUrn = urnOf("ayna:remote:Command", "web1-activate");
+const fileUrn = urnOf("ayna:remote:File", "web1-unit");
+const secretUrn = "urn:pulumi:dev::ayna-deploy::ayna:random:Secret::db-password";
+
+// Secret values used across tests; none may ever reach a command line.
+const stdinSecret = "hunter2-stdin-secret";
+const envSecret = "env-secret-Zq81";
+const envPlain = "env-plain-value-77";
+const fileSecret = "password=file-secret-Kx92";
+
+// ------------------------------------------------------------------ fake executor
+
+interface ExecCall {
+  conn: Connection;
+  command: string;
+  stdin?: string | Buffer;
+  env?: Record<string, string>;
+  timeoutSeconds?: number;
+}
+
+const ok = (stdout = "", stderr = ""): ExecResult => ({ code: 0, stdout, stderr });
+
+class FakeExecutor implements Executor {
+  readonly calls: ExecCall[] = [];
+  /** Connections logged into without running anything. */
+  readonly probes: Connection[] = [];
+  cancelAllCalls = 0;
+  closeAllCalls = 0;
+  probeAnswer: (c: Connection) => Promise<void> = async () => undefined;
+  constructor(public answer: (call: ExecCall) => ExecResult = () => ok()) {}
+
+  async probe(c: Connection): Promise<void> {
+    this.probes.push(c);
+    await this.probeAnswer(c);
+  }
+
+  async exec(conn: Connection, command: string, opts: ExecOptions = {}): Promise<ExecResult> {
+    const call: ExecCall = { conn, command, ...opts };
+    this.calls.push(call);
+    return this.answer(call);
+  }
+
+  async cancelAll(): Promise<void> {
+    this.cancelAllCalls++;
+  }
+
+  closeAll(): void {
+    this.closeAllCalls++;
+  }
+}
+
+/** A provider configured as the engine does it, with config as CheckConfig hands it back (see its tests). */
+function providerFor(config: Props = configA, answer?: (call: ExecCall) => ExecResult) {
+  const fake = new FakeExecutor(answer);
+  const p = new AynaProvider(fake, "1.2.3");
+  p.configure(config);
+  return { p, fake };
+}
+
+/** Check as the engine calls it before create/update; fails the test on any check failure. */
+function checked(p: AynaProvider, urn: string, news: Props, olds: Props = {}): Props {
+  const r = p.check(urn, olds, news);
+  assert.deepEqual(r.failures, [], "inputs pass check");
+  return r.inputs;
+}
+
+/** Paths of `undefined` values at any depth ("Unexpected struct type" when encoded for the engine). */
+function undefinedPaths(v: unknown, at = "$"): string[] {
+  if (v === undefined) return [at];
+  if (Array.isArray(v)) {
+    const out: string[] = [];
+    for (let i = 0; i < v.length; i++) out.push(...undefinedPaths(v[i], `${at}[${i}]`));
+    return out;
+  }
+  if (typeof v === "object" && v !== null && !Buffer.isBuffer(v)) {
+    return Object.entries(v).flatMap(([k, x]) => undefinedPaths(x, `${at}.${k}`));
+  }
+  return [];
+}
+
+/** What the engine needs of every output: no undefined anywhere, so it encodes as a Struct. */
+function assertEngineSafe(outs: Props): void {
+  assert.deepEqual(undefinedPaths(outs), [], "no output is undefined at any depth");
+  assert.doesNotThrow(() => structproto.Struct.fromJavaScript(outs as Record<string, structproto.JavaScriptValue>));
+}
+
+/** Neither the executor's command nor the SSH command line built from it holds any of `words`. */
+function assertNotOnCommandLines(calls: ExecCall[], words: string[]): void {
+  assert.ok(calls.length > 0, "something was executed");
+  for (const [i, c] of calls.entries()) {
+    const sshLine = remoteInvocation(c.command, c.timeoutSeconds ?? 600);
+    for (const w of words) {
+      assert.ok(!c.command.includes(w), `exec #${i}: command holds ${JSON.stringify(w)}`);
+      assert.ok(!sshLine.includes(w), `exec #${i}: ssh command line holds ${JSON.stringify(w)}`);
+    }
+  }
+}
+
+/** The part of a diff the engine acts on. */
+function diffShape(d: DiffResult) {
+  const sorted = (xs: string[]) => [...xs].sort();
+  return {
+    changes: d.changes,
+    replaces: sorted(d.replaces),
+    deleteBeforeReplace: d.deleteBeforeReplace,
+    diffs: sorted(d.diffs),
+  };
+}
+
+async function rejection(p: Promise<unknown>): Promise<Error> {
+  try {
+    await p;
+  } catch (e) {
+    return e as Error;
+  }
+  assert.fail("expected the call to fail");
+}
+
+// ------------------------------------------------------------------ provider
+
+describe("ayna provider (AynaProvider against a fake executor)", () => {
+  it("reads the resource type from a nested or top-level URN", () => {
+    assert.equal(typeOfUrn(cmdUrn), "ayna:remote:Command");
+    assert.equal(typeOfUrn(secretUrn), "ayna:random:Secret");
   });
 
-  describe("connection validation", () => {
-    it("accepts an OpenSSH key with a pinned host key", () =>
-      assert.deepEqual(validateConnection(reveal(conn) as object), []));
+  describe("checkConfig", () => {
+    const p = new AynaProvider(new FakeExecutor(), "1.2.3");
+    const failed = async (news: Props) => (await p.checkConfig({}, news)).failures.map((f) => f.property);
 
-    it("names the field and never echoes a malformed key", () => {
-      const errs = validateConnection({
-        ...(reveal(conn) as object),
-        privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nZZZZsecretZZZZ\n-----END OPENSSH PRIVATE KEY-----",
+    it("accepts a complete connection with a pinned host key, and the keys the engine adds", async () => {
+      assert.deepEqual(await failed({ ...configA, version: "0.1.0", pluginDownloadURL: "", connectAttempts: 2 }), []);
+    });
+
+    it("accepts an empty config: a provider that only makes random secrets", async () => {
+      assert.deepEqual(await failed({}), []);
+    });
+
+    it("rejects unknown keys, naming each", async () => {
+      const r = await p.checkConfig({}, { ...configA, hostname: "x", connection: {} });
+      assert.deepEqual(
+        r.failures.map((f) => f.property),
+        ["hostname", "connection"],
+      );
+      assert.match(r.failures[0]!.reason, /unknown setting; the ayna provider takes address, port, user/);
+    });
+
+    it("rejects a malformed private key without echoing it", async () => {
+      const body = "c2VjcmV0LWtleS1tYXRlcmlhbC1aWlpa";
+      const bad = `-----BEGIN OPENSSH PRIVATE KEY-----\n${body}\n-----END OPENSSH PRIVATE KEY-----\n`;
+      const r = await p.checkConfig({}, { ...configA, privateKey: wrapSecret(bad) });
+      assert.deepEqual(
+        r.failures.map((f) => f.property),
+        ["privateKey"],
+      );
+      assert.match(r.failures[0]!.reason, /not a private key ssh can read/);
+      assert.ok(!JSON.stringify(r.failures).includes(body), "the key is not echoed in any failure");
+    });
+
+    for (const [what, hostKey] of [
+      ["an unknown key type", "ssh-foo AAAAC3NzaC1lZDI1NTE5AAAA"],
+      ["a blob that is not base64", "ssh-ed25519 not*base64"],
+      ["a blob of another type than named", `ssh-rsa ${hostKeyA.split(" ")[1]}`],
+      ["a known_hosts line with the host name", `10.0.0.5 ${hostKeyA}`],
+    ]) {
+      it(`rejects a malformed host key: ${what}`, async () => {
+        const r = await p.checkConfig({}, { ...configA, hostKey });
+        assert.deepEqual(
+          r.failures.map((f) => f.property),
+          ["hostKey"],
+        );
+        assert.match(r.failures[0]!.reason, /must look like "ssh-ed25519 AAAA\.\.\."/);
       });
-      assert.equal(errs.length, 1);
-      assert.equal(errs[0]?.property, "connection.privateKey");
-      assert.ok(!JSON.stringify(errs).includes("ZZZZsecretZZZZ"));
+    }
+
+    it("requires a pinned host key unless insecureIgnoreHostKey is set (typed or as a string)", async () => {
+      const { hostKey: _, ...unpinned } = configA;
+      const r = await p.checkConfig({}, unpinned);
+      assert.deepEqual(
+        r.failures.map((f) => f.property),
+        ["hostKey"],
+      );
+      assert.match(r.failures[0]!.reason, /required: pin the host's public key/);
+      assert.deepEqual(await failed({ ...unpinned, insecureIgnoreHostKey: true }), []);
+      assert.deepEqual(await failed({ ...unpinned, insecureIgnoreHostKey: "true" }), []);
+      assert.deepEqual(await failed({ ...unpinned, insecureIgnoreHostKey: false }), ["hostKey"]);
     });
 
-    it("requires a pinned host key unless explicitly waived", () => {
-      const { hostKey: _omit, ...noKey } = reveal(conn) as Record<string, unknown>;
-      void _omit;
-      assert.equal(validateConnection(noKey)[0]?.property, "connection.hostKey");
-      assert.deepEqual(validateConnection({ ...noKey, insecureIgnoreHostKey: true }), []);
+    it("keeps privateKey secret-wrapped: wraps a plain one and leaves a wrapped one as it is", async () => {
+      const fromPlain = (await p.checkConfig({}, { ...configA, privateKey: loginKey })).inputs["privateKey"];
+      assert.ok(isSecret(fromPlain));
+      assert.equal(reveal(fromPlain), loginKey);
+      const fromWrapped = (await p.checkConfig({}, configA)).inputs["privateKey"];
+      assert.deepEqual(fromWrapped, wrapSecret(loginKey));
     });
 
-    it("fingerprints host keys like ssh-keygen -l", () => {
-      const blob = hostKeyBlob(hostKey);
-      assert.ok(blob);
-      assert.match(fingerprint(blob), /^SHA256:[A-Za-z0-9+/]{43}$/);
-      assert.equal(hostKeyBlob("garbage"), undefined);
+    it("names what a partial connection lacks: the key and the host key", async () => {
+      assert.deepEqual(await failed({ address: "10.0.0.5" }), ["privateKey", "hostKey"]);
+    });
+
+    it("rejects a bad port, user, connectTimeoutSeconds and connectAttempts", async () => {
+      const props = await failed({
+        ...configA,
+        port: 70000,
+        user: "Bad User",
+        connectTimeoutSeconds: 0,
+        connectAttempts: 1.5,
+      });
+      assert.deepEqual(props.sort(), ["connectAttempts", "connectTimeoutSeconds", "port", "user"]);
+    });
+
+    it("takes numbers given as strings (the older engine encoding)", async () => {
+      assert.deepEqual(await failed({ ...configA, port: "2222", connectAttempts: "1" }), []);
+    });
+
+    it("does not validate values still unknown during preview, and still wraps the key", async () => {
+      const r = await p.checkConfig({}, { address: unknownValue, privateKey: loginKey });
+      assert.deepEqual(r.failures, []);
+      assert.ok(isSecret(r.inputs["privateKey"]));
+    });
+
+    describe("a changed connection on an existing provider is proven by a login (probe)", () => {
+      const moved: Props = { ...configA, address: "10.0.0.9", user: "ops", privateKey: wrapSecret(otherLoginKey) };
+
+      it("logs in once with the new settings and executes nothing", async () => {
+        const fake = new FakeExecutor();
+        const r = await new AynaProvider(fake, "1.2.3").checkConfig(configA, moved);
+        assert.deepEqual(r.failures, []);
+        assert.equal(fake.probes.length, 1);
+        const c = fake.probes[0]!;
+        assert.deepEqual([c.host, c.user, c.privateKey, c.hostKey], ["10.0.0.9", "ops", otherLoginKey, hostKeyA]);
+        assert.equal(fake.calls.length, 0);
+      });
+
+      for (const [what, olds, news] of [
+        ["a first config (no connection before)", {}, configA],
+        ["an unchanged config", configA, { ...configA }],
+        ["a new config that is invalid", configA, { ...moved, port: 0 }],
+        ["a new config still unknown (preview)", configA, { ...moved, address: unknownValue }],
+      ] as [string, Props, Props][]) {
+        it(`does not log in for ${what}`, async () => {
+          const fake = new FakeExecutor();
+          await new AynaProvider(fake, "1.2.3").checkConfig(olds, news);
+          assert.equal(fake.probes.length, 0);
+        });
+      }
+
+      it("skips the login when the executor cannot probe", async () => {
+        const fake = new FakeExecutor();
+        const bare: Executor = { exec: fake.exec.bind(fake), cancelAll: fake.cancelAll.bind(fake), closeAll: () => {} };
+        assert.deepEqual((await new AynaProvider(bare, "1.2.3").checkConfig(configA, moved)).failures, []);
+      });
+
+      for (const [property, message] of [
+        ["hostKey", "host key mismatch for ops@10.0.0.9:22: pinned ssh-ed25519 SHA256:a, offered SHA256:b."],
+        ["privateKey", "ssh to ops@10.0.0.9:22: the host refused the key (check the user ...)"],
+        ["address", "ssh to ops@10.0.0.9:22: connection refused (is sshd running, and is the port right?)"],
+      ]) {
+        it(`a failed login fails the check on ${property}, with the reason: ${message.slice(0, 40)}...`, async () => {
+          const fake = new FakeExecutor();
+          fake.probeAnswer = () => Promise.reject(new Error(message));
+          const r = await new AynaProvider(fake, "1.2.3").checkConfig(configA, moved);
+          assert.deepEqual(r.failures, [{ property, reason: `the new connection does not work: ${message}` }]);
+        });
+      }
     });
   });
 
-  describe("secrets", () => {
-    it("reveals nested secrets and scrubs them from output", () => {
-      const v = { a: wrapSecret("hunter2-password"), b: ["x", wrapSecret({ c: "line-one\nline-two" })] };
-      assert.deepEqual(reveal(v), { a: "hunter2-password", b: ["x", { c: "line-one\nline-two" }] });
-      const s = secretStrings(v);
-      assert.equal(scrub("err: hunter2-password near line-two", s), "err: [secret] near [secret]");
-      assert.equal(scrub("x is fine", s), "x is fine");
+  describe("diffConfig", () => {
+    const p = new AynaProvider(new FakeExecutor(), "1.2.3");
+
+    it("a new address, port, user and key is an in-place update of the provider, never a replacement", () => {
+      const news = {
+        ...configA,
+        address: "10.0.0.9",
+        port: 2222,
+        user: "ops",
+        privateKey: wrapSecret(otherLoginKey),
+      };
+      const d = p.diffConfig(configA, news);
+      assert.deepEqual(diffShape(d), {
+        changes: true,
+        replaces: [],
+        deleteBeforeReplace: false,
+        diffs: ["address", "port", "privateKey", "user"],
+      });
+      assert.deepEqual(d.detailedDiff, { address: "update", port: "update", user: "update", privateKey: "update" });
     });
 
-    it("sees unknowns inside secrets", () => {
-      assert.equal(containsUnknown({ a: wrapSecret(unknownValue) }), true);
-      assert.equal(containsUnknown({ a: "b" }), false);
+    it("reports added and removed settings as add and delete", () => {
+      const d = p.diffConfig({ ...configA, connectAttempts: 2 }, { ...configA, connectTimeoutSeconds: 5 });
+      assert.deepEqual(d.detailedDiff, { connectTimeoutSeconds: "add", connectAttempts: "delete" });
+      assert.deepEqual(d.replaces, []);
     });
-  });
 
-  describe("diff: an unchanged input runs nothing", () => {
-    const cmd = { connection: conn, create: "echo hi", stdin: wrapSecret("s3cret") };
+    it("a new pinned host key is an update of the provider too (its resources are the ones replaced)", () => {
+      const d = p.diffConfig(configA, { ...configA, hostKey: hostKeyB });
+      assert.deepEqual(d.detailedDiff, { hostKey: "update" });
+      assert.deepEqual(d.replaces, []);
+    });
 
-    it("command: no change, no run", () => assert.deepEqual(diffCommand(cmd, cmd), { changes: false, replaces: [] }));
-    it("command: secretness alone is not a change", () =>
-      assert.equal(diffCommand(cmd, { ...cmd, stdin: "s3cret" }).changes, false));
-    it("command: a new stdin value is", () =>
-      assert.equal(diffCommand(cmd, { ...cmd, stdin: wrapSecret("other") }).changes, true));
-    it("command: a new host replaces", () =>
-      assert.deepEqual(diffCommand(cmd, { ...cmd, connection: { ...conn, host: "10.0.0.6" } }).replaces, [
-        "connection",
-      ]));
-    it("command: unknown during preview counts as a change", () =>
-      assert.equal(diffCommand(cmd, { ...cmd, create: unknownValue }).changes, true));
-
-    const file = { connection: conn, path: "/etc/x", content: "a\n", mode: "0644" };
-    const written = { ...file, sha256: sha256("a\n") };
-    it("file: same content, no change", () => assert.equal(diffFile(written, file).changes, false));
-    it("file: content drift found by refresh is repaired", () =>
-      assert.equal(diffFile({ ...written, sha256: sha256("tampered") }, file).changes, true));
-    it("file: mode drift is repaired", () => assert.equal(diffFile({ ...written, mode: "0777" }, file).changes, true));
-    it("file: a new path replaces", () =>
-      assert.deepEqual(diffFile(written, { ...file, path: "/etc/y" }).replaces, ["path"]));
-
-    it("secret: stable unless keepers change", () => {
-      assert.equal(diffSecret({ length: 50 }, { length: 50 }).changes, false);
-      assert.deepEqual(diffSecret({ keepers: { a: "1" } }, { keepers: { a: "2" } }).replaces, ["keepers"]);
+    it("sees no change when only the secretness of the key differs", () => {
+      assert.equal(p.diffConfig(configA, { ...configA, privateKey: loginKey }).changes, false);
     });
   });
 
-  it("generates secrets from the asked alphabet and length", () => {
-    const v = generate(64, "alnum");
-    assert.equal(v.length, 64);
-    assert.match(v, /^[A-Za-z0-9]+$/);
-    assert.notEqual(generate(64, "alnum"), v);
+  describe("check", () => {
+    it("puts the host's identity (the pinned key's fingerprint) into commands and files, over any given one", () => {
+      const { p } = providerFor();
+      assert.equal(checked(p, cmdUrn, { create: "true", hostIdentity: "forged" })["hostIdentity"], identityA);
+      assert.equal(checked(p, fileUrn, { path: "/etc/x", content: "" })["hostIdentity"], identityA);
+    });
+
+    it("gives an unpinned host the identity 'unpinned'", () => {
+      const { hostKey: _, ...unpinned } = configA;
+      const { p } = providerFor({ ...unpinned, insecureIgnoreHostKey: true });
+      assert.equal(checked(p, cmdUrn, { create: "true" })["hostIdentity"], "unpinned");
+    });
+
+    it("leaves random secrets' inputs as they are", () => {
+      const { p } = providerFor();
+      assert.deepEqual(p.check(secretUrn, {}, { length: 32 }), { inputs: { length: 32 }, failures: [] });
+    });
+
+    it("fails a command or file under a provider without connection, with a clear message", async () => {
+      const fake = new FakeExecutor();
+      const p = new AynaProvider(fake, "1.2.3");
+      p.configure({ version: "0.1.0" });
+      for (const [urn, news] of [
+        [cmdUrn, { create: "true" }],
+        [fileUrn, { path: "/etc/x", content: "" }],
+      ] as const) {
+        const r = p.check(urn, {}, news);
+        assert.deepEqual(
+          r.failures.map((f) => f.property),
+          ["provider"],
+        );
+        assert.match(r.failures[0]!.reason, /needs an ayna provider with a connection: create one per host/);
+      }
+      const e = await rejection(p.create(cmdUrn, { create: "true" }));
+      assert.match(e.message, /ayna:remote:Command needs an ayna provider with a connection \(address, user/);
+      assert.equal(fake.calls.length, 0);
+      // Such a provider still makes random secrets.
+      assert.ok(isSecret((await p.create(secretUrn, {})).outs["value"]));
+    });
+
+    it("does not fail check while the provider's connection is unknown (preview), and create says so", async () => {
+      const fake = new FakeExecutor();
+      const p = new AynaProvider(fake, "1.2.3");
+      p.configure({ ...configA, address: unknownValue });
+      assert.deepEqual(p.check(cmdUrn, {}, { create: "true" }).failures, []);
+      const e = await rejection(p.create(cmdUrn, { create: "true" }));
+      assert.match(e.message, /the provider's connection is not known yet/);
+      assert.equal(fake.calls.length, 0);
+    });
+
+    const commandFailures: [string, Props, string[]][] = [
+      ["no create text", { update: "x" }, ["create"]],
+      [
+        "a secret in a command line",
+        { create: wrapSecret("a"), update: wrapSecret("b"), delete: wrapSecret("c") },
+        ["create", "update", "delete"],
+      ],
+      [
+        "an environment name that is not a variable name",
+        { create: "x", environment: { "A-B": "1" } },
+        ["environment.A-B"],
+      ],
+      ["an environment value that is not a string", { create: "x", environment: { PORT: 8080 } }, ["environment.PORT"]],
+      ["stdin that is not a string", { create: "x", stdin: 42 }, ["stdin"]],
+      ["both stdin and stdinFile", { create: "x", stdin: "a", stdinFile: "/tmp/a" }, ["stdinFile"]],
+      ["a timeout that is not a positive whole number", { create: "x", timeoutSeconds: 1.5 }, ["timeoutSeconds"]],
+    ];
+    for (const [what, news, properties] of commandFailures) {
+      it(`fails a command with ${what}`, () => {
+        const { p } = providerFor();
+        assert.deepEqual(
+          p.check(cmdUrn, {}, news).failures.map((f) => f.property),
+          properties,
+        );
+      });
+    }
+
+    const fileFailures: [string, Props, string[]][] = [
+      ["a relative path", { path: "etc/x", content: "" }, ["path"]],
+      ["no content", { path: "/etc/x" }, ["content"]],
+      ["a mode that is not octal", { path: "/etc/x", content: "", mode: "0999" }, ["mode"]],
+    ];
+    for (const [what, news, properties] of fileFailures) {
+      it(`fails a file with ${what}`, () => {
+        const { p } = providerFor();
+        assert.deepEqual(
+          p.check(fileUrn, {}, news).failures.map((f) => f.property),
+          properties,
+        );
+      });
+    }
+
+    for (const [what, news, property] of [
+      ["a length under 16", { length: 8 }, "length"],
+      ["a length over 4096", { length: 5000 }, "length"],
+      ["an unknown alphabet", { alphabet: "hex" }, "alphabet"],
+    ] as const) {
+      it(`fails a random secret with ${what}`, () => {
+        const { p } = providerFor();
+        assert.deepEqual(
+          p.check(secretUrn, {}, news).failures.map((f) => f.property),
+          [property],
+        );
+      });
+    }
+
+    it("throws on a resource type it does not know, for every operation", async () => {
+      const { p } = providerFor();
+      const urn = "urn:pulumi:dev::ayna-deploy::ayna:remote:Thing::x";
+      const msg = /ayna provider: unknown resource type ayna:remote:Thing/;
+      assert.throws(() => p.check(urn, {}, {}), msg);
+      assert.throws(() => p.diff(urn, {}, {}), msg);
+      assert.match((await rejection(p.create(urn, {}))).message, msg);
+      assert.match((await rejection(p.update(urn, {}, {}))).message, msg);
+      assert.match((await rejection(p.delete(urn, {}))).message, msg);
+    });
+  });
+
+  describe("connection and identity changes", () => {
+    const configMoved: Props = {
+      ...configA,
+      address: "10.0.0.9",
+      port: 2222,
+      user: "ops",
+      privateKey: wrapSecret(otherLoginKey),
+      connectAttempts: 1,
+    };
+
+    it("a new address, user, port and key: provider updated, resources keep their identity, diff sees nothing, nothing runs", async () => {
+      const old = providerFor(configA);
+      const cmdNews: Props = { create: "install", environment: { A: "1" }, captureStdout: true };
+      const fileNews: Props = { path: "/etc/x", content: "x\n" };
+      const cmdOuts = (await old.p.create(cmdUrn, checked(old.p, cmdUrn, cmdNews))).outs;
+      const fileOuts = (await old.p.create(fileUrn, checked(old.p, fileUrn, fileNews))).outs;
+
+      // The engine's sequence for a changed provider: CheckConfig, DiffConfig, Configure, then each resource.
+      const fake = new FakeExecutor();
+      const moved = new AynaProvider(fake, "1.2.3");
+      const cc = await moved.checkConfig(configA, configMoved);
+      assert.deepEqual(cc.failures, []);
+      const d = moved.diffConfig(configA, cc.inputs);
+      assert.deepEqual([d.changes, d.replaces], [true, []], "an update of the provider, not a replacement");
+      moved.configure(cc.inputs);
+      const cmdChecked = checked(moved, cmdUrn, cmdNews, cmdOuts);
+      const fileChecked = checked(moved, fileUrn, fileNews, fileOuts);
+      assert.equal(cmdChecked["hostIdentity"], identityA);
+      assert.equal(moved.diff(cmdUrn, cmdOuts, cmdChecked).changes, false);
+      assert.equal(moved.diff(fileUrn, fileOuts, fileChecked).changes, false);
+      assert.equal(fake.probes.length, 1, "one login proves the new connection");
+      assert.equal(fake.calls.length, 0, "the new connection executed nothing");
+    });
+
+    it("a resource made over the old connection is deleted over the new one", async () => {
+      const old = providerFor(configA);
+      const outs = (await old.p.create(cmdUrn, checked(old.p, cmdUrn, { create: "install", delete: "remove" }))).outs;
+      const moved = providerFor(configMoved);
+      await moved.p.delete(cmdUrn, outs);
+      assert.equal(moved.fake.calls.length, 1);
+      const c = moved.fake.calls[0]!.conn;
+      assert.deepEqual([c.host, c.port, c.user, c.privateKey], ["10.0.0.9", 2222, "ops", otherLoginKey]);
+    });
+
+    it("a new pinned host key: check gives a new identity and diff replaces commands and files, deleting first", async () => {
+      const old = providerFor(configA);
+      const cmdNews: Props = { create: "install" };
+      const fileNews: Props = { path: "/etc/x", content: "x\n" };
+      const cmdOuts = (await old.p.create(cmdUrn, checked(old.p, cmdUrn, cmdNews))).outs;
+      const fileOuts = (await old.p.create(fileUrn, checked(old.p, fileUrn, fileNews))).outs;
+
+      const rebuilt = providerFor({ ...configA, hostKey: hostKeyB });
+      const cmdChecked = checked(rebuilt.p, cmdUrn, cmdNews, cmdOuts);
+      assert.equal(cmdChecked["hostIdentity"], identityB);
+      for (const d of [
+        rebuilt.p.diff(cmdUrn, cmdOuts, cmdChecked),
+        rebuilt.p.diff(fileUrn, fileOuts, checked(rebuilt.p, fileUrn, fileNews, fileOuts)),
+      ]) {
+        assert.deepEqual(diffShape(d), {
+          changes: true,
+          replaces: ["hostIdentity"],
+          deleteBeforeReplace: true,
+          diffs: ["hostIdentity"],
+        });
+        assert.deepEqual(d.detailedDiff, { hostIdentity: "update-replace" });
+      }
+      assert.equal(rebuilt.fake.calls.length, 0, "diffing runs nothing");
+    });
+  });
+
+  describe("ayna:remote:Command", () => {
+    const env = { TOKEN: wrapSecret(envSecret), PLAIN: envPlain };
+    const news: Props = {
+      create: "deploy --now",
+      delete: "undeploy",
+      stdin: wrapSecret(stdinSecret),
+      environment: env,
+      timeoutSeconds: 90,
+    };
+
+    it("create runs the create text once, with stdin, environment and timeout, over the provider's connection", async () => {
+      const { p, fake } = providerFor();
+      const inputs = checked(p, cmdUrn, news);
+      const r = await p.create(cmdUrn, inputs);
+      assert.equal(fake.calls.length, 1);
+      const call = fake.calls[0]!;
+      assert.equal(call.command, "deploy --now");
+      assert.equal(call.stdin, stdinSecret);
+      assert.deepEqual(call.env, { TOKEN: envSecret, PLAIN: envPlain });
+      assert.equal(call.timeoutSeconds, 90);
+      const c = call.conn;
+      assert.deepEqual(
+        [c.host, c.port, c.user, c.privateKey, c.hostKey, c.insecureIgnoreHostKey],
+        ["10.0.0.5", 22, "deploy", loginKey, hostKeyA, false],
+        "the provider's connection, the key revealed",
+      );
+      assert.match(r.id, /^cmd-[a-z0-9]+-[a-z0-9]+$/);
+      assert.deepEqual(r.outs, inputs, "outputs are the inputs, secrets still wrapped, and no stdout");
+      assertEngineSafe(r.outs);
+    });
+
+    it("create runs with a 600 s timeout when none is given", async () => {
+      const { p, fake } = providerFor();
+      await p.create(cmdUrn, checked(p, cmdUrn, { create: "true" }));
+      assert.equal(fake.calls[0]!.timeoutSeconds, 600);
+    });
+
+    it("captureStdout keeps stdout in the outputs with secrets scrubbed", async () => {
+      const { p } = providerFor(configA, () => ok(`token is ${envSecret}\nstdin was ${stdinSecret}\ndone\n`));
+      const r = await p.create(cmdUrn, checked(p, cmdUrn, { ...news, captureStdout: true }));
+      assert.equal(r.outs["stdout"], "token is [secret]\nstdin was [secret]\ndone\n");
+    });
+
+    it("stdinFile streams the local file's bytes on stdin", async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ayna-provider-test-"));
+      try {
+        const file = path.join(dir, "release.tar");
+        const bytes = Buffer.from([0, 1, 2, 255, 10, 13]);
+        fs.writeFileSync(file, bytes);
+        const { p, fake } = providerFor();
+        await p.create(cmdUrn, checked(p, cmdUrn, { create: "tar -x", stdinFile: file, triggers: ["sha-1"] }));
+        assert.ok(Buffer.isBuffer(fake.calls[0]!.stdin));
+        assert.deepEqual(fake.calls[0]!.stdin, bytes);
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it("a stdinFile that cannot be read fails before anything runs", async () => {
+      const { p, fake } = providerFor();
+      const e = await rejection(
+        p.create(cmdUrn, checked(p, cmdUrn, { create: "tar -x", stdinFile: "/nonexistent/x" })),
+      );
+      assert.match(e.message, /^cannot read stdinFile \/nonexistent\/x: ENOENT/);
+      assert.equal(fake.calls.length, 0);
+    });
+
+    it("secrets and environment values reach only stdin, never a command line, through every operation", async () => {
+      const { p, fake } = providerFor();
+      const outs = (await p.create(cmdUrn, checked(p, cmdUrn, news))).outs;
+      const news2 = { ...news, create: "deploy --again", stdin: wrapSecret(stdinSecret + "2") };
+      const outs2 = (await p.update(cmdUrn, outs, checked(p, cmdUrn, news2))).outs;
+      await p.delete(cmdUrn, outs2);
+      const fileNews = { path: "/etc/app.env", content: wrapSecret(fileSecret), mode: "0600" };
+      const fileOuts = (await p.create(fileUrn, checked(p, fileUrn, fileNews))).outs;
+      await p.update(fileUrn, fileOuts, checked(p, fileUrn, { ...fileNews, mode: "0640" }));
+      await p.delete(fileUrn, fileOuts);
+      assert.equal(fake.calls.length, 6);
+      const words = [stdinSecret, envSecret, envPlain, fileSecret, loginKey.split("\n")[1]!];
+      assertNotOnCommandLines(fake.calls, words);
+      // They do reach the host: in the stdin the wrapper reads (environment prelude, then the command's input).
+      const wire = envPrelude(fake.calls[0]!.env) + String(fake.calls[0]!.stdin);
+      assert.ok(wire.includes(`TOKEN=${Buffer.from(envSecret).toString("base64")}\n`));
+      assert.ok(wire.endsWith(`\n\n${stdinSecret}`));
+    });
+
+    it("a command that exits non-zero fails with the last 100 lines of its output, secrets scrubbed", async () => {
+      const stdout = Array.from({ length: 150 }, (_, i) => `line-${i + 1}`).join("\n") + "\n";
+      const { p } = providerFor(configA, () => ({ code: 3, stdout, stderr: `fatal: bad token ${envSecret}\n` }));
+      const e = await rejection(p.create(cmdUrn, checked(p, cmdUrn, news)));
+      const lines = e.message.split("\n");
+      assert.equal(lines[0], "remote command on deploy@10.0.0.5:22 exited with 3:");
+      assert.equal(lines.length, 101);
+      // stdout's last 98 lines, the blank line the join of stdout and stderr leaves, stderr.
+      assert.equal(lines[1], "line-53");
+      assert.equal(lines[98], "line-150");
+      assert.equal(lines[100], "fatal: bad token [secret]");
+      assert.ok(!e.message.includes(envSecret));
+    });
+
+    it("exit 124 is reported as a timeout: stopped after timeoutSeconds, secrets scrubbed", async () => {
+      const { p } = providerFor(configA, () => ({ code: 124, stdout: `waiting ${stdinSecret}\n`, stderr: "" }));
+      const e = await rejection(p.create(cmdUrn, checked(p, cmdUrn, { ...news, timeoutSeconds: 7 })));
+      assert.equal(
+        e.message,
+        "command on deploy@10.0.0.5:22 did not finish within 7s and was stopped:\nwaiting [secret]",
+      );
+    });
+
+    it("read hands the state back unchanged and runs nothing", async () => {
+      const { p, fake } = providerFor();
+      const outs = (await p.create(cmdUrn, checked(p, cmdUrn, news))).outs;
+      assert.deepEqual(await p.read("cmd-1", cmdUrn, outs), { id: "cmd-1", props: outs });
+      assert.equal(fake.calls.length, 1);
+    });
+
+    describe("update", () => {
+      const base: Props = {
+        create: "install",
+        update: "upgrade",
+        delete: "remove",
+        stdin: wrapSecret(stdinSecret),
+        environment: { MODE: "prod" },
+        triggers: ["sha-1"],
+        timeoutSeconds: 60,
+        captureStdout: true,
+      };
+
+      // Each run prints its number, so an output tells which run made it.
+      async function created() {
+        let runs = 0;
+        const { p, fake } = providerFor(configA, () => ok(`run ${++runs}\n`));
+        const outs = (await p.create(cmdUrn, checked(p, cmdUrn, base))).outs;
+        fake.calls.length = 0;
+        return { p, fake, outs };
+      }
+
+      for (const [what, change] of [
+        ["the update text", { update: "upgrade --force" }],
+        ["the create text", { create: "install --v2" }],
+        ["the triggers", { triggers: ["sha-2"] }],
+        ["stdin", { stdin: wrapSecret("new-stdin-secret") }],
+        ["stdinFile (as stdin gives way to it)", { stdin: undefined, stdinFile: "/dev/null" }],
+      ] as [string, Props][]) {
+        it(`a change of ${what} runs the update text again with the new inputs`, async () => {
+          const { p, fake, outs } = await created();
+          const news = checked(p, cmdUrn, { ...base, ...change });
+          const r = await p.update(cmdUrn, outs, news);
+          assert.equal(fake.calls.length, 1);
+          assert.equal(fake.calls[0]!.command, (reveal(news) as Props)["update"]);
+          assert.equal(r.outs["stdout"], "run 2\n");
+          assertEngineSafe(r.outs);
+        });
+      }
+
+      it("without an update text, a change runs the (new) create text", async () => {
+        const { update: _, ...noUpdate } = base;
+        const { p, fake } = providerFor();
+        const outs = (await p.create(cmdUrn, checked(p, cmdUrn, noUpdate))).outs;
+        await p.update(cmdUrn, outs, checked(p, cmdUrn, { ...noUpdate, create: "install --v2" }));
+        assert.deepEqual(
+          fake.calls.map((c) => c.command),
+          ["install", "install --v2"],
+        );
+      });
+
+      it("a new environment only is stored: nothing runs, the outputs hold it and keep the last stdout", async () => {
+        const { p, fake, outs } = await created();
+        const news = checked(p, cmdUrn, { ...base, environment: { MODE: "staging" } });
+        assert.deepEqual(p.diff(cmdUrn, outs, news).detailedDiff, { environment: "update" });
+        const r = await p.update(cmdUrn, outs, news);
+        assert.equal(fake.calls.length, 0);
+        assert.deepEqual(r.outs["environment"], { MODE: "staging" });
+        assert.equal(r.outs["stdout"], "run 1\n");
+        assertEngineSafe(r.outs);
+      });
+
+      it("a new timeoutSeconds only is stored: nothing runs, and the next run (delete) uses it", async () => {
+        const { p, fake, outs } = await created();
+        const r = await p.update(cmdUrn, outs, checked(p, cmdUrn, { ...base, timeoutSeconds: 5 }));
+        assert.equal(fake.calls.length, 0);
+        assert.equal(r.outs["timeoutSeconds"], 5);
+        await p.delete(cmdUrn, r.outs);
+        assert.equal(fake.calls[0]!.timeoutSeconds, 5);
+      });
+
+      it("a new delete text only is stored: nothing runs, and delete then runs the new text", async () => {
+        const { p, fake, outs } = await created();
+        const r = await p.update(cmdUrn, outs, checked(p, cmdUrn, { ...base, delete: "remove --purge" }));
+        assert.equal(fake.calls.length, 0);
+        await p.delete(cmdUrn, r.outs);
+        assert.equal(fake.calls[0]!.command, "remove --purge");
+      });
+
+      it("turning captureStdout off is stored: nothing runs and stdout leaves the outputs", async () => {
+        const { p, fake, outs } = await created();
+        const r = await p.update(cmdUrn, outs, checked(p, cmdUrn, { ...base, captureStdout: false }));
+        assert.equal(fake.calls.length, 0);
+        assert.ok(!("stdout" in r.outs));
+        assertEngineSafe(r.outs);
+      });
+
+      it("turning captureStdout on is stored: nothing runs, and there is no stdout (not an undefined one) until the next run", async () => {
+        const { captureStdout: _, ...quiet } = base;
+        const { p, fake } = providerFor(configA, () => ok("run\n"));
+        const outs = (await p.create(cmdUrn, checked(p, cmdUrn, quiet))).outs;
+        assert.ok(!("stdout" in outs));
+        const r = await p.update(cmdUrn, outs, checked(p, cmdUrn, { ...quiet, captureStdout: true }));
+        assert.equal(fake.calls.length, 1, "only the create ran");
+        assert.ok(!("stdout" in r.outs));
+        assertEngineSafe(r.outs);
+      });
+
+      it("a re-run that fails fails the update with the command's output", async () => {
+        const { p, fake, outs } = await created();
+        fake.answer = () => ({ code: 2, stdout: "", stderr: "upgrade failed\n" });
+        const e = await rejection(p.update(cmdUrn, outs, checked(p, cmdUrn, { ...base, triggers: ["sha-2"] })));
+        assert.equal(e.message, "remote command on deploy@10.0.0.5:22 exited with 2:\nupgrade failed");
+      });
+    });
+
+    it("delete runs the delete text with the stored stdin, environment and timeout", async () => {
+      const { p, fake } = providerFor();
+      const outs = (await p.create(cmdUrn, checked(p, cmdUrn, news))).outs;
+      await p.delete(cmdUrn, outs);
+      assert.equal(fake.calls.length, 2);
+      const call = fake.calls[1]!;
+      assert.deepEqual(
+        [call.command, call.stdin, call.env, call.timeoutSeconds],
+        ["undeploy", stdinSecret, { TOKEN: envSecret, PLAIN: envPlain }, 90],
+      );
+    });
+
+    it("delete without a delete text runs nothing", async () => {
+      const { p, fake } = providerFor();
+      const outs = (await p.create(cmdUrn, checked(p, cmdUrn, { create: "install" }))).outs;
+      await p.delete(cmdUrn, outs);
+      assert.equal(fake.calls.length, 1, "only the create ran");
+    });
+
+    it("a delete text that fails fails the delete", async () => {
+      const { p } = providerFor(configA, () => ({ code: 1, stdout: "", stderr: "busy\n" }));
+      const e = await rejection(p.delete(cmdUrn, { create: "install", delete: "remove", hostIdentity: identityA }));
+      assert.match(e.message, /exited with 1:\nbusy$/);
+    });
+
+    describe("diff", () => {
+      const olds: Props = {
+        create: "install",
+        update: "upgrade",
+        delete: "remove",
+        stdin: wrapSecret(stdinSecret),
+        environment: { MODE: "prod" },
+        triggers: ["sha-1"],
+        timeoutSeconds: 60,
+        captureStdout: true,
+        hostIdentity: identityA,
+        stdout: "an output, not an input",
+      };
+      const { stdout: _, ...inputs } = olds;
+      const cases: [string, Props, Record<string, DiffKind>][] = [
+        ["the same inputs", {}, {}],
+        ["the same stdin, no longer secret", { stdin: stdinSecret }, {}],
+        ["the create text", { create: "install --v2" }, { create: "update" }],
+        ["the update text removed", { update: undefined }, { update: "delete" }],
+        ["the delete text", { delete: "remove --purge" }, { delete: "update" }],
+        ["stdin", { stdin: wrapSecret("other") }, { stdin: "update" }],
+        [
+          "stdin replaced by stdinFile",
+          { stdin: undefined, stdinFile: "/tmp/a" },
+          { stdin: "delete", stdinFile: "add" },
+        ],
+        ["an environment value", { environment: { MODE: "staging" } }, { environment: "update" }],
+        ["an environment variable added", { environment: { MODE: "prod", X: "1" } }, { environment: "update" }],
+        ["the triggers", { triggers: ["sha-2"] }, { triggers: "update" }],
+        ["timeoutSeconds", { timeoutSeconds: 120 }, { timeoutSeconds: "update" }],
+        ["captureStdout removed", { captureStdout: undefined }, { captureStdout: "delete" }],
+        ["the create text unknown during preview", { create: unknownValue }, { create: "update" }],
+        ["the host identity", { hostIdentity: identityB }, { hostIdentity: "update-replace" }],
+        [
+          "the create text, the environment and the host identity together",
+          { create: "x", environment: {}, hostIdentity: identityB },
+          { create: "update", environment: "update", hostIdentity: "update-replace" },
+        ],
+      ];
+      for (const [what, change, detailed] of cases) {
+        const replaces = "hostIdentity" in detailed ? ["hostIdentity"] : [];
+        it(`${what}: ${JSON.stringify(detailed)}, replaces ${JSON.stringify(replaces)}`, () => {
+          const { p } = providerFor();
+          const d = p.diff(cmdUrn, olds, { ...inputs, ...change });
+          assert.deepEqual(d.detailedDiff, detailed);
+          assert.deepEqual(diffShape(d), {
+            changes: Object.keys(detailed).length > 0,
+            replaces,
+            deleteBeforeReplace: replaces.length > 0,
+            diffs: Object.keys(detailed).sort(),
+          });
+        });
+      }
+    });
+  });
+
+  describe("ayna:remote:File", () => {
+    const news: Props = { path: "/etc/ayna/app.ini", content: "a=1\n", mode: "640", owner: "root", group: "app" };
+
+    it("create writes the file atomically, content on stdin only, and returns its hash and normal mode", async () => {
+      const { p, fake } = providerFor();
+      const inputs = checked(p, fileUrn, news);
+      const r = await p.create(fileUrn, inputs);
+      assert.equal(r.id, "/etc/ayna/app.ini");
+      assert.equal(fake.calls.length, 1);
+      const call = fake.calls[0]!;
+      assert.equal(
+        call.command,
+        writeFileAtomic({ path: "/etc/ayna/app.ini", mode: "0640", owner: "root", group: "app" }, { sudo: false }),
+      );
+      assert.equal(call.stdin, "a=1\n");
+      assert.equal(call.env, undefined);
+      assert.equal(call.timeoutSeconds, 120);
+      assert.deepEqual(r.outs, { ...inputs, mode: "0640", sha256: sha256hex("a=1\n") });
+      assertEngineSafe(r.outs);
+    });
+
+    it("create with sudo writes through sudo -n", async () => {
+      const { p, fake } = providerFor();
+      await p.create(fileUrn, checked(p, fileUrn, { path: "/etc/x", content: "", sudo: true }));
+      assert.equal(fake.calls[0]!.command, writeFileAtomic({ path: "/etc/x", mode: "0644" }, { sudo: true }));
+      assert.match(fake.calls[0]!.command, /^sudo -n sh -c /);
+    });
+
+    it("secret content travels on stdin only and stays wrapped in the outputs", async () => {
+      const { p, fake } = providerFor();
+      const r = await p.create(fileUrn, checked(p, fileUrn, { path: "/etc/app.env", content: wrapSecret(fileSecret) }));
+      assert.equal(fake.calls[0]!.stdin, fileSecret);
+      assertNotOnCommandLines(fake.calls, [fileSecret]);
+      assert.deepEqual(r.outs["content"], wrapSecret(fileSecret));
+    });
+
+    it("a write that fails names the path and exit status, with secrets scrubbed", async () => {
+      const { p } = providerFor(configA, () => ({
+        code: 1,
+        stdout: "",
+        stderr: `cat: write error near ${fileSecret}\n`,
+      }));
+      const e = await rejection(
+        p.create(fileUrn, checked(p, fileUrn, { path: "/etc/app.env", content: wrapSecret(fileSecret) })),
+      );
+      assert.equal(
+        e.message,
+        "could not write /etc/app.env on deploy@10.0.0.5:22 (exit 1): cat: write error near [secret]",
+      );
+    });
+
+    it("read of an unchanged file gives back the same state, which diffs as no change", async () => {
+      const { p, fake } = providerFor(configA, () => statAnswer("a=1\n", "640 root app"));
+      const inputs = checked(p, fileUrn, news);
+      const outs = (await p.create(fileUrn, inputs)).outs;
+      const r = await p.read("/etc/ayna/app.ini", fileUrn, outs);
+      assert.equal(fake.calls[1]!.command, statFile("/etc/ayna/app.ini", { sudo: false }));
+      assert.deepEqual(r, { id: "/etc/ayna/app.ini", props: outs });
+      assert.equal(p.diff(fileUrn, r.props, inputs).changes, false);
+    });
+
+    it("read finds drifted content, mode and owner; diff asks for an update; update writes it again", async () => {
+      const { p, fake } = providerFor(configA, () => statAnswer("tampered\n", "666 mallory app"));
+      const inputs = checked(p, fileUrn, news);
+      const outs = (await p.create(fileUrn, inputs)).outs;
+      const r = await p.read("/etc/ayna/app.ini", fileUrn, outs);
+      assert.deepEqual(r.props, { ...outs, sha256: sha256hex("tampered\n"), mode: "0666", owner: "mallory" });
+      assertEngineSafe(r.props);
+      const d = p.diff(fileUrn, r.props, inputs);
+      assert.deepEqual(d.detailedDiff, { owner: "update", content: "update", mode: "update" });
+      assert.deepEqual(d.replaces, []);
+      fake.answer = () => ok();
+      const u = await p.update(fileUrn, r.props, inputs);
+      assert.equal(fake.calls.length, 3);
+      assert.equal(fake.calls[2]!.command, fake.calls[0]!.command);
+      assert.equal(fake.calls[2]!.stdin, "a=1\n");
+      assert.deepEqual(u.outs, outs);
+    });
+
+    it("read reports owner and group only when the file names them", async () => {
+      const { p } = providerFor(configA, () => statAnswer("", "644 root root"));
+      const outs = (await p.create(fileUrn, checked(p, fileUrn, { path: "/etc/x", content: "" }))).outs;
+      const r = await p.read("/etc/x", fileUrn, outs);
+      assert.ok(!("owner" in r.props) && !("group" in r.props));
+    });
+
+    it("read of a file gone from the host returns an empty id, so the engine drops it", async () => {
+      const { p } = providerFor(configA, (c) => (c.command.includes("sha256sum") ? ok("absent\n") : ok()));
+      const outs = (await p.create(fileUrn, checked(p, fileUrn, news))).outs;
+      assert.deepEqual(await p.read("/etc/ayna/app.ini", fileUrn, outs), { id: "", props: {} });
+    });
+
+    it("read that cannot stat the file fails with the path", async () => {
+      const { p } = providerFor(configA, () => ({ code: 1, stdout: "", stderr: "sudo: a password is required\n" }));
+      const e = await rejection(p.read("/etc/x", fileUrn, { path: "/etc/x", content: "", sudo: true }));
+      assert.equal(e.message, "could not read /etc/x on deploy@10.0.0.5:22: sudo: a password is required");
+    });
+
+    it("update writes the new content and mode", async () => {
+      const { p, fake } = providerFor();
+      const outs = (await p.create(fileUrn, checked(p, fileUrn, news))).outs;
+      const news2 = checked(p, fileUrn, { ...news, content: "a=2\n", mode: "0600" });
+      assert.deepEqual(p.diff(fileUrn, outs, news2).detailedDiff, { content: "update", mode: "update" });
+      const r = await p.update(fileUrn, outs, news2);
+      assert.equal(fake.calls[1]!.stdin, "a=2\n");
+      assert.deepEqual(r.outs, { ...news2, mode: "0600", sha256: sha256hex("a=2\n") });
+    });
+
+    it("delete removes the file (through sudo when the file says so)", async () => {
+      const { p, fake } = providerFor();
+      await p.delete(fileUrn, { path: "/etc/x", content: "", sudo: true, hostIdentity: identityA });
+      assert.equal(fake.calls.length, 1);
+      assert.equal(fake.calls[0]!.command, removeFile("/etc/x", { sudo: true }));
+      assert.equal(fake.calls[0]!.timeoutSeconds, 60);
+    });
+
+    it("a delete that fails names the path", async () => {
+      const { p } = providerFor(configA, () => ({ code: 1, stdout: "", stderr: "rm: Read-only file system\n" }));
+      const e = await rejection(p.delete(fileUrn, { path: "/etc/x", content: "" }));
+      assert.equal(e.message, "could not remove /etc/x on deploy@10.0.0.5:22: rm: Read-only file system");
+    });
+
+    describe("diff", () => {
+      const inputs: Props = { ...news, sudo: true, hostIdentity: identityA };
+      const olds: Props = { ...inputs, mode: "0640", sha256: sha256hex("a=1\n") };
+      const cases: [string, Props, Props, Record<string, DiffKind>][] = [
+        ["the same inputs", {}, {}, {}],
+        ["the same mode written another way", {}, { mode: "0640" }, {}],
+        ["the same content, now secret", {}, { content: wrapSecret("a=1\n") }, {}],
+        ["new content", {}, { content: "a=2\n" }, { content: "update" }],
+        ["content drift found by refresh", { sha256: sha256hex("tampered") }, {}, { content: "update" }],
+        ["content unknown during preview", {}, { content: unknownValue }, { content: "update" }],
+        ["a new mode", {}, { mode: "0600" }, { mode: "update" }],
+        ["a new owner", {}, { owner: "app" }, { owner: "update" }],
+        ["the group removed", {}, { group: undefined }, { group: "delete" }],
+        ["sudo removed", {}, { sudo: undefined }, { sudo: "delete" }],
+        ["a new path", {}, { path: "/etc/ayna/other.ini" }, { path: "update-replace" }],
+        ["the host identity", {}, { hostIdentity: identityB }, { hostIdentity: "update-replace" }],
+        [
+          "a new path on a new host, with new content",
+          {},
+          { path: "/etc/y", hostIdentity: identityB, content: "b" },
+          { path: "update-replace", hostIdentity: "update-replace", content: "update" },
+        ],
+      ];
+      for (const [what, stateChange, change, detailed] of cases) {
+        const replaces = ["hostIdentity", "path"].filter((k) => k in detailed);
+        // A new path is written before the old goes; a new machine's old state goes first.
+        const dbr = "hostIdentity" in detailed;
+        it(`${what}: ${JSON.stringify(detailed)}, replaces ${JSON.stringify(replaces)}, deleteBeforeReplace ${dbr}`, () => {
+          const { p } = providerFor();
+          const d = p.diff(fileUrn, { ...olds, ...stateChange }, { ...inputs, ...change });
+          assert.deepEqual(d.detailedDiff, detailed);
+          assert.deepEqual(diffShape(d), {
+            changes: Object.keys(detailed).length > 0,
+            replaces,
+            deleteBeforeReplace: dbr,
+            diffs: Object.keys(detailed).sort(),
+          });
+        });
+      }
+    });
+  });
+
+  describe("ayna:random:Secret", () => {
+    it("create makes 50 letters and digits by default, returned only secret-wrapped", async () => {
+      const { p, fake } = providerFor();
+      const r = await p.create(secretUrn, {});
+      assert.match(r.id, /^secret-[a-z0-9]{12}$/);
+      assert.ok(isSecret(r.outs["value"]));
+      assert.match(reveal(r.outs["value"]) as string, /^[A-Za-z0-9]{50}$/);
+      assert.equal(fake.calls.length, 0);
+    });
+
+    it("create honours length and the urlsafe alphabet, and two values differ", async () => {
+      const { p } = providerFor();
+      const a = reveal((await p.create(secretUrn, { length: 4096, alphabet: "urlsafe" })).outs["value"]) as string;
+      const b = reveal((await p.create(secretUrn, { length: 4096, alphabet: "urlsafe" })).outs["value"]) as string;
+      assert.match(a, /^[A-Za-z0-9_-]{4096}$/);
+      assert.match(a, /[-_]/, "4096 draws from 64 characters include - or _");
+      assert.notEqual(a, b);
+    });
+
+    it("update keeps the value it made", async () => {
+      const { p } = providerFor();
+      const outs = (await p.create(secretUrn, { length: 32 })).outs;
+      const r = await p.update(secretUrn, outs, { length: 32, note: "x" });
+      assert.deepEqual(r.outs, { length: 32, note: "x", value: outs["value"] });
+    });
+
+    it("read hands the state back and delete runs nothing", async () => {
+      const { p, fake } = providerFor();
+      const outs = (await p.create(secretUrn, {})).outs;
+      assert.deepEqual(await p.read("secret-x", secretUrn, outs), { id: "secret-x", props: outs });
+      await p.delete(secretUrn, outs);
+      assert.equal(fake.calls.length, 0);
+    });
+
+    const olds: Props = { length: 32, alphabet: "alnum", keepers: { release: "1" }, value: wrapSecret("v") };
+    for (const [what, news, detailed] of [
+      ["the same inputs (the value is an output)", { length: 32, alphabet: "alnum", keepers: { release: "1" } }, {}],
+      ["a new length", { length: 40, alphabet: "alnum", keepers: { release: "1" } }, { length: "update-replace" }],
+      ["the alphabet removed", { length: 32, keepers: { release: "1" } }, { alphabet: "delete-replace" }],
+      ["new keepers", { length: 32, alphabet: "alnum", keepers: { release: "2" } }, { keepers: "update-replace" }],
+    ] as [string, Props, Record<string, DiffKind>][]) {
+      it(`diff, ${what}: ${JSON.stringify(detailed)}`, () => {
+        const { p } = providerFor();
+        const d = p.diff(secretUrn, olds, news);
+        assert.deepEqual(d.detailedDiff, detailed);
+        assert.deepEqual(diffShape(d), {
+          changes: Object.keys(detailed).length > 0,
+          replaces: Object.keys(detailed).sort(),
+          deleteBeforeReplace: false,
+          diffs: Object.keys(detailed).sort(),
+        });
+      });
+    }
+  });
+
+  it("no output of create, read or update holds undefined at any depth, whatever the inputs carry", async () => {
+    // The SDK declares outputs as `undefined` inputs; nested undefineds come from programs.
+    const { p } = providerFor(configA, (c) =>
+      c.command.includes("sha256sum") ? statAnswer("x", "644 deploy deploy") : ok("out\n"),
+    );
+    const cmd = checked(p, cmdUrn, {
+      create: "install",
+      update: undefined,
+      stdout: undefined,
+      triggers: ["a", undefined, { b: undefined }],
+      environment: { A: "1" },
+      captureStdout: true,
+    });
+    const cmdOuts = (await p.create(cmdUrn, cmd)).outs;
+    const stored = (await p.update(cmdUrn, { ...cmdOuts, stdout: undefined }, { ...cmd, timeoutSeconds: 9 })).outs;
+    const rerun = (await p.update(cmdUrn, cmdOuts, { ...cmd, create: "install --v2" })).outs;
+    const cmdRead = (await p.read("cmd-1", cmdUrn, { ...cmdOuts, extra: undefined })).props;
+    const file = checked(p, fileUrn, { path: "/etc/x", content: "x", owner: undefined, sha256: undefined });
+    const fileOuts = (await p.create(fileUrn, file)).outs;
+    const fileRead = (await p.read("/etc/x", fileUrn, fileOuts)).props;
+    const fileUpdated = (await p.update(fileUrn, fileOuts, { ...file, content: "y" })).outs;
+    const secretOuts = (await p.create(secretUrn, { value: undefined, keepers: { a: "1", b: undefined } })).outs;
+    const secretUpdated = (await p.update(secretUrn, secretOuts, { keepers: { a: undefined } })).outs;
+    for (const outs of [cmdOuts, stored, rerun, cmdRead, fileOuts, fileRead, fileUpdated, secretOuts, secretUpdated]) {
+      assertEngineSafe(outs);
+    }
+  });
+
+  it("cancel() asks the executor to stop every running command, and runs nothing else", async () => {
+    const { p, fake } = providerFor();
+    await p.cancel();
+    assert.equal(fake.cancelAllCalls, 1);
+    assert.equal(fake.calls.length, 0);
+    assert.equal(fake.closeAllCalls, 0);
+  });
+});
+
+// ------------------------------------------------------------------ builders/remote.ts
+
+describe("remote command wrapper (builders/remote.ts)", () => {
+  const wrapper =
+    "printf '\\''ayna-pid:%s\\n'\\'' \"$$\" >&2; " +
+    'while IFS= read -r l && [ -n "$l" ]; do v=$(printf %s "${l#*=}" | base64 -d && echo x) || exit 125; ' +
+    'export "${l%%=*}=${v%x}"; done; ' +
+    'exec timeout -k 10 "$1" sh -c "$2"';
+
+  it("remoteInvocation: the exact SSH command line, the command as one quoted argument", () => {
+    assert.equal(remoteInvocation("echo hi", 600), `exec sh -c '${wrapper}' ayna-run 600 'echo hi'`);
+    assert.equal(remoteInvocation("true", 1), `exec sh -c '${wrapper}' ayna-run 1 true`);
+    assert.equal(remoteInvocation("echo 'a b'", 5), `exec sh -c '${wrapper}' ayna-run 5 'echo '\\''a b'\\'''`);
+  });
+
+  it("remoteInvocation rejects a timeout that is not a positive whole number", () => {
+    for (const t of [0, -1, 1.5, NaN, Infinity]) {
+      assert.throws(() => remoteInvocation("true", t), /invalid timeout .*: a positive whole number of seconds/);
+    }
+  });
+
+  it("envPrelude: one NAME=base64 line per variable, sorted, then an empty line", () => {
+    assert.equal(envPrelude({ B: "x", A: "héllo\n", E: "" }), "A=aMOpbGxvCg==\nB=eA==\nE=\n\n");
+    assert.equal(envPrelude({}), "\n");
+    assert.equal(envPrelude(undefined), "\n");
+  });
+
+  it("envPrelude rejects names that are not variable names", () => {
+    for (const name of ["1A", "A-B", "A B", "", "A=B", "A\nB"]) {
+      assert.throws(() => envPrelude({ [name]: "v" }), /invalid environment variable name/);
+    }
+  });
+
+  it("splitPid takes the PID line off stderr, and only a whole, plausible one", () => {
+    assert.deepEqual(splitPid("ayna-pid:4242\nwarning\nmore\n"), { pid: 4242, rest: "warning\nmore\n" });
+    assert.deepEqual(splitPid("ayna-pid:4242\n"), { pid: 4242, rest: "" });
+    assert.deepEqual(splitPid("plain error\n"), { rest: "plain error\n" });
+    assert.deepEqual(splitPid("ayna-pid:42"), { rest: "" }, "a PID line not complete yet");
+    assert.deepEqual(splitPid("ayna-pid:1\nx"), { pid: undefined, rest: "x" });
+    assert.deepEqual(splitPid("ayna-pid:abc\nx"), { pid: undefined, rest: "x" });
+  });
+
+  it("stopCommand is `kill -TERM <pid>`, for a plausible PID only", () => {
+    assert.equal(stopCommand(4242), "kill -TERM 4242");
+    for (const pid of [1, 0, -5, 1.5, NaN]) assert.throws(() => stopCommand(pid), /invalid pid/);
+  });
+
+  describe("through a real local sh", function () {
+    this.timeout(20_000);
+    // A unique argument so this run's sleeps can be told from any other process.
+    const marker = `${process.pid}`;
+
+    function sleepers(arg: string): number[] {
+      const found: number[] = [];
+      for (const d of fs.readdirSync("/proc")) {
+        if (!/^\d+$/.test(d)) continue;
+        try {
+          if (fs.readFileSync(`/proc/${d}/cmdline`, "latin1") === `sleep\0${arg}\0`) found.push(Number(d));
+        } catch {
+          // The process ended while we looked.
+        }
+      }
+      return found;
+    }
+
+    async function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
+      const end = Date.now() + ms;
+      while (!cond()) {
+        if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+
+    it("the command sees hostile environment values and stdin exactly as sent", () => {
+      const env = {
+        QUOTES: `it's "double" and 'single' \\ back\\slash`,
+        SUBST: "$(touch /tmp/ayna-pwned) `id` ${HOME} ; rm -rf /nonexistent",
+        NEWLINES: "one\ntwo\n\nthree",
+        TRAILING: "ends with newlines\n\n",
+        UNICODE: "ünïcødé ✓ 日本語 🚀",
+        EMPTY: "",
+        DASH: "-n",
+        X: "x",
+      };
+      const names = Object.keys(env).sort();
+      const command = `printf '%s\\0' ${names.map((n) => `"$${n}"`).join(" ")}; printf '|'; cat`;
+      const stdin = "first line\nno trailing newline ✓";
+      const r = spawnSync("sh", ["-c", remoteInvocation(command, 30)], { input: envPrelude(env) + stdin });
+      assert.equal(r.status, 0, r.stderr.toString());
+      const expected = names.map((n) => env[n as keyof typeof env] + "\0").join("") + "|" + stdin;
+      assert.equal(r.stdout.toString("utf8"), expected);
+      assert.match(r.stderr.toString(), /^ayna-pid:\d+\n$/);
+      assert.ok(!fs.existsSync("/tmp/ayna-pwned"), "no value was evaluated");
+    });
+
+    it("a malformed environment line stops the wrapper with 125 before the command runs", () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ayna-wrapper-"));
+      try {
+        const ran = path.join(dir, "ran");
+        const r = spawnSync("sh", ["-c", remoteInvocation(`touch ${ran}`, 30)], { input: "A=!!not-base64!!\n\n" });
+        assert.equal(r.status, 125);
+        assert.ok(!fs.existsSync(ran));
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it("timeout stops a sleeping command after timeoutSeconds with status 124, and the sleep is gone", async () => {
+      const arg = `30.${marker}1`;
+      const started = Date.now();
+      const r = spawnSync("sh", ["-c", remoteInvocation(`sleep ${arg}`, 1)], { input: "\n", timeout: 15_000 });
+      const took = Date.now() - started;
+      assert.equal(r.status, 124);
+      assert.ok(took >= 900 && took < 5000, `took ${took} ms`);
+      await until("the sleep to be gone", () => sleepers(arg).length === 0, 2000);
+    });
+
+    it("stopCommand with the PID the wrapper reported stops the running command and its sleep", async () => {
+      const arg = `30.${marker}2`;
+      const child = spawn("sh", ["-c", remoteInvocation(`sleep ${arg}`, 60)], { stdio: ["pipe", "ignore", "pipe"] });
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+        child.on("exit", (code, signal) => resolve({ code, signal })),
+      );
+      try {
+        let stderr = "";
+        child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+        child.stdin.end("\n");
+        await until("the PID line", () => splitPid(stderr).pid !== undefined);
+        await until("the sleep to start", () => sleepers(arg).length === 1);
+        const pid = splitPid(stderr).pid!;
+        const stop = spawnSync("sh", ["-c", stopCommand(pid)]);
+        assert.equal(stop.status, 0, stop.stderr.toString());
+        const started = Date.now();
+        const how = await exited;
+        assert.ok(Date.now() - started < 3000, "stopped promptly");
+        assert.ok(how.code !== 0, `ended by the stop (${JSON.stringify(how)})`);
+        await until("the sleep to be gone", () => sleepers(arg).length === 0, 2000);
+      } finally {
+        child.kill("SIGKILL");
+      }
+    });
+  });
+});
+
+describe("ayna provider: host identity rules", () => {
+  const cmd = { create: "echo hi", hostIdentity: identityA };
+  const file = { path: "/etc/x", content: "a\n", mode: "0644", hostIdentity: identityA };
+  const written = { ...file, sha256: sha256hex("a\n") };
+
+  it("learning the key of an unpinned host replaces nothing and runs nothing", async () => {
+    const { p, fake } = providerFor(configA);
+    const d = p.diff(cmdUrn, { ...cmd, hostIdentity: "unpinned" }, cmd);
+    assert.deepEqual([d.replaces, d.detailedDiff], [[], { hostIdentity: "update" }]);
+    const f = p.diff(fileUrn, { ...written, hostIdentity: "unpinned" }, file);
+    assert.deepEqual([f.replaces, f.detailedDiff], [[], { hostIdentity: "update" }]);
+    await p.update(cmdUrn, { ...cmd, hostIdentity: "unpinned" }, cmd);
+    const outs = (await p.update(fileUrn, { ...written, hostIdentity: "unpinned" }, file)).outs;
+    assert.equal(fake.calls.length, 0, "nothing ran on the host");
+    assert.equal(outs["sha256"], sha256hex("a\n"));
+  });
+
+  it("a resource from before identities were kept (none stored) is not replaced", () => {
+    const { p } = providerFor(configA);
+    const { hostIdentity: _drop, ...old } = cmd;
+    void _drop;
+    const d = p.diff(cmdUrn, old, cmd);
+    assert.deepEqual([d.replaces, d.detailedDiff, d.deleteBeforeReplace], [[], { hostIdentity: "add" }, false]);
+  });
+
+  it("another pinned key is another machine: replaced, old state dropped first", () => {
+    const { p } = providerFor(configA);
+    const d = p.diff(cmdUrn, cmd, { ...cmd, hostIdentity: identityB });
+    assert.deepEqual([d.replaces, d.deleteBeforeReplace], [["hostIdentity"], true]);
+  });
+
+  it("never runs the delete of a rebuilt machine's resource on the new machine", async () => {
+    const { p, fake } = providerFor({ ...configA, hostKey: hostKeyB });
+    await p.delete(cmdUrn, { ...cmd, delete: "systemctl disable --now x" });
+    await p.delete(fileUrn, written);
+    assert.equal(fake.calls.length, 0);
+  });
+
+  it("runs the delete of a resource on its own machine", async () => {
+    const { p, fake } = providerFor(configA);
+    await p.delete(cmdUrn, { ...cmd, delete: "systemctl disable --now x" });
+    assert.equal(fake.calls.length, 1);
+  });
+
+  it("refuses a partial connection (a port alone) instead of treating it as none", async () => {
+    const { p } = providerFor({});
+    const r = await p.checkConfig({}, { port: 2222 });
+    assert.equal(r.failures[0]?.property, "address");
+    assert.match(r.failures[0]!.reason, /needs address, user and privateKey \(only port given\)/);
   });
 });

@@ -1,0 +1,324 @@
+// Contract test of the built provider over the engine's gRPC protocol. It is
+// started as the engine starts it (the launcher, which rebuilds a stale dist/;
+// the port is the first line of its stdout) and driven with the protocol stubs
+// the engine's messages are encoded with. Only loopback traffic: the SSH
+// targets are loopback ports nothing listens on.
+import { strict as assert } from "node:assert";
+import { ChildProcess, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import * as emptyproto from "google-protobuf/google/protobuf/empty_pb";
+import * as structproto from "google-protobuf/google/protobuf/struct_pb";
+import { ResourceProviderClient } from "@pulumi/pulumi/proto/provider_grpc_pb";
+import * as provproto from "@pulumi/pulumi/proto/provider_pb";
+import { utils as sshUtils } from "ssh2";
+
+type Props = Record<string, unknown>;
+
+const repoRoot = path.resolve(__dirname, "..", "..");
+const launcher = path.join(repoRoot, "plugins", "bin", "pulumi-resource-ayna");
+
+// The engine's own markers, spelled out here rather than taken from the provider.
+const secretSigKey = "4dabf18193072939515e22adb298388d";
+const secretSig = "1b47061264138c4ac30d75fd1eb44270";
+const secret = (value: unknown) => ({ [secretSigKey]: secretSig, value });
+
+const loginKey = sshUtils.generateKeyPairSync("ed25519").private;
+const otherLoginKey = sshUtils.generateKeyPairSync("ed25519").private;
+const hostKey = sshUtils.generateKeyPairSync("ed25519").public;
+const otherHostKey = sshUtils.generateKeyPairSync("ed25519").public;
+
+function identityOf(line: string): string {
+  const blob = Buffer.from(line.split(" ")[1]!, "base64");
+  return "ssh-ed25519 SHA256:" + createHash("sha256").update(blob).digest("base64").replace(/=+$/, "");
+}
+
+const cmdUrn = "urn:pulumi:dev::ayna-deploy::ayna:components:Host$ayna:remote:Command::web1-bootstrap";
+const secretUrn = "urn:pulumi:dev::ayna-deploy::ayna:random:Secret::db-password";
+
+const struct = (p: Props) => structproto.Struct.fromJavaScript(p as Record<string, structproto.JavaScriptValue>);
+const plain = (s: structproto.Struct | undefined) => (s?.toJavaScript() ?? {}) as Props;
+
+/** A loopback port nothing listens on: bound, then released. */
+async function closedPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+type Unary<Req, Res> = (
+  req: Req,
+  md: grpc.Metadata,
+  opts: Partial<grpc.CallOptions>,
+  cb: (err: grpc.ServiceError | null, res: Res) => void,
+) => grpc.ClientUnaryCall;
+
+describe("ayna provider over gRPC (the built plugin, started as the engine starts it)", function () {
+  this.timeout(30_000);
+  let child: ChildProcess | undefined;
+  let client: ResourceProviderClient;
+  let stderr = "";
+  let sshPort: number;
+
+  /** One call with a deadline, so nothing here can hang. */
+  function rpc<Req, Res>(method: Unary<Req, Res>, req: Req, ms = 20_000): Promise<Res> {
+    return new Promise((resolve, reject) =>
+      method.call(client, req, new grpc.Metadata(), { deadline: Date.now() + ms }, (err, res) =>
+        err ? reject(err) : resolve(res),
+      ),
+    );
+  }
+
+  async function rpcError<Req, Res>(method: Unary<Req, Res>, req: Req): Promise<grpc.ServiceError> {
+    try {
+      await rpc(method, req);
+    } catch (e) {
+      return e as grpc.ServiceError;
+    }
+    assert.fail("expected the call to fail");
+  }
+
+  function checkRequest(urn: string, news: Props, olds: Props = {}): provproto.CheckRequest {
+    return new provproto.CheckRequest().setUrn(urn).setOlds(struct(olds)).setNews(struct(news));
+  }
+
+  function diffRequest(urn: string, olds: Props, news: Props): provproto.DiffRequest {
+    return new provproto.DiffRequest().setId("id-1").setUrn(urn).setOlds(struct(olds)).setNews(struct(news));
+  }
+
+  function detailed(resp: provproto.DiffResponse): Record<string, provproto.PropertyDiff.Kind> {
+    const out: Record<string, provproto.PropertyDiff.Kind> = {};
+    resp.getDetaileddiffMap().forEach((v, k) => (out[k] = v.getKind()));
+    return out;
+  }
+
+  /** The provider config as a program sets it: this machine's loopback, a port nothing listens on. */
+  function goodConfig(): Props {
+    return { address: "127.0.0.1", port: sshPort, user: "deploy", privateKey: loginKey, hostKey, connectAttempts: 1 };
+  }
+
+  before(async function () {
+    // A stale dist/ is compiled first, as it would be under the engine.
+    this.timeout(240_000);
+    sshPort = await closedPort();
+    const engineAddress = `127.0.0.1:${await closedPort()}`;
+    child = spawn(launcher, [engineAddress], { cwd: os.tmpdir(), stdio: ["ignore", "pipe", "pipe"] });
+    child.stderr!.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    const firstLine = await new Promise<string>((resolve, reject) => {
+      let out = "";
+      child!.stdout!.setEncoding("utf8").on("data", (d: string) => {
+        out += d;
+        if (out.includes("\n")) resolve(out.slice(0, out.indexOf("\n")));
+      });
+      child!.on("exit", (code, signal) =>
+        reject(new Error(`the provider exited (${code ?? signal}) before printing its port:\n${stderr}`)),
+      );
+    });
+    assert.match(firstLine, /^\d+$/, `the first stdout line is the port: ${JSON.stringify(firstLine)}`);
+    client = new ResourceProviderClient(`127.0.0.1:${firstLine}`, grpc.credentials.createInsecure());
+  });
+
+  after(() => {
+    client?.close();
+    child?.kill("SIGTERM");
+  });
+
+  it("GetPluginInfo answers the project's version", async () => {
+    const info = await rpc(client.getPluginInfo, new emptyproto.Empty());
+    const pkg = JSON.parse(fs.readFileSync(path.join(repoRoot, "package.json"), "utf8")) as { version: string };
+    assert.equal(info.getVersion(), pkg.version);
+  });
+
+  it("CheckConfig accepts a complete config and hands the private key back secret-wrapped", async () => {
+    const resp = await rpc(
+      client.checkConfig,
+      checkRequest("urn:pulumi:dev::p::pulumi:providers:ayna::web1-ssh", goodConfig()),
+    );
+    assert.deepEqual(resp.getFailuresList(), []);
+    const inputs = plain(resp.getInputs());
+    assert.deepEqual(inputs["privateKey"], secret(loginKey));
+    assert.equal(inputs["address"], "127.0.0.1");
+  });
+
+  it("CheckConfig names an unknown key and a malformed host key, and never echoes the private key", async () => {
+    const news = { ...goodConfig(), hostKey: "ssh-ed25519 not-a-key", hostname: "web1" };
+    const resp = await rpc(
+      client.checkConfig,
+      checkRequest("urn:pulumi:dev::p::pulumi:providers:ayna::web1-ssh", news),
+    );
+    const failures = resp.getFailuresList().map((f) => [f.getProperty(), f.getReason()]);
+    assert.deepEqual(
+      failures.map(([p]) => p),
+      ["hostname", "hostKey"],
+    );
+    assert.ok(!JSON.stringify(failures).includes(loginKey.split("\n")[1]!));
+  });
+
+  it("CheckConfig of a changed connection logs in with it: an unreachable new port fails on address, quickly", async () => {
+    const started = Date.now();
+    const olds = { ...goodConfig(), privateKey: secret(loginKey) };
+    const news = { ...olds, port: await closedPort() };
+    const resp = await rpc(
+      client.checkConfig,
+      checkRequest("urn:pulumi:dev::p::pulumi:providers:ayna::web1-ssh", news, olds),
+    );
+    const failures = resp.getFailuresList().map((f) => ({ property: f.getProperty(), reason: f.getReason() }));
+    assert.equal(failures.length, 1, JSON.stringify(failures));
+    assert.equal(failures[0]!.property, "address");
+    assert.match(
+      failures[0]!.reason,
+      /^the new connection does not work: ssh to deploy@127\.0\.0\.1:\d+: connection refused/,
+    );
+    assert.ok(Date.now() - started < 10_000);
+  });
+
+  it("DiffConfig of a connection-only change is DIFF_SOME with no replacement, and a detailed diff", async () => {
+    const olds = { ...goodConfig(), privateKey: secret(loginKey) };
+    const news = { ...olds, address: "127.0.0.2", user: "ops", privateKey: secret(otherLoginKey) };
+    const resp = await rpc(
+      client.diffConfig,
+      diffRequest("urn:pulumi:dev::p::pulumi:providers:ayna::web1-ssh", olds, news),
+    );
+    assert.equal(resp.getChanges(), provproto.DiffResponse.DiffChanges.DIFF_SOME);
+    assert.deepEqual(resp.getReplacesList(), []);
+    assert.equal(resp.getDeletebeforereplace(), false);
+    assert.equal(resp.getHasdetaileddiff(), true);
+    const U = provproto.PropertyDiff.Kind.UPDATE;
+    assert.deepEqual(detailed(resp), { address: U, user: U, privateKey: U });
+    assert.deepEqual([...resp.getDiffsList()].sort(), ["address", "privateKey", "user"]);
+  });
+
+  describe("configured with an `args` Struct (the current engine), the private key secret-wrapped", () => {
+    before(async () => {
+      const req = new provproto.ConfigureRequest()
+        .setArgs(struct({ ...goodConfig(), privateKey: secret(loginKey), version: "0.1.0" }))
+        .setAcceptsecrets(true)
+        .setAcceptresources(true);
+      const resp = await rpc(client.configure, req);
+      // Secrets are kept wrapped both ways; nothing is created or updated during preview.
+      assert.equal(resp.getAcceptsecrets(), true);
+      assert.equal(resp.getSupportspreview(), false);
+    });
+
+    it("Check of a Command injects the host's identity and keeps the inputs", async () => {
+      const news = { create: "systemctl restart app", stdin: secret("s3cret-value") };
+      const resp = await rpc(client.check, checkRequest(cmdUrn, news));
+      assert.deepEqual(resp.getFailuresList(), []);
+      assert.deepEqual(plain(resp.getInputs()), { ...news, hostIdentity: identityOf(hostKey) });
+    });
+
+    it("Check of a Command with a secret command line fails, naming the property", async () => {
+      const resp = await rpc(client.check, checkRequest(cmdUrn, { create: secret("echo s3cret") }));
+      assert.deepEqual(
+        resp.getFailuresList().map((f) => f.getProperty()),
+        ["create"],
+      );
+    });
+
+    it("Diff of a Command on a rebuilt host: replaced, deleted first, with each property's kind", async () => {
+      const olds = { create: "install", environment: { A: "1" }, hostIdentity: identityOf(hostKey) };
+      const news = { create: "install --v2", environment: { A: "1" }, hostIdentity: identityOf(otherHostKey) };
+      const resp = await rpc(client.diff, diffRequest(cmdUrn, olds, news));
+      assert.equal(resp.getChanges(), provproto.DiffResponse.DiffChanges.DIFF_SOME);
+      assert.deepEqual(resp.getReplacesList(), ["hostIdentity"]);
+      assert.equal(resp.getDeletebeforereplace(), true);
+      assert.equal(resp.getHasdetaileddiff(), true);
+      assert.deepEqual(detailed(resp), {
+        create: provproto.PropertyDiff.Kind.UPDATE,
+        hostIdentity: provproto.PropertyDiff.Kind.UPDATE_REPLACE,
+      });
+    });
+
+    it("Diff of a Command whose environment alone changed is an in-place update; unchanged is DIFF_NONE", async () => {
+      const olds = { create: "install", environment: { A: "1" }, hostIdentity: identityOf(hostKey) };
+      const env = await rpc(client.diff, diffRequest(cmdUrn, olds, { ...olds, environment: { A: "2" } }));
+      assert.equal(env.getChanges(), provproto.DiffResponse.DiffChanges.DIFF_SOME);
+      assert.deepEqual(env.getReplacesList(), []);
+      assert.deepEqual(detailed(env), { environment: provproto.PropertyDiff.Kind.UPDATE });
+      const none = await rpc(client.diff, diffRequest(cmdUrn, olds, { ...olds }));
+      assert.equal(none.getChanges(), provproto.DiffResponse.DiffChanges.DIFF_NONE);
+      assert.deepEqual(detailed(none), {});
+    });
+
+    it("Create, Update and Delete of a RandomSecret: the value comes back secret-wrapped and Update keeps it", async () => {
+      const created = await rpc(
+        client.create,
+        new provproto.CreateRequest().setUrn(secretUrn).setProperties(struct({ length: 32 })),
+      );
+      assert.match(created.getId(), /^secret-/);
+      const outs = plain(created.getProperties());
+      const value = outs["value"] as Props;
+      assert.equal(value[secretSigKey], secretSig);
+      assert.match(value["value"] as string, /^[A-Za-z0-9]{32}$/);
+
+      const updated = await rpc(
+        client.update,
+        new provproto.UpdateRequest()
+          .setId(created.getId())
+          .setUrn(secretUrn)
+          .setOlds(struct(outs))
+          .setNews(struct({ length: 32, note: "x" })),
+      );
+      assert.deepEqual(plain(updated.getProperties()), { length: 32, note: "x", value });
+
+      const deleted = await rpc(
+        client.delete,
+        new provproto.DeleteRequest().setId(created.getId()).setUrn(secretUrn).setProperties(struct(outs)),
+      );
+      assert.ok(deleted instanceof emptyproto.Empty);
+    });
+
+    it("Create of a Command against a loopback port nothing listens on fails fast with 'connection refused'", async () => {
+      const checked = await rpc(client.check, checkRequest(cmdUrn, { create: "touch /tmp/never" }));
+      const started = Date.now();
+      const err = await rpcError(
+        client.create,
+        new provproto.CreateRequest().setUrn(cmdUrn).setProperties(checked.getInputs()),
+      );
+      assert.equal(err.code, grpc.status.UNKNOWN);
+      assert.equal(
+        err.details,
+        `ssh to deploy@127.0.0.1:${sshPort}: connection refused (is sshd running, and is the port right?)`,
+      );
+      assert.ok(Date.now() - started < 10_000, "no retries, no hang");
+    });
+
+    it("Cancel answers while nothing runs", async () => {
+      assert.ok((await rpc(client.cancel, new emptyproto.Empty())) instanceof emptyproto.Empty);
+    });
+  });
+
+  describe("configured with the older `variables` map (every value a string)", () => {
+    before(async () => {
+      const req = new provproto.ConfigureRequest();
+      const vars = req.getVariablesMap();
+      vars.set("ayna:config:address", "127.0.0.1");
+      vars.set("ayna:config:port", String(sshPort));
+      vars.set("ayna:config:user", "ops");
+      vars.set("ayna:config:privateKey", loginKey);
+      vars.set("ayna:config:hostKey", otherHostKey);
+      vars.set("ayna:config:connectAttempts", "1");
+      await rpc(client.configure, req);
+    });
+
+    it("Check of a Command injects the identity of the host key given as a variable", async () => {
+      const resp = await rpc(client.check, checkRequest(cmdUrn, { create: "true" }));
+      assert.equal(plain(resp.getInputs())["hostIdentity"], identityOf(otherHostKey));
+    });
+
+    it("Create of a Command reaches the address, port (from a string) and user given as variables", async () => {
+      const checked = await rpc(client.check, checkRequest(cmdUrn, { create: "true" }));
+      const err = await rpcError(
+        client.create,
+        new provproto.CreateRequest().setUrn(cmdUrn).setProperties(checked.getInputs()),
+      );
+      assert.match(err.details, new RegExp(`^ssh to ops@127\\.0\\.0\\.1:${sshPort}: connection refused`));
+    });
+  });
+});

@@ -30,9 +30,25 @@ export const excluded = [
   ".env.*",
 ];
 
-function cacheDir(): string {
-  const dir = path.join(os.tmpdir(), "ayna-deploy-archives");
+/**
+ * Where archives wait for upload: private to the deploying user (0700, owned
+ * by them), never a fixed path in a shared /tmp that another user could
+ * create first and fill with an archive of their own. `AYNA_ARCHIVE_DIR`
+ * overrides it; the default follows XDG (`~/.cache/ayna-deploy/archives`).
+ */
+export function archiveDir(env: NodeJS.ProcessEnv = process.env): string {
+  const base = env["XDG_CACHE_HOME"] || path.join(os.homedir(), ".cache");
+  const dir = env["AYNA_ARCHIVE_DIR"] || path.join(base, "ayna-deploy", "archives");
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = fs.lstatSync(dir);
+  const uid = process.getuid?.();
+  if (!st.isDirectory()) throw new Error(`archive cache ${dir} is not a directory; remove it or set AYNA_ARCHIVE_DIR`);
+  if (uid !== undefined && st.uid !== uid) {
+    throw new Error(
+      `archive cache ${dir} belongs to uid ${st.uid}, not to you (${uid}); remove it or set AYNA_ARCHIVE_DIR`,
+    );
+  }
+  if ((st.mode & 0o077) !== 0) fs.chmodSync(dir, 0o700);
   return dir;
 }
 
@@ -46,7 +62,7 @@ export function sha256File(p: string): string {
  */
 export function buildArchive(dir: string, opts: { files?: string[]; exclude?: string[] } = {}): Archive {
   if (!fs.existsSync(dir)) throw new Error(`app directory ${dir} does not exist (config key app.path)`);
-  const tmp = path.join(cacheDir(), `.build-${process.pid}-${Date.now()}.tar.gz`);
+  const tmp = path.join(archiveDir(), `.build-${process.pid}-${Date.now()}.tar.gz`);
   const tarArgs = [
     "--sort=name",
     "--mtime=@0",
@@ -66,7 +82,7 @@ export function buildArchive(dir: string, opts: { files?: string[]; exclude?: st
   const gz = execFileSync("gzip", ["-n", "-6"], { input: tar, maxBuffer: 1024 * 1024 * 1024 });
   fs.writeFileSync(tmp, gz, { mode: 0o600 });
   const sha256 = sha256File(tmp);
-  const final = path.join(cacheDir(), `${sha256}.tar.gz`);
+  const final = path.join(archiveDir(), `${sha256}.tar.gz`);
   fs.renameSync(tmp, final);
   return { path: final, sha256, bytes: gz.length };
 }

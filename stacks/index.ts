@@ -90,6 +90,11 @@ function crossCheck(ns: string, out: Record<string, unknown>, raw: RawConfig, pr
       problems.push(`${ns}:${e.message}`);
     }
   }
+  if (services.web.enabled && services.api.enabled && services.web.port === services.api.port) {
+    problems.push(
+      `${ns}:services.api.port: ${services.api.port} is also web's port; leave it unset for the registry's +1`,
+    );
+  }
   if (out["serviceUser"] === undefined) out["serviceUser"] = project;
   if (out["serviceUser"] === "root")
     problems.push(`${ns}:serviceUser: services must not run as root; pick another name`);

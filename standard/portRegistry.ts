@@ -83,10 +83,24 @@ export function portFor(range: PortRange, role: PortRole): number {
 
 /** Checks an explicitly configured port against the project's range. */
 export function checkPort(project: string, range: PortRange, role: PortRole, port: number): void {
+  const fix = `use ${portFor(range, role)} (the registry's +${offsets[role]} for ${role}) or leave it unset`;
   if (port < range.base || port >= range.base + rangeSize) {
     throw new PortError(
-      `services.${role}.port: ${port} is outside ${project}'s range ${range.base}-${range.base + rangeSize - 1}; ` +
-        `use ${portFor(range, role)} (the registry's +${offsets[role]} for ${role}) or leave it unset`,
+      `services.${role}.port: ${port} is outside ${project}'s range ${range.base}-${range.base + rangeSize - 1}; ${fix}`,
+    );
+  }
+  const offset = port - range.base;
+  const candidateOf = Object.entries(candidateOffsets).find(([, o]) => o === offset)?.[0];
+  if (candidateOf) {
+    throw new PortError(
+      `services.${role}.port: ${port} is ${project}'s reserved +${offset}, where a new ${candidateOf} release ` +
+        `is health-checked before the switch; ${fix}`,
+    );
+  }
+  if (range.source === "registry" && offset !== offsets[role]) {
+    throw new PortError(
+      `services.${role}.port: ${project} is in the standard's port registry, which fixes ${role} at ` +
+        `+${offsets[role]}; ${fix}`,
     );
   }
 }

@@ -1,8 +1,9 @@
 // ayna:remote:Command — a command run on the provider's host when its inputs change.
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import { timedOutStatus } from "../../builders/remote";
 import { Connection, Executor, Failure, target } from "./ssh";
-import { isSecret, reveal, scrub, secretStrings } from "./secrets";
+import { containsUnknown, isSecret, reveal, scrub, secretStrings } from "./secrets";
 import { changedKeys, DiffResult, propertyDiff, requireString, withIdentity } from "./util";
 
 export interface CommandInputs {
@@ -26,10 +27,26 @@ export interface CommandInputs {
   hostIdentity?: string;
 }
 
-/** Inputs whose change runs the command again. */
-export const rerunKeys = ["create", "update", "stdin", "stdinFile", "triggers"];
+/**
+ * Inputs whose change runs the command again. A stdin file counts by its
+ * content (`stdinFileSha256`, set by check), not by its path: each operator's
+ * archive cache has a path of its own.
+ */
+export const rerunKeys = ["create", "update", "stdin", "stdinFileSha256", "triggers"];
 /** Inputs that are only stored: a change updates state and runs nothing. */
-export const storedKeys = ["delete", "environment", "timeoutSeconds", "captureStdout"];
+export const storedKeys = ["stdinFile", "delete", "environment", "timeoutSeconds", "captureStdout"];
+
+/** Check's additions: the content hash of the stdin file, read on the deploying machine. */
+export function withStdinHash(news: Record<string, unknown>): { inputs: Record<string, unknown>; failures: Failure[] } {
+  const file = reveal(news["stdinFile"]);
+  if (typeof file !== "string" || containsUnknown(news["stdinFile"])) return { inputs: news, failures: [] };
+  try {
+    const sha = createHash("sha256").update(fs.readFileSync(file)).digest("hex");
+    return { inputs: { ...news, stdinFileSha256: sha }, failures: [] };
+  } catch (e) {
+    return { inputs: news, failures: [{ property: "stdinFile", reason: `cannot read it: ${(e as Error).message}` }] };
+  }
+}
 
 export function checkCommand(news: Record<string, unknown>): Failure[] {
   const plain = reveal(news) as Partial<CommandInputs>;

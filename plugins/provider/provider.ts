@@ -2,7 +2,7 @@
 // fake executor. One instance serves one provider configuration: with a
 // connection it runs commands and files on that host; without one it only
 // makes random secrets.
-import { checkCommand, createCommand, deleteCommand, diffCommand, updateCommand } from "./command";
+import { checkCommand, createCommand, deleteCommand, diffCommand, updateCommand, withStdinHash } from "./command";
 import { checkConfig, connectionOf, diffConfig } from "./config";
 import { checkFile, createFile, deleteFile, diffFile, readFile, updateFile } from "./file";
 import { checkSecret, createSecret, diffSecret } from "./randomSecret";
@@ -93,7 +93,13 @@ export class AynaProvider {
     switch (typeOfUrn(urn)) {
       case types.command:
       case types.file: {
-        const failures = typeOfUrn(urn) === types.command ? checkCommand(news) : checkFile(news);
+        const isCommand = typeOfUrn(urn) === types.command;
+        const failures = isCommand ? checkCommand(news) : checkFile(news);
+        if (isCommand) {
+          const hashed = withStdinHash(news);
+          news = hashed.inputs;
+          failures.push(...hashed.failures);
+        }
         if (!this.conn && !containsUnknown(this.config)) {
           failures.push({
             property: "provider",

@@ -129,6 +129,25 @@ const errorCases: ErrorCase[] = [
     errors: ["ayna-deploy:ports.base: uavcrew owns 8130-8139 in the port registry"],
   },
   {
+    name: "an explicit port on the reserved candidate offset",
+    config: { ...good, services: { web: { port: 8155 } } },
+    errors: [
+      "ayna-deploy:services.web.port: 8155 is demoapp's reserved +5, where a new web release is health-checked before the switch; use 8150",
+    ],
+  },
+  {
+    name: "a registry project moving a role off the standard's offset",
+    config: { ...good, project: "uavcrew", ports: {}, services: { api: { port: 8133 } } },
+    errors: [
+      "ayna-deploy:services.api.port: uavcrew is in the standard's port registry, which fixes api at +1; use 8131",
+    ],
+  },
+  {
+    name: "web and api on one port",
+    config: { ...good, services: { api: { port: 8150 } } },
+    errors: ["ayna-deploy:services.api.port: 8150 is also web's port"],
+  },
+  {
     name: "port outside the project's range",
     config: { ...good, services: { web: { port: 8100 } } },
     errors: ["ayna-deploy:services.web.port: 8100 is outside demoapp's range 8150-8159; use 8150"],

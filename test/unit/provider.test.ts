@@ -421,7 +421,7 @@ describe("ayna provider (AynaProvider against a fake executor)", () => {
       ],
       ["an environment value that is not a string", { create: "x", environment: { PORT: 8080 } }, ["environment.PORT"]],
       ["stdin that is not a string", { create: "x", stdin: 42 }, ["stdin"]],
-      ["both stdin and stdinFile", { create: "x", stdin: "a", stdinFile: "/tmp/a" }, ["stdinFile"]],
+      ["both stdin and stdinFile", { create: "x", stdin: "a", stdinFile: __filename }, ["stdinFile"]],
       ["a timeout that is not a positive whole number", { create: "x", timeoutSeconds: 1.5 }, ["timeoutSeconds"]],
     ];
     for (const [what, news, properties] of commandFailures) {
@@ -603,13 +603,33 @@ describe("ayna provider (AynaProvider against a fake executor)", () => {
       }
     });
 
-    it("a stdinFile that cannot be read fails before anything runs", async () => {
+    it("a stdinFile that cannot be read fails at check (preview), before anything runs", async () => {
       const { p, fake } = providerFor();
-      const e = await rejection(
-        p.create(cmdUrn, checked(p, cmdUrn, { create: "tar -x", stdinFile: "/nonexistent/x" })),
+      const r = p.check(cmdUrn, {}, { create: "tar -x", stdinFile: "/nonexistent/x" });
+      assert.deepEqual(
+        r.failures.map((f) => [f.property, /^cannot read it: ENOENT/.test(f.reason)]),
+        [["stdinFile", true]],
       );
-      assert.match(e.message, /^cannot read stdinFile \/nonexistent\/x: ENOENT/);
       assert.equal(fake.calls.length, 0);
+    });
+
+    it("a stdinFile counts by its content: another path to the same bytes runs nothing, new bytes re-run", () => {
+      const { p } = providerFor();
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ayna-stdin-"));
+      try {
+        const [a, b] = [path.join(dir, "a"), path.join(dir, "b")];
+        fs.writeFileSync(a, "archive-1");
+        fs.writeFileSync(b, "archive-1");
+        const first = checked(p, cmdUrn, { create: "tar -x", stdinFile: a });
+        const samePathElsewhere = checked(p, cmdUrn, { create: "tar -x", stdinFile: b });
+        const d = p.diff(cmdUrn, first, samePathElsewhere);
+        assert.deepEqual(d.detailedDiff, { stdinFile: "update" }, "stored only");
+        fs.writeFileSync(b, "archive-2");
+        const changedBytes = checked(p, cmdUrn, { create: "tar -x", stdinFile: b });
+        assert.equal(p.diff(cmdUrn, first, changedBytes).detailedDiff["stdinFileSha256"], "update");
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
     });
 
     it("secrets and environment values reach only stdin, never a command line, through every operation", async () => {

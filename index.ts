@@ -41,7 +41,13 @@ const releases = planHosts(config).map((plan) => {
   const onHost = { providers: [host.provider] };
   const runtime = new PythonRuntime(
     h.name,
-    { project: config.project, lockArchive, python: config.python },
+    {
+      project: config.project,
+      serviceUser: host.serviceUser,
+      serviceGroup: host.serviceGroup,
+      lockArchive,
+      python: config.python,
+    },
     { ...onHost, dependsOn: host.bootstrap },
   );
   const env = new EnvFile(

@@ -33,33 +33,58 @@ export interface EnvSpec {
   hash: string;
   python: string;
   uvVersion: string;
+  /** sha256 of the pyproject.toml + uv.lock archive on stdin, checked before it is unpacked. */
+  archiveSha256: string;
+  /** The service user: packages' build steps run as it, never as root. */
+  user: string;
+  group: string;
 }
 
 /**
- * Builds venvs/<hash> from pyproject.toml + uv.lock (a tar.gz on stdin) with
- * `uv sync --frozen`. A finished environment carries `.ayna-complete`; one
- * without it (an interrupted build) is rebuilt from scratch.
+ * Builds venvs/<hash> from pyproject.toml + uv.lock (a tar.gz on stdin, its
+ * checksum verified first) with `uv sync --frozen`, run as the service user so
+ * no package's build step runs as root; the finished environment is then
+ * root's, read-only to the services. A finished environment carries
+ * `.ayna-complete`; one without it (an interrupted build) is rebuilt.
  */
 export function buildEnvCommand(s: EnvSpec): string {
   if (!/^[0-9a-f]{16,64}$/.test(s.hash)) throw new Error(`invalid environment hash ${s.hash}`);
+  if (!/^[0-9a-f]{64}$/.test(s.archiveSha256)) throw new Error(`invalid archive checksum ${s.archiveSha256}`);
   const target = `${paths.venvs(s.project)}/${s.hash}`;
   const complete = `${target}/.ayna-complete`;
+  const cache = `${paths.root(s.project)}/.uv-cache`;
+  const owner = `${s.user}:${s.group}`;
   const build = and(
     argv("rm", "-rf", target),
     "work=$(mktemp -d)",
-    'tar -xzf - -C "$work" pyproject.toml uv.lock',
-    `UV_PROJECT_ENVIRONMENT=${argv(target)} UV_PYTHON_DOWNLOADS=never UV_LINK_MODE=copy UV_CACHE_DIR=${argv(`${paths.root(s.project)}/.uv-cache`)} ` +
-      argv(
-        uvBinary(s.uvVersion),
-        "sync",
-        "--quiet",
-        "--frozen",
-        "--no-dev",
-        "--no-install-project",
-        "--python",
-        s.python,
-      ) +
-      ' --project "$work"',
+    `trap 'rm -rf "$work"' EXIT`,
+    'cat >"$work/lock.tar.gz"',
+    'got=$(sha256sum <"$work/lock.tar.gz" | cut -d" " -f1)',
+    `{ [ "$got" = ${argv(s.archiveSha256)} ] || { echo "lockfile archive: sha256 $got, expected ${s.archiveSha256} (damaged upload); nothing installed" >&2; exit 1; }; }`,
+    'tar -xzf "$work/lock.tar.gz" -C "$work" pyproject.toml uv.lock',
+    argv("install", "-d", "-o", s.user, "-g", s.group, target, cache),
+    argv("chown", "-R", owner, cache) + ' "$work"',
+    argv(
+      "runuser",
+      "-u",
+      s.user,
+      "--",
+      "env",
+      `HOME=${cache}`,
+      `UV_PROJECT_ENVIRONMENT=${target}`,
+      "UV_PYTHON_DOWNLOADS=never",
+      "UV_LINK_MODE=copy",
+      `UV_CACHE_DIR=${cache}`,
+      uvBinary(s.uvVersion),
+      "sync",
+      "--quiet",
+      "--frozen",
+      "--no-dev",
+      "--no-install-project",
+      "--python",
+      s.python,
+    ) + ' --project "$work"',
+    argv("chown", "-R", "root:root", target),
     'rm -rf "$work"',
     argv("touch", complete),
   );

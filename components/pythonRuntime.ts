@@ -10,6 +10,10 @@ export const defaultUvVersion = "0.13.9";
 
 export interface PythonRuntimeArgs {
   readonly project: string;
+  /** The service user; the environment is built as it (never as root). */
+  readonly serviceUser: string;
+  /** Its group. @default serviceUser */
+  readonly serviceGroup?: string;
   /** pyproject.toml + uv.lock packed once per run (`lockfileArchive`). */
   readonly lockArchive: Archive;
   /** Python MAJOR.MINOR for the venv. @default "3.13" */
@@ -44,7 +48,15 @@ export class PythonRuntime extends pulumi.ComponentResource {
     this.environment = new RemoteCommand(
       `${name}-env`,
       {
-        create: buildEnvCommand({ project: args.project, hash: this.envHash, python, uvVersion }),
+        create: buildEnvCommand({
+          project: args.project,
+          hash: this.envHash,
+          python,
+          uvVersion,
+          archiveSha256: this.lockArchive.sha256,
+          user: args.serviceUser,
+          group: args.serviceGroup ?? args.serviceUser,
+        }),
         stdinFile: this.lockArchive.path,
         triggers: [this.lockArchive.sha256],
         timeoutSeconds: 1800,

@@ -71,6 +71,19 @@ describe("venv/systemd mode: the sample app on a fresh host", function () {
     for (const l of ours) assert.match(l, /^LISTEN\s+\d+\s+\d+\s+127\.0\.0\.1:815[01]\s/, l);
   });
 
+  it("builds the Python environment as the service user, then leaves it root's and read-only to the services", async () => {
+    // uv's cache is written during the build only: its files belong to whoever ran uv.
+    const cacheOwners = await sh(host, `sudo find /opt/ayna/${project}/.uv-cache -type f -printf '%u\\n' | sort -u`);
+    assert.equal(cacheOwners.trim(), project, "uv ran as the service user");
+    const envOwners = await sh(host, `sudo find /opt/ayna/${project}/venvs -mindepth 1 -printf '%u\\n' | sort -u`);
+    assert.equal(envOwners.trim(), "root");
+    const writable = await sh(
+      host,
+      `sudo -u ${project} find /opt/ayna/${project}/venvs -mindepth 1 -writable -print -quit 2>/dev/null || true`,
+    );
+    assert.equal(writable.trim(), "", "the service user cannot change its environment");
+  });
+
   it("runs as the non-root service user from releases/current, env file 0600", async () => {
     const user = await sh(host, `ps -o user= -C gunicorn | sort -u`);
     assert.equal(user.trim(), project);

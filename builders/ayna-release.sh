@@ -2,20 +2,26 @@
 # ayna-release: the host-side release tool of one project, installed as
 # /opt/ayna/{project}/bin/ayna-release by ayna-deploy (standard v2.0 deploy
 # steps 1-9). Do not edit on a host: the next `pulumi up` rewrites it.
+# Run, it calls main; sourced (test/unit/releaseTool.test.ts), it only defines
+# its steps, so each can be called alone.
 # shellcheck disable=SC2154 # settings are rendered in place of the marker below
 set -euo pipefail
 umask 022
 export LC_ALL=C.UTF-8
 #@SETTINGS@
+# Only the unit tests set this, to work in a scratch tree. On a host nothing
+# does: the tool runs as a transient unit that gets AYNA_ACTOR alone.
+ROOT=${AYNA_RELEASE_ROOT:-$ROOT}
 RELEASES=$ROOT/releases
 VENVS=$ROOT/venvs
 LOCK=$ROOT/.deploy-lock
 AUDIT=$ROOT/logs/deploy-audit.log
+POLL_INTERVAL=0.3 # seconds between two health requests
 OWN_LOCK=
+HEALTH_ANSWER= # the last answer poll_health got, for the failure message
+APPLIED_AT=0
+declare -A RESTARTS=()
 
-# The tool runs as a transient systemd unit, so a client that disconnects does
-# not stop a deploy half way; writes to the gone client must not stop it either.
-trap '' PIPE
 say() { printf '%s\n' "$*" >&2 2>/dev/null || true; }
 result() { printf 'release=%s previous=%s\n' "$1" "$2" 2>/dev/null || true; }
 die() { say "ayna-release: $1"; exit "${2:-1}"; }
@@ -27,15 +33,23 @@ audit() { # result from to sha detail
   printf '%s\n' "$line" >>"$AUDIT"
 }
 
+# --- the deploy lock: a directory (mkdir is atomic) with its holder's info ---
+
+boot_id() { cat /proc/sys/kernel/random/boot_id; }
+
 lock_info() { cat "$LOCK/info" 2>/dev/null || echo "owner=unknown"; }
+
+lock_holder_gone() { # the holder's process has exited, or the host rebooted since
+  local pid boot
+  pid=$(sed -n 's/^pid=//p' "$LOCK/info" 2>/dev/null || true)
+  boot=$(sed -n 's/^boot=//p' "$LOCK/info" 2>/dev/null || true)
+  [ -n "$pid" ] && { [ "$boot" != "$(boot_id)" ] || ! kill -0 "$pid" 2>/dev/null; }
+}
 
 acquire_lock() { # reason
   local tries=0
   while ! mkdir "$LOCK" 2>/dev/null; do
-    local pid boot
-    pid=$(sed -n 's/^pid=//p' "$LOCK/info" 2>/dev/null || true)
-    boot=$(sed -n 's/^boot=//p' "$LOCK/info" 2>/dev/null || true)
-    if [ -n "$pid" ] && { [ "$boot" != "$(cat /proc/sys/kernel/random/boot_id)" ] || ! kill -0 "$pid" 2>/dev/null; }; then
+    if lock_holder_gone; then
       say "ayna-release: breaking a stale deploy lock (its holder is gone): $(lock_info | tr '\n' ' ')"
       rm -rf "$LOCK"
       continue
@@ -43,16 +57,17 @@ acquire_lock() { # reason
     tries=$((tries + 1))
     [ "$tries" = 1 ] && say "waiting for the deploy lock: $(lock_info | tr '\n' ' ')"
     if [ "$tries" -ge "$LOCK_WAIT" ]; then
-      die "another deploy has held the lock on $(hostname) for over \${LOCK_WAIT}s: $(lock_info | tr '\n' ' ')- if that deploy is dead, break the lock with: sudo $ROOT/bin/ayna-release unlock" 75
+      die "another deploy has held the lock on $(hostname) for over ${LOCK_WAIT}s: $(lock_info | tr '\n' ' ')- if that deploy is dead, break the lock with: sudo $ROOT/bin/ayna-release unlock" 75
     fi
     sleep 1
   done
   OWN_LOCK=1
-  printf 'owner=%s\nsince=%s\nreason=%s\npid=%s\nboot=%s\n' "${AYNA_ACTOR:-unknown}" "$(now)" "$1" "$$" "$(cat /proc/sys/kernel/random/boot_id)" >"$LOCK/info"
+  printf 'owner=%s\nsince=%s\nreason=%s\npid=%s\nboot=%s\n' "${AYNA_ACTOR:-unknown}" "$(now)" "$1" "$$" "$(boot_id)" >"$LOCK/info"
 }
 
 release_lock() { if [ -n "$OWN_LOCK" ]; then rm -rf "$LOCK"; OWN_LOCK=; fi; }
-trap 'stop_candidates; release_lock' EXIT
+
+# --- releases on disk ---
 
 serving() { if [ "$1" = none ]; then echo "nothing was serving before"; else echo "$1 is still serving"; fi; }
 
@@ -68,8 +83,24 @@ release_numbers() { # complete releases, ascending
   done | sort -n
 }
 
+available_releases() { release_numbers | sed 's/^/v/' | tr '\n' ' '; }
+
+next_release() { echo "v$(($(release_numbers | tail -n 1 | sed 's/^$/0/') + 1))"; }
+
 json_field() { # file key
   sed -n 's/.*"'"$2"'": *"\([^"]*\)".*/\1/p' "$1" | head -n 1
+}
+
+venv_of() { readlink -f "$RELEASES/$1/.venv" 2>/dev/null || true; }
+
+existing_release() { # checksum venv: the newest complete release of this archive on this environment, if any
+  local n
+  for n in $(release_numbers | sort -rn); do
+    if [ "$(json_field "$RELEASES/v$n/.ayna-release.json" checksum)" = "$1" ] && [ "$(basename "$(venv_of "v$n")")" = "$2" ]; then
+      echo "v$n"
+      return 0
+    fi
+  done
 }
 
 migrations_hash() { # dir: one hash over every migration file of the release
@@ -81,12 +112,11 @@ switch_to() { # release name; atomic: a new link renamed over the old one
   mv -Tf "$RELEASES/.current.tmp" "$RELEASES/current"
 }
 
+# --- services ---
+
 unit_of() { printf '%s-%s.service' "$PROJECT" "$1"; }
 
-venv_of() { readlink -f "$RELEASES/$1/.venv" 2>/dev/null || true; }
-
-declare -A RESTARTS=()
-APPLIED_AT=0
+enabled() { systemctl is-enabled --quiet "$1" 2>/dev/null; }
 
 apply_release() { # from to: make services serve 'to'
   local entry role port mode unit same_venv=1
@@ -95,7 +125,7 @@ apply_release() { # from to: make services serve 'to'
   for entry in "${SERVICES[@]}"; do
     IFS=: read -r role port mode _ <<<"$entry"
     unit=$(unit_of "$role")
-    systemctl is-enabled --quiet "$unit" 2>/dev/null || continue
+    enabled "$unit" || continue
     if ! systemctl is-active --quiet "$unit"; then
       systemctl start "$unit"
     elif [ "$mode" = hup ] && [ "$same_venv" = 1 ]; then
@@ -107,47 +137,73 @@ apply_release() { # from to: make services serve 'to'
   done
 }
 
-health_gate() { # release: every HTTP service answers 200 naming this release
-  local entry role port mode deadline url out passes
-  deadline=$(( $(date +%s) + HEALTH_TIMEOUT ))
-  for entry in "${SERVICES[@]}"; do
-    IFS=: read -r role port mode _ <<<"$entry"
-    [ -n "$port" ] || continue
-    systemctl is-enabled --quiet "$(unit_of "$role")" 2>/dev/null || continue
-    url="http://127.0.0.1:$port$HEALTH_PATH"
-    passes=0
-    while :; do
-      out=$(curl -fsS --max-time 2 "$url" 2>&1) && printf '%s' "$out" | grep -q '"release": *"'"$1"'"' && passes=$((passes + 1)) || passes=0
-      [ "$passes" -ge "$HEALTH_PASSES" ] && break
-      if [ "$(date +%s)" -ge "$deadline" ]; then
-        say "health check failed: $url did not answer 200 for release $1 within ${HEALTH_TIMEOUT}s; last answer: ${out:0:300}"
-        say "last log lines of $(unit_of "$role"):"
-        journalctl -u "$(unit_of "$role")" -n 20 --no-pager -o cat >&2 || true
-        return 1
-      fi
-      sleep 0.3
-    done
-    say "health ok: $url serves $1"
-  done
-  # Workers have no URL: they must be running and must not have restarted
-  # (crash-looped) since the release was applied.
-  for entry in "${SERVICES[@]}"; do
-    IFS=: read -r role port mode _ <<<"$entry"
-    [ -z "$port" ] || continue
-    systemctl is-enabled --quiet "$(unit_of "$role")" 2>/dev/null || continue
-    while [ "$(date +%s)" -lt $((APPLIED_AT + WORKER_SETTLE)) ]; do sleep 0.3; done
-    if ! systemctl is-active --quiet "$(unit_of "$role")" || [ "$(systemctl show -P NRestarts "$(unit_of "$role")")" != "${RESTARTS[$role]:-0}" ]; then
-      say "health check failed: $(unit_of "$role") is not running steadily"
-      journalctl -u "$(unit_of "$role")" -n 20 --no-pager -o cat >&2 || true
-      return 1
+names_release() { # answer release: does the health answer name this release?
+  local key='"release": *"'
+  [[ $1 =~ $key"$2"\" ]]
+}
+
+# The one health poll, for the candidates, the real ports after the switch and
+# the check after a rollback: HEALTH_PASSES answers in a row that name the
+# release. It fails at the deadline, or at once when the watched unit (a
+# candidate's) is no longer running; HEALTH_ANSWER keeps the last answer.
+poll_health() { # url release deadline [unit]
+  local url=$1 rel=$2 deadline=$3 unit=${4:-} passes=0
+  HEALTH_ANSWER=
+  while :; do
+    if HEALTH_ANSWER=$(curl -fsS --max-time 2 "$url" 2>&1) && names_release "$HEALTH_ANSWER" "$rel"; then
+      passes=$((passes + 1))
+    else
+      passes=0
     fi
-    say "health ok: $(unit_of "$role") running"
+    [ "$passes" -ge "$HEALTH_PASSES" ] && return 0
+    if [ "$(date +%s)" -ge "$deadline" ]; then return 1; fi
+    if [ -n "$unit" ] && ! systemctl is-active --quiet "$unit"; then return 1; fi
+    sleep "$POLL_INTERVAL"
   done
 }
 
-# Blue-green before the switch: each HTTP service of the new release runs as
-# a candidate on its reserved port and must answer healthy, naming the release,
-# before `current` moves; until then no request reaches the new code.
+health_gate() { # release: every HTTP service answers 200 naming it, every worker runs steadily
+  local rel=$1 entry role port mode unit url deadline
+  deadline=$(($(date +%s) + HEALTH_TIMEOUT))
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r role port mode _ <<<"$entry"
+    [ -n "$port" ] || continue
+    unit=$(unit_of "$role")
+    enabled "$unit" || continue
+    url="http://127.0.0.1:$port$HEALTH_PATH"
+    if ! poll_health "$url" "$rel" "$deadline"; then
+      say "health check failed: $url did not answer 200 for release $rel within ${HEALTH_TIMEOUT}s; last answer: ${HEALTH_ANSWER:0:300}"
+      say "last log lines of $unit:"
+      journalctl -u "$unit" -n 20 --no-pager -o cat >&2 || true
+      return 1
+    fi
+    say "health ok: $url serves $rel"
+  done
+  workers_steady
+}
+
+workers_steady() { # workers have no URL: running, and not restarted (crash-looped) since the release was applied
+  local entry role port mode unit
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r role port mode _ <<<"$entry"
+    [ -z "$port" ] || continue
+    unit=$(unit_of "$role")
+    enabled "$unit" || continue
+    while [ "$(date +%s)" -lt $((APPLIED_AT + WORKER_SETTLE)) ]; do sleep 0.3; done
+    if ! systemctl is-active --quiet "$unit" || [ "$(systemctl show -P NRestarts "$unit")" != "${RESTARTS[$role]:-0}" ]; then
+      say "health check failed: $unit is not running steadily"
+      journalctl -u "$unit" -n 20 --no-pager -o cat >&2 || true
+      return 1
+    fi
+    say "health ok: $unit running"
+  done
+}
+
+# --- candidates: blue-green before the switch ---
+# Each HTTP service of the new release runs as a candidate on its reserved port
+# and must answer healthy, naming the release, before `current` moves; until
+# then no request reaches the new code.
+
 candidate_unit() { printf '%s-%s-candidate.service' "$PROJECT" "$1"; }
 
 stop_candidates() {
@@ -160,10 +216,9 @@ stop_candidates() {
   done
 }
 
-candidate_check() { # dir release
-  local dir=$1 rel=$2 entry role port mode cport deadline url out passes ref
+start_candidates() { # dir
+  local dir=$1 entry role port mode cport ref
   local -a cmd
-  stop_candidates
   for entry in "${SERVICES[@]}"; do
     IFS=: read -r role port mode cport <<<"$entry"
     [ -n "$cport" ] || continue
@@ -176,7 +231,11 @@ candidate_check() { # dir release
       -p PrivateTmp=yes -p NoNewPrivileges=yes \
       -E PATH="$dir/.venv/bin:/usr/bin:/bin" -- "${cmd[@]//@RELEASE@/$dir}"
   done
-  # Workers have no port: their code must at least load, as it does at start.
+}
+
+workers_load() { # dir release: a worker has no port; its code must at least load, as it does at start
+  local dir=$1 rel=$2 entry role port mode cport ref out
+  local -a cmd
   for entry in "${SERVICES[@]}"; do
     IFS=: read -r role port mode cport <<<"$entry"
     declare -p "CHECK_$role" >/dev/null 2>&1 || continue
@@ -185,29 +244,32 @@ candidate_check() { # dir release
     if ! out=$(run_as_app "$dir" "${cmd[@]//@RELEASE@/$dir}" 2>&1); then
       say "health check failed: the $role code of release $rel does not load:"
       printf '%s\n' "$out" | tail -n 25 >&2 2>/dev/null || true
-      stop_candidates
       return 1
     fi
     say "candidate ok: $role code of $rel loads ($(printf '%s' "$out" | tail -n 1))"
   done
-  deadline=$(( $(date +%s) + HEALTH_TIMEOUT ))
+}
+
+candidate_check() { # dir release
+  local dir=$1 rel=$2 entry role port mode cport url deadline
+  stop_candidates
+  start_candidates "$dir"
+  if ! workers_load "$dir" "$rel"; then
+    stop_candidates
+    return 1
+  fi
+  deadline=$(($(date +%s) + HEALTH_TIMEOUT))
   for entry in "${SERVICES[@]}"; do
     IFS=: read -r role port mode cport <<<"$entry"
     [ -n "$cport" ] || continue
     url="http://127.0.0.1:$cport$HEALTH_PATH"
-    passes=0
-    while :; do
-      out=$(curl -fsS --max-time 2 "$url" 2>&1) && printf '%s' "$out" | grep -q '"release": *"'"$rel"'"' && passes=$((passes + 1)) || passes=0
-      [ "$passes" -ge "$HEALTH_PASSES" ] && break
-      if [ "$(date +%s)" -ge "$deadline" ] || ! systemctl is-active --quiet "$(candidate_unit "$role")"; then
-        say "health check failed: $role of release $rel did not answer 200 on its candidate port $cport ($url) within ${HEALTH_TIMEOUT}s; last answer: ${out:0:300}"
-        say "last log lines of the candidate:"
-        journalctl -u "$(candidate_unit "$role")" -n 25 --no-pager -o cat >&2 2>/dev/null || true
-        stop_candidates
-        return 1
-      fi
-      sleep 0.3
-    done
+    if ! poll_health "$url" "$rel" "$deadline" "$(candidate_unit "$role")"; then
+      say "health check failed: $role of release $rel did not answer 200 on its candidate port $cport ($url) within ${HEALTH_TIMEOUT}s; last answer: ${HEALTH_ANSWER:0:300}"
+      say "last log lines of the candidate:"
+      journalctl -u "$(candidate_unit "$role")" -n 25 --no-pager -o cat >&2 2>/dev/null || true
+      stop_candidates
+      return 1
+    fi
     say "candidate ok: $role of $rel is healthy on 127.0.0.1:$cport"
   done
   stop_candidates
@@ -223,6 +285,8 @@ run_as_app() { # dir command...: the service's user, env file and confinement
     -p PrivateTmp=yes -p NoNewPrivileges=yes \
     -E PATH="$dir/.venv/bin:/usr/bin:/bin" -- "$@"
 }
+
+# --- retention ---
 
 in_use_releases() { # releases a service's main process still has as its working directory
   local entry role port mode pid
@@ -241,9 +305,9 @@ env_in_use() { # venv dir: does a kept release use it?
   return 1
 }
 
-# Retention: keep the newest KEEP releases, and always current, previous and
-# any release a running service still works in; then environments no kept
-# release uses (an hour after they were built, so one being built is safe).
+# Keep the newest KEEP releases, and always current, previous and any release
+# a running service still works in; then environments no kept release uses
+# (an hour after they were built, so one being built is safe).
 prune() {
   local keep_list cur prev n d h in_use
   cur=$(current_release)
@@ -269,79 +333,51 @@ prune() {
   return 0
 }
 
-cmd_deploy() { # --sha S --checksum C --venv H [--reason R]; tar.gz on stdin
-  local sha="" checksum="" venv="" reason="deploy"
-  while [ $# -gt 0 ]; do case $1 in --sha) sha=$2; shift 2 ;; --checksum) checksum=$2; shift 2 ;; --venv) venv=$2; shift 2 ;; --reason) reason=$2; shift 2 ;; *) die "deploy: unknown flag $1" ;; esac; done
-  [[ "$checksum" =~ ^[0-9a-f]{64}$ ]] || die "deploy: --checksum must be a sha256"
-  [ -f "$VENVS/$venv/.ayna-complete" ] || die "deploy: environment $venv is not built"
-  acquire_lock "$reason"
-  local from to n dir tmp
-  from=$(current_release)
+# --- the deploy steps ---
 
-  # An archive already released (a rollback by re-applying old inputs) switches
-  # back to that release instead of building it again.
-  for n in $(release_numbers | sort -rn); do
-    if [ "$(json_field "$RELEASES/v$n/.ayna-release.json" checksum)" = "$checksum" ] && [ "$(basename "$(venv_of "v$n")")" = "$venv" ]; then
-      cat >/dev/null
-      to="v$n"
-      if [ "$to" = "$from" ]; then say "release $to is already current"; result "$to" "$(previous_release)"; return 0; fi
-      say "archive matches existing release $to: switching back to it"
-      activate "$from" "$to" "$sha" "switch"
-      return
-    fi
-  done
-
-  n=$(( $(release_numbers | tail -n 1 | sed 's/^$/0/') + 1 ))
-  to="v$n"
-  dir=$RELEASES/$to
-  tmp=$RELEASES/.$to.tmp
+unpack_release() { # to sha checksum venv; tar.gz on stdin. (1)-(3): the release directory and its environment
+  local to=$1 sha=$2 checksum=$3 venv=$4 tmp=$RELEASES/.$1.tmp
   rm -rf "$tmp"
   mkdir -p "$tmp"
-  # (1)-(2): new release directory; the archive's checksum is verified before use.
+  # The archive's checksum is verified before use.
   cat >"$tmp/.archive.tar.gz"
   [ "$(sha256sum "$tmp/.archive.tar.gz" | cut -d' ' -f1)" = "$checksum" ] ||
     { rm -rf "$tmp"; die "deploy: archive checksum mismatch (upload damaged); nothing changed"; }
   tar -xzf "$tmp/.archive.tar.gz" -C "$tmp" --no-same-owner
   rm -f "$tmp/.archive.tar.gz"
   printf '{"release": "%s", "sha": "%s", "checksum": "%s", "venv": "%s", "created": "%s"}\n' "$to" "$sha" "$checksum" "$venv" "$(now)" >"$tmp/.ayna-release.json.part"
-  # (3): the release's dependencies: the environment keyed by its lockfile.
+  # The release's dependencies: the environment keyed by its lockfile.
   ln -sfn "../../venvs/$venv" "$tmp/.venv"
   install -d -o "$SERVICE_USER" -g "$SERVICE_GROUP" -m 0750 "$tmp/staticfiles"
   chown -R root:"$SERVICE_GROUP" "$tmp"
   chown "$SERVICE_USER" "$tmp/staticfiles"
   chmod -R g+rX,o-rwx "$tmp"
-  mv -T "$tmp" "$dir"
-  # (4)-(5): migrations once per release and static files, before the switch,
-  # side by side. Migrations are skipped when the release's migration files are
+  mv -T "$tmp" "$RELEASES/$to"
+}
+
+prepare_release() { # from to sha. (4)-(5): migrations once per release and static files, before the switch
+  local from=$1 to=$2 sha=$3 dir=$RELEASES/$2 mig mig_pid="" static_pid
+  [ -f "$dir/manage.py" ] || return 0
+  # Side by side; migrations are skipped when the release's migration files are
   # exactly those the serving release already applied.
-  if [ -f "$dir/manage.py" ]; then
-    local mig mig_pid="" static_pid
-    mig=$(migrations_hash "$dir")
-    sed -i 's/}$/, "migrations": "'"$mig"'"}/' "$dir/.ayna-release.json.part"
-    if [ "$from" != none ] && [ "$(json_field "$RELEASES/$from/.ayna-release.json" migrations)" = "$mig" ]; then
-      say "migrations unchanged since $from: not run"
-    else
-      run_as_app "$dir" "$dir/.venv/bin/python" manage.py migrate --noinput >&2 &
-      mig_pid=$!
-    fi
-    run_as_app "$dir" "$dir/.venv/bin/python" manage.py collectstatic --noinput >&2 &
-    static_pid=$!
-    if [ -n "$mig_pid" ] && ! wait "$mig_pid"; then
-      wait "$static_pid" || true
-      rm -rf "$dir"
-      audit failed "$from" "$to" "$sha" "migrations failed"
-      die "deploy: migrations failed; $(serving "$from")" 4
-    fi
-    wait "$static_pid" ||
-      { rm -rf "$dir"; audit failed "$from" "$to" "$sha" "collectstatic failed"; die "deploy: collectstatic failed; $(serving "$from")" 4; }
+  mig=$(migrations_hash "$dir")
+  sed -i 's/}$/, "migrations": "'"$mig"'"}/' "$dir/.ayna-release.json.part"
+  if [ "$from" != none ] && [ "$(json_field "$RELEASES/$from/.ayna-release.json" migrations)" = "$mig" ]; then
+    say "migrations unchanged since $from: not run"
+  else
+    run_as_app "$dir" "$dir/.venv/bin/python" manage.py migrate --noinput >&2 &
+    mig_pid=$!
   fi
-  mv "$dir/.ayna-release.json.part" "$dir/.ayna-release.json"
-  if ! candidate_check "$dir" "$to"; then
-    touch "$dir/.ayna-failed"
-    audit failed "$from" "$to" "$sha" "candidate health check failed"
-    die "release $to failed its health check before the switch; $(serving "$from")" 3
+  run_as_app "$dir" "$dir/.venv/bin/python" manage.py collectstatic --noinput >&2 &
+  static_pid=$!
+  if [ -n "$mig_pid" ] && ! wait "$mig_pid"; then
+    wait "$static_pid" || true
+    rm -rf "$dir"
+    audit failed "$from" "$to" "$sha" "migrations failed"
+    die "deploy: migrations failed; $(serving "$from")" 4
   fi
-  activate "$from" "$to" "$sha" "deploy"
+  wait "$static_pid" ||
+    { rm -rf "$dir"; audit failed "$from" "$to" "$sha" "collectstatic failed"; die "deploy: collectstatic failed; $(serving "$from")" 4; }
 }
 
 activate() { # from to sha action: (6) switch, (7) reload, (8) health gate, (9) rollback
@@ -369,23 +405,55 @@ activate() { # from to sha action: (6) switch, (7) reload, (8) health gate, (9) 
   die "release $to failed its health check (first release: nothing to roll back to)" 3
 }
 
+# --- subcommands ---
+
+cmd_deploy() { # --sha S --checksum C --venv H [--reason R]; tar.gz on stdin
+  local sha="" checksum="" venv="" reason="deploy"
+  while [ $# -gt 0 ]; do case $1 in --sha) sha=$2; shift 2 ;; --checksum) checksum=$2; shift 2 ;; --venv) venv=$2; shift 2 ;; --reason) reason=$2; shift 2 ;; *) die "deploy: unknown flag $1" ;; esac; done
+  [[ "$checksum" =~ ^[0-9a-f]{64}$ ]] || die "deploy: --checksum must be a sha256"
+  [ -f "$VENVS/$venv/.ayna-complete" ] || die "deploy: environment $venv is not built"
+  acquire_lock "$reason"
+  local from to
+  from=$(current_release)
+  # An archive already released (a rollback by re-applying old inputs) switches
+  # back to that release instead of building it again.
+  to=$(existing_release "$checksum" "$venv")
+  if [ -n "$to" ]; then
+    cat >/dev/null
+    if [ "$to" = "$from" ]; then say "release $to is already current"; result "$to" "$(previous_release)"; return 0; fi
+    say "archive matches existing release $to: switching back to it"
+    activate "$from" "$to" "$sha" "switch"
+    return
+  fi
+  to=$(next_release)
+  unpack_release "$to" "$sha" "$checksum" "$venv"
+  prepare_release "$from" "$to" "$sha"
+  mv "$RELEASES/$to/.ayna-release.json.part" "$RELEASES/$to/.ayna-release.json"
+  if ! candidate_check "$RELEASES/$to" "$to"; then
+    touch "$RELEASES/$to/.ayna-failed"
+    audit failed "$from" "$to" "$sha" "candidate health check failed"
+    die "release $to failed its health check before the switch; $(serving "$from")" 3
+  fi
+  activate "$from" "$to" "$sha" "deploy"
+}
+
 cmd_rollback() { # [--to vN]
   local to=""
   while [ $# -gt 0 ]; do case $1 in --to) to=$2; shift 2 ;; *) die "rollback: unknown flag $1" ;; esac; done
-  acquire_lock "rollback to \${to:-previous}"
+  acquire_lock "rollback to ${to:-previous}"
   local from
   from=$(current_release)
   [ -n "$to" ] || to=$(previous_release)
   [ -n "$to" ] || die "rollback: no previous release recorded"
   if [ "$to" = "$from" ]; then say "release $to is already current"; result "$to" "$(previous_release)"; return 0; fi
   [ -f "$RELEASES/$to/.ayna-release.json" ] ||
-    die "rollback: release $to does not exist on $(hostname) (pruned or never deployed); available: $(release_numbers | sed 's/^/v/' | tr '\n' ' ')"
-  [ ! -f "$RELEASES/$to/.ayna-failed" ] || die "rollback: release $to failed its health check when it was deployed; pick another (available: $(release_numbers | sed 's/^/v/' | tr '\n' ' '))"
+    die "rollback: release $to does not exist on $(hostname) (pruned or never deployed); available: $(available_releases)"
+  [ ! -f "$RELEASES/$to/.ayna-failed" ] || die "rollback: release $to failed its health check when it was deployed; pick another (available: $(available_releases))"
   activate "$from" "$to" "$(json_field "$RELEASES/$to/.ayna-release.json" sha)" "rollback"
 }
 
 cmd_status() {
-  printf 'current=%s\nprevious=%s\nreleases=%s\n' "$(current_release)" "$(cat "$ROOT/.previous-release" 2>/dev/null || true)" "$(release_numbers | sed 's/^/v/' | tr '\n' ' ')"
+  printf 'current=%s\nprevious=%s\nreleases=%s\n' "$(current_release)" "$(previous_release)" "$(available_releases)"
   if [ -d "$LOCK" ]; then printf 'lock: %s\n' "$(lock_info | tr '\n' ' ')"; fi
 }
 
@@ -395,14 +463,23 @@ cmd_unlock() {
   rm -rf "$LOCK"
 }
 
-[ "$(id -u)" = 0 ] || die "must run as root (through sudo)"
-mkdir -p "$RELEASES" "$VENVS" "$ROOT/logs"
-sub=${1:-}
-[ $# -gt 0 ] && shift
-case $sub in
-  deploy) cmd_deploy "$@" ;;
-  rollback) cmd_rollback "$@" ;;
-  status) cmd_status ;;
-  unlock) cmd_unlock ;;
-  *) die "usage: ayna-release deploy|rollback|status|unlock" ;;
-esac
+main() {
+  # The tool runs as a transient systemd unit, so a client that disconnects
+  # does not stop a deploy half way; writes to the gone client must not stop it
+  # either.
+  trap '' PIPE
+  trap 'stop_candidates; release_lock' EXIT
+  [ "$(id -u)" = 0 ] || die "must run as root (through sudo)"
+  mkdir -p "$RELEASES" "$VENVS" "$ROOT/logs"
+  local sub=${1:-}
+  [ $# -gt 0 ] && shift
+  case $sub in
+    deploy) cmd_deploy "$@" ;;
+    rollback) cmd_rollback "$@" ;;
+    status) cmd_status ;;
+    unlock) cmd_unlock ;;
+    *) die "usage: ayna-release deploy|rollback|status|unlock" ;;
+  esac
+}
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then main "$@"; fi

@@ -53,7 +53,8 @@ function assign(name: string, value: string | number): string {
 
 const template = fs.readFileSync(path.join(__dirname, "ayna-release.sh"), "utf8");
 
-export function renderReleaseTool(s: ReleaseToolSpec): string {
+/** The settings block the tool starts with: one shell assignment per line, every value quoted. */
+export function renderReleaseSettings(s: ReleaseToolSpec): string {
   const settings = [
     assign("PROJECT", s.project),
     assign("ROOT", paths.root(s.project)),
@@ -75,6 +76,10 @@ export function renderReleaseTool(s: ReleaseToolSpec): string {
       .filter((x) => x.checkCommand)
       .map((x) => `CHECK_${x.role}=(${x.checkCommand!.map((w) => argv(w)).join(" ")})`),
   ];
+  return settings.join("\n") + "\n";
+}
+
+export function renderReleaseTool(s: ReleaseToolSpec): string {
   if (!template.includes("\n#@SETTINGS@\n")) throw new Error("ayna-release.sh lost its #@SETTINGS@ marker");
-  return template.replace("\n#@SETTINGS@\n", () => `\n${settings.join("\n")}\n`);
+  return template.replace("\n#@SETTINGS@\n", () => `\n${renderReleaseSettings(s)}`);
 }

@@ -5,8 +5,18 @@ import { bootstrapCommand, pythonCheck } from "../../builders/bootstrap";
 import { buildEnvCommand, installUvCommand } from "../../builders/python";
 import { activateUnitCommand, deactivateUnitCommand } from "../../builders/systemd";
 import { parseToolResult, toolCommand } from "../../components/release";
-import { renderReleaseTool } from "../../builders/releaseTool";
+import { ReleaseToolSpec, renderReleaseSettings, renderReleaseTool } from "../../builders/releaseTool";
 import { assertGolden } from "../support/golden";
+
+const envSpec = {
+  project: "demoapp",
+  hash: "0123456789abcdef01234567",
+  python: "3.13",
+  uvVersion: "0.13.9",
+  archiveSha256: "ab".repeat(32),
+  user: "demoapp",
+  group: "demoapp",
+};
 
 describe("host command builders (golden files)", () => {
   it("bootstrap: Python check first, then only missing packages, user, the standard's tree", () => {
@@ -36,15 +46,9 @@ describe("host command builders (golden files)", () => {
 
   it("uv and the lockfile-keyed environment", () => {
     assertGolden("install-uv.sh", installUvCommand("0.13.9") + "\n");
-    assertGolden(
-      "build-env.sh",
-      buildEnvCommand({ project: "demoapp", hash: "0123456789abcdef01234567", python: "3.13", uvVersion: "0.13.9" }) +
-        "\n",
-    );
-    assert.throws(
-      () => buildEnvCommand({ project: "demoapp", hash: "../x", python: "3.13", uvVersion: "0.13.9" }),
-      /invalid environment hash/,
-    );
+    assertGolden("build-env.sh", buildEnvCommand({ ...envSpec, hash: "0123456789abcdef01234567" }) + "\n");
+    assert.throws(() => buildEnvCommand({ ...envSpec, hash: "../x" }), /invalid environment hash/);
+    assert.throws(() => buildEnvCommand({ ...envSpec, archiveSha256: "$(reboot)" }), /invalid archive checksum/);
   });
 
   it("systemd activation reloads the manager only when the unit changed", () => {
@@ -65,8 +69,8 @@ describe("host command builders (golden files)", () => {
     assert.deepEqual(parseToolResult(undefined), { release: "", previous: "" });
   });
 
-  it("renders the host-side release tool with its settings quoted (golden)", () => {
-    const tool = renderReleaseTool({
+  it("renders the release tool's settings block quoted (golden) in place of the template's marker", () => {
+    const spec: ReleaseToolSpec = {
       project: "demoapp",
       stage: "production",
       user: "demoapp",
@@ -85,8 +89,11 @@ describe("host command builders (golden files)", () => {
       healthPath: "/health",
       healthTimeoutSeconds: 60,
       healthPasses: 2,
-    });
-    assertGolden("ayna-release.sh", tool);
+    };
+    // The script's steps are tested by running them (releaseTool.test.ts); only the settings are golden.
+    assertGolden("ayna-release-settings.sh", renderReleaseSettings(spec));
+    const tool = renderReleaseTool(spec);
+    assert.ok(tool.includes(`\n${renderReleaseSettings(spec)}`) && !tool.includes("#@SETTINGS@"));
     assert.match(tool, /^SERVICES=\(web:8150:hup:8155 celery::restart:\)$/m);
     assert.match(
       tool,

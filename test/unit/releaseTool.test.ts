@@ -1,0 +1,868 @@
+// The host-side release tool (builders/ayna-release.sh), one step at a time.
+// Each test renders the tool into a scratch directory and runs bash that
+// sources it (or runs it as a program) with the project root moved there
+// (AYNA_RELEASE_ROOT) and systemctl, systemd-run, curl and journalctl replaced
+// by stubs on PATH: they log their arguments, with the release `current`
+// pointed to at the time, and answer from files the test writes.
+import { strict as assert } from "node:assert";
+import { ChildProcess, spawn, spawnSync } from "node:child_process";
+import * as crypto from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { ReleaseToolSpec, renderReleaseTool } from "../../builders/releaseTool";
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+interface Call {
+  /** The release `current` pointed to when the stub was called. */
+  current: string;
+  /** The command and its arguments, space-separated. */
+  line: string;
+}
+
+const webCandidate = ["@RELEASE@/.venv/bin/gunicorn", "--bind", "127.0.0.1:8155", "config.wsgi:application"];
+
+const baseSpec: ReleaseToolSpec = {
+  project: "demoapp",
+  stage: "production",
+  // The deploy step chowns to the service user; the tests run as root.
+  user: "root",
+  group: "root",
+  services: [
+    { role: "web", port: 8150, reload: "hup", candidatePort: 8155, candidateCommand: webCandidate },
+    { role: "celery", reload: "restart", checkCommand: ["/bin/sh", "-c", "echo celery app loads"] },
+  ],
+  keep: 3,
+  healthPath: "/health",
+  healthTimeoutSeconds: 10,
+  healthPasses: 2,
+  workerSettleSeconds: 0,
+  lockWaitSeconds: 1,
+};
+
+// Every stub starts by logging "<current>\t<name> <args>".
+const logCall = `#!/bin/bash
+cur=$(basename "$(readlink "$AYNA_RELEASE_ROOT/releases/current" 2>/dev/null || echo none)")
+printf '%s\\t%s\\n' "$cur" "$(basename "$0") $*" >>"$STUB_DIR/calls.log"
+`;
+
+const stubs: Record<string, string> = {
+  // State lives in files: disabled/<unit>, inactive/<unit>, show/<unit>.<property>.
+  systemctl: `case "$1" in
+  is-enabled) test ! -e "$STUB_DIR/disabled/$3" ;;
+  is-active) test ! -e "$STUB_DIR/inactive/$3" ;;
+  show) cat "$STUB_DIR/show/$4.$3" 2>/dev/null || echo 0 ;;
+esac
+`,
+  // curl/<port> holds one answer per request, the last one repeated: "200 <body>" or an HTTP error status.
+  curl: `for url; do :; done
+port=$(printf '%s' "$url" | sed -n 's|^http://127.0.0.1:\\([0-9]*\\)/.*|\\1|p')
+f="$STUB_DIR/curl/$port"
+[ -f "$f" ] || { echo "curl: (7) Failed to connect to 127.0.0.1 port $port" >&2; exit 7; }
+n=$(( $(cat "$f.n" 2>/dev/null || echo 0) + 1 ))
+echo "$n" >"$f.n"
+line=$(sed -n "$n"p "$f")
+[ -n "$line" ] || line=$(tail -n 1 "$f")
+case "$line" in
+  "200 "*) printf '%s' "$line" | cut -c5- | tr -d '\\n' ;;
+  *) echo "curl: (22) The requested URL returned error: $line" >&2; exit 22 ;;
+esac
+`,
+  journalctl: `echo "last words of $2"
+`,
+  // --wait runs the command after "--" (run_as_app); otherwise it only starts a unit.
+  "systemd-run": `case " $* " in *" --wait "*) ;; *) exit 0 ;; esac
+while [ "$#" -gt 0 ] && [ "$1" != -- ]; do shift; done
+shift
+exec "$@"
+`,
+};
+
+// For the switch test: ln and mv log which of their arguments are symlinks, then run for real.
+const linkLogger = `for a; do if [ -L "$a" ]; then echo "$a -> $(readlink "$a")" >>"$STUB_DIR/links.log"; fi; done
+exec "/usr/bin/$(basename "$0")" "$@"
+`;
+
+const bootId = fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+
+/** A scratch host: the rendered tool, a project root, stubs and their state. */
+class Sandbox {
+  readonly root: string;
+  readonly stubDir: string;
+  readonly tool: string;
+  private readonly helpers: ChildProcess[] = [];
+
+  constructor(
+    readonly dir: string,
+    spec: ReleaseToolSpec,
+  ) {
+    this.root = path.join(dir, "root");
+    this.stubDir = path.join(dir, "stub");
+    this.tool = path.join(dir, "ayna-release");
+    fs.mkdirSync(path.join(this.stubDir, "bin"), { recursive: true });
+    for (const d of ["curl", "disabled", "inactive", "show"]) fs.mkdirSync(path.join(this.stubDir, d));
+    for (const [name, body] of Object.entries(stubs)) this.stub(name, body);
+    fs.writeFileSync(path.join(this.stubDir, "calls.log"), "");
+    fs.writeFileSync(this.tool, renderReleaseTool(spec), { mode: 0o755 });
+  }
+
+  stub(name: string, body: string): void {
+    fs.writeFileSync(path.join(this.stubDir, "bin", name), logCall + body, { mode: 0o755 });
+  }
+
+  /** The directories main creates before any step runs. */
+  tree(): void {
+    for (const d of ["releases", "venvs", "logs"]) fs.mkdirSync(path.join(this.root, d), { recursive: true });
+  }
+
+  /** A complete release vN on an environment (built), optionally marked failed. */
+  release(name: string, opts: { venv?: string; checksum?: string; sha?: string; failed?: boolean } = {}): string {
+    const venv = opts.venv ?? "envA";
+    const dir = path.join(this.root, "releases", name);
+    this.tree();
+    fs.mkdirSync(dir);
+    this.env(venv);
+    fs.symlinkSync(`../../venvs/${venv}`, path.join(dir, ".venv"));
+    fs.writeFileSync(
+      path.join(dir, ".ayna-release.json"),
+      `{"release": "${name}", "sha": "${opts.sha ?? `sha-${name}`}", "checksum": "${opts.checksum ?? ""}", "venv": "${venv}"}\n`,
+    );
+    if (opts.failed) fs.writeFileSync(path.join(dir, ".ayna-failed"), "");
+    return dir;
+  }
+
+  /** A built environment under venvs/. */
+  env(name: string): string {
+    const dir = path.join(this.root, "venvs", name);
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, ".ayna-complete"), "");
+    return dir;
+  }
+
+  setCurrent(name: string): void {
+    fs.mkdirSync(path.join(this.root, "releases"), { recursive: true });
+    fs.symlinkSync(name, path.join(this.root, "releases", "current"));
+  }
+
+  current(): string {
+    return fs.readlinkSync(path.join(this.root, "releases", "current"));
+  }
+
+  setPrevious(name: string): void {
+    fs.writeFileSync(path.join(this.root, ".previous-release"), `${name}\n`);
+  }
+
+  releases(): string[] {
+    return fs.readdirSync(path.join(this.root, "releases")).sort();
+  }
+
+  /** What curl answers on a port, one request after another (the last answer repeats). */
+  answers(port: number, ...answers: string[]): void {
+    fs.writeFileSync(path.join(this.stubDir, "curl", String(port)), answers.join("\n") + "\n");
+    fs.rmSync(path.join(this.stubDir, "curl", `${port}.n`), { force: true });
+  }
+
+  state(file: string, content = ""): void {
+    fs.writeFileSync(path.join(this.stubDir, file), content);
+  }
+
+  calls(command?: string): Call[] {
+    return fs
+      .readFileSync(path.join(this.stubDir, "calls.log"), "utf8")
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => {
+        const [current = "", line = ""] = l.split("\t");
+        return { current, line: line.trimEnd() };
+      })
+      .filter((c) => !command || c.line.split(" ")[0] === command);
+  }
+
+  /** Lines of a file under the project root. */
+  lines(file: string): string[] {
+    return fs.readFileSync(path.join(this.root, file), "utf8").trimEnd().split("\n");
+  }
+
+  exists(file: string): boolean {
+    return fs.existsSync(path.join(this.root, file));
+  }
+
+  /** A process kept running for the test (a lock holder, a service's main process). */
+  helper(cmd: string[], cwd?: string): number {
+    const p = spawn(cmd[0]!, cmd.slice(1), { cwd, stdio: "ignore" });
+    this.helpers.push(p);
+    return p.pid!;
+  }
+
+  /** Bash that sources the tool (so main does not run) and then runs `script`. */
+  source(script: string, input?: Buffer): Promise<Run> {
+    // Short pauses between health requests: the tests' answers come at once.
+    return this.run(["bash", "-c", `source "$TOOL"\nPOLL_INTERVAL=0.01\n${script}`], input);
+  }
+
+  /** The tool run as a program, as components/release.ts runs it on a host. */
+  program(args: string[], input?: Buffer): Promise<Run> {
+    return this.run([this.tool, ...args], input);
+  }
+
+  private run(cmd: string[], input?: Buffer): Promise<Run> {
+    const env = {
+      PATH: `${path.join(this.stubDir, "bin")}:/usr/sbin:/usr/bin:/sbin:/bin`,
+      HOME: this.dir,
+      TOOL: this.tool,
+      STUB_DIR: this.stubDir,
+      AYNA_RELEASE_ROOT: this.root,
+      AYNA_ACTOR: "tester@ci",
+    };
+    return new Promise((resolve, reject) => {
+      const child = spawn(cmd[0]!, cmd.slice(1), { env, cwd: this.dir, stdio: ["pipe", "pipe", "pipe"] });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+      child.stdin.on("error", () => undefined); // a script that does not read its input
+      const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+      child.on("error", reject);
+      child.on("close", (code) => {
+        clearTimeout(timer);
+        resolve({ code: code ?? -1, stdout, stderr });
+      });
+      child.stdin.end(input ?? "");
+    });
+  }
+
+  cleanup(): void {
+    for (const p of this.helpers) p.kill("SIGKILL");
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+const sandboxes: Sandbox[] = [];
+
+function sandbox(overrides: Partial<ReleaseToolSpec> = {}): Sandbox {
+  // realpath: the tool compares resolved environment paths with the ones it lists.
+  const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), "ayna-release-test-")));
+  const sb = new Sandbox(dir, { ...baseSpec, ...overrides });
+  sandboxes.push(sb);
+  return sb;
+}
+
+const healthy = (release: string) => `200 {"status": "ok", "release": "${release}"}`;
+const far = "$(( $(date +%s) + 60 ))";
+
+/** A code archive (tar.gz of a one-file app) and its sha256. */
+function archive(dir: string, tag: string): { data: Buffer; checksum: string } {
+  const src = path.join(dir, `app-${tag}`);
+  fs.mkdirSync(src);
+  fs.writeFileSync(path.join(src, "app.py"), `TAG = ${JSON.stringify(tag)}\n`);
+  const file = path.join(dir, `app-${tag}.tar.gz`);
+  const r = spawnSync("tar", ["-czf", file, "-C", src, "."]);
+  assert.equal(r.status, 0, String(r.stderr));
+  const data = fs.readFileSync(file);
+  return { data, checksum: crypto.createHash("sha256").update(data).digest("hex") };
+}
+
+function deployArgs(a: { checksum: string }, sha: string, venv = "envA"): string[] {
+  return ["deploy", "--sha", sha, "--checksum", a.checksum, "--venv", venv];
+}
+
+afterEach(() => {
+  for (const sb of sandboxes.splice(0)) sb.cleanup();
+});
+
+describe("ayna-release: the script", () => {
+  it("sourcing it defines the steps and runs nothing (main runs only when executed)", async () => {
+    const sb = sandbox();
+    const r = await sb.source("declare -F main poll_health acquire_lock switch_to activate prune >/dev/null");
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(sb.calls(), []);
+    assert.equal(fs.existsSync(sb.root), false, "main would have created the project tree");
+  });
+});
+
+describe("ayna-release: health poll", () => {
+  it("passes on the HEALTH_PASSES-th healthy answer in a row; an unhealthy answer restarts the count", async () => {
+    const sb = sandbox({ healthPasses: 3 });
+    sb.answers(8150, healthy("v2"), "503", healthy("v2"), healthy("v2"), healthy("v2"), "503");
+    const r = await sb.source(`poll_health http://127.0.0.1:8150/health v2 ${far}`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(
+      sb.calls("curl").map((c) => c.line),
+      new Array<string>(5).fill("curl -fsS --max-time 2 http://127.0.0.1:8150/health"),
+    );
+  });
+
+  it("counts only answers that name the expected release (v1, v22 and a 200 without a release do not count for v2)", async () => {
+    const sb = sandbox({ healthPasses: 2 });
+    // Were v1, v22 or the bare 200 counted, two in a row would come at request 2, 4 or 6.
+    sb.answers(
+      8150,
+      healthy("v2"),
+      healthy("v1"),
+      healthy("v2"),
+      healthy("v22"),
+      healthy("v2"),
+      '200 {"status": "ok"}',
+      healthy("v2"),
+      healthy("v2"),
+    );
+    const r = await sb.source(`poll_health http://127.0.0.1:8150/health v2 ${far}`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(sb.calls("curl").length, 8);
+  });
+
+  it("fails once its deadline has passed, keeping the last answer for the message", async () => {
+    const sb = sandbox();
+    sb.answers(8150, "503");
+    const r = await sb.source(
+      'rc=0; poll_health http://127.0.0.1:8150/health v2 "$(date +%s)" || rc=$?; echo "rc=$rc answer=$HEALTH_ANSWER"',
+    );
+    assert.equal(r.stdout, "rc=1 answer=curl: (22) The requested URL returned error: 503\n");
+    assert.equal(sb.calls("curl").length, 1);
+  });
+
+  it("fails at once, long before its deadline, when the watched candidate unit is no longer running", async () => {
+    const sb = sandbox();
+    sb.answers(8155, "503");
+    sb.state("inactive/demoapp-web-candidate.service");
+    const started = Date.now();
+    const r = await sb.source(
+      `rc=0; poll_health http://127.0.0.1:8155/health v2 ${far} demoapp-web-candidate.service || rc=$?; echo "rc=$rc"`,
+    );
+    assert.equal(r.stdout, "rc=1\n");
+    assert.equal(sb.calls("curl").length, 1);
+    assert.ok(Date.now() - started < 10_000);
+  });
+
+  it("is the one poll used for candidates, for the real ports after the switch and for the check after a rollback", async () => {
+    // Deadlines are whole seconds, so a 1 s timeout may leave no time at all; a poll that must pass gets 2.
+    const sb = sandbox({ healthTimeoutSeconds: 2 });
+    sb.release("v1");
+    const v2 = sb.release("v2");
+    sb.setCurrent("v1");
+    sb.answers(8155, healthy("v2"));
+    sb.answers(8150, healthy("v1")); // the real port never serves v2: rolled back
+    const r = await sb.source(`
+      eval "real_$(declare -f poll_health)"
+      poll_health() { echo "poll_health $1 $2 watching=\${4:-none}" >>"$STUB_DIR/polls.log"; real_poll_health "$@"; }
+      candidate_check ${v2} v2
+      activate v1 v2 sha2 deploy`);
+    assert.equal(r.code, 3, r.stderr);
+    assert.deepEqual(fs.readFileSync(path.join(sb.stubDir, "polls.log"), "utf8").trimEnd().split("\n"), [
+      "poll_health http://127.0.0.1:8155/health v2 watching=demoapp-web-candidate.service",
+      "poll_health http://127.0.0.1:8150/health v2 watching=none",
+      "poll_health http://127.0.0.1:8150/health v1 watching=none",
+    ]);
+  });
+
+  it("health gate after the switch: on timeout it names the URL, release, timeout and last answer, then the unit's last log lines", async () => {
+    const sb = sandbox({ healthTimeoutSeconds: 1 });
+    sb.answers(8150, "503");
+    const r = await sb.source('rc=0; health_gate v2 || rc=$?; echo "rc=$rc"');
+    assert.equal(r.stdout, "rc=1\n");
+    assert.equal(
+      r.stderr,
+      "health check failed: http://127.0.0.1:8150/health did not answer 200 for release v2 within 1s; " +
+        "last answer: curl: (22) The requested URL returned error: 503\n" +
+        "last log lines of demoapp-web.service:\n" +
+        "last words of demoapp-web.service\n",
+    );
+    assert.deepEqual(
+      sb.calls("journalctl").map((c) => c.line),
+      ["journalctl -u demoapp-web.service -n 20 --no-pager -o cat"],
+    );
+  });
+
+  it("health gate: a worker that restarted since the release was applied fails as not running steadily", async () => {
+    const sb = sandbox();
+    sb.answers(8150, healthy("v2"));
+    const r = await sb.source(`
+      apply_release v1 v2
+      echo 1 >"$STUB_DIR/show/demoapp-celery.service.NRestarts"
+      rc=0; health_gate v2 || rc=$?; echo "rc=$rc"`);
+    assert.equal(r.stdout, "rc=1\n");
+    assert.match(r.stderr, /^health check failed: demoapp-celery\.service is not running steadily$/m);
+  });
+});
+
+describe("ayna-release: candidates before the switch", () => {
+  it("starts each HTTP service's new code as a transient unit on its reserved port, as the service user with the env file", async () => {
+    const sb = sandbox();
+    const v2 = sb.release("v2");
+    sb.answers(8155, healthy("v2"));
+    const r = await sb.source(`candidate_check ${v2} v2`);
+    assert.equal(r.code, 0, r.stderr);
+    const started = sb.calls("systemd-run").filter((c) => !c.line.includes("--wait"));
+    assert.deepEqual(
+      started.map((c) => c.line),
+      [
+        "systemd-run --quiet --collect --service-type=exec --unit=demoapp-web-candidate.service --uid=root --gid=root " +
+          `-p EnvironmentFile=/opt/ayna/demoapp/shared/.env.production -p WorkingDirectory=${v2} ` +
+          `-p ProtectSystem=strict -p ReadWritePaths=${sb.root}/shared ${sb.root}/logs -p PrivateTmp=yes -p NoNewPrivileges=yes ` +
+          `-E PATH=${v2}/.venv/bin:/usr/bin:/bin -- ${v2}/.venv/bin/gunicorn --bind 127.0.0.1:8155 config.wsgi:application`,
+      ],
+    );
+    assert.match(r.stderr, /^candidate ok: web of v2 is healthy on 127\.0\.0\.1:8155$/m);
+  });
+
+  it("stops the candidates once they have passed", async () => {
+    const sb = sandbox();
+    const v2 = sb.release("v2");
+    sb.answers(8155, healthy("v2"));
+    const r = await sb.source(`candidate_check ${v2} v2`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(
+      sb
+        .calls("systemctl")
+        .slice(-2)
+        .map((c) => c.line),
+      ["systemctl stop demoapp-web-candidate.service", "systemctl reset-failed demoapp-web-candidate.service"],
+    );
+  });
+
+  it("a candidate that never answers healthy fails naming role, release and candidate port, and is stopped", async () => {
+    const sb = sandbox({ healthTimeoutSeconds: 1 });
+    const v2 = sb.release("v2");
+    sb.answers(8155, "500");
+    const r = await sb.source(`rc=0; candidate_check ${v2} v2 || rc=$?; echo "rc=$rc"`);
+    assert.equal(r.stdout, "rc=1\n");
+    assert.match(
+      r.stderr,
+      /^health check failed: web of release v2 did not answer 200 on its candidate port 8155 \(http:\/\/127\.0\.0\.1:8155\/health\) within 1s; last answer: curl: \(22\) The requested URL returned error: 500\nlast log lines of the candidate:\nlast words of demoapp-web-candidate\.service$/m,
+    );
+    assert.equal(sb.calls("systemctl").at(-2)?.line, "systemctl stop demoapp-web-candidate.service");
+  });
+
+  it("a worker whose code does not load fails before any candidate is polled, showing its output", async () => {
+    const sb = sandbox({
+      services: [
+        { role: "web", port: 8150, reload: "hup", candidatePort: 8155, candidateCommand: webCandidate },
+        {
+          role: "celery",
+          reload: "restart",
+          checkCommand: ["/bin/sh", "-c", "echo 'RuntimeError: v2 worker cannot start' >&2; exit 1"],
+        },
+      ],
+    });
+    const v2 = sb.release("v2");
+    sb.answers(8155, healthy("v2"));
+    const r = await sb.source(`rc=0; candidate_check ${v2} v2 || rc=$?; echo "rc=$rc"`);
+    assert.equal(r.stdout, "rc=1\n");
+    assert.match(
+      r.stderr,
+      /^health check failed: the celery code of release v2 does not load:\nRuntimeError: v2 worker cannot start$/m,
+    );
+    assert.deepEqual(sb.calls("curl"), []);
+  });
+});
+
+describe("ayna-release: deploy lock", () => {
+  it("takes a free lock, recording actor, reason, this process's pid and the boot id", async () => {
+    const sb = sandbox();
+    sb.tree();
+    const r = await sb.source('acquire_lock "deploy of abc"; echo "$$"');
+    assert.equal(r.code, 0, r.stderr);
+    const info = sb.lines(".deploy-lock/info");
+    assert.equal(info[0], "owner=tester@ci");
+    assert.match(info[1]!, /^since=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    assert.deepEqual(info.slice(2), ["reason=deploy of abc", `pid=${r.stdout.trim()}`, `boot=${bootId}`]);
+  });
+
+  it("is refused with exit 75 after LOCK_WAIT seconds while a live process holds it, naming the holder and the unlock command", async () => {
+    const sb = sandbox({ lockWaitSeconds: 1 });
+    const holder = `owner=bob\nsince=2026-01-01T00:00:00Z\nreason=deploy\npid=${process.pid}\nboot=${bootId}\n`;
+    fs.mkdirSync(path.join(sb.root, ".deploy-lock"), { recursive: true });
+    fs.writeFileSync(path.join(sb.root, ".deploy-lock", "info"), holder);
+    const r = await sb.source('acquire_lock deploy; echo "taken"');
+    assert.equal(r.code, 75);
+    assert.equal(r.stdout, "");
+    const held = holder.replace(/\n/g, " ");
+    assert.equal(
+      r.stderr,
+      `waiting for the deploy lock: ${held}\n` +
+        `ayna-release: another deploy has held the lock on ${os.hostname()} for over 1s: ${held}- ` +
+        `if that deploy is dead, break the lock with: sudo ${sb.root}/bin/ayna-release unlock\n`,
+    );
+    assert.equal(fs.readFileSync(path.join(sb.root, ".deploy-lock", "info"), "utf8"), holder, "bob's lock stays");
+  });
+
+  it("breaks a lock whose holder process is gone and takes it", async () => {
+    const sb = sandbox();
+    const dead = spawnSync("true").pid; // exited and reaped
+    fs.mkdirSync(path.join(sb.root, ".deploy-lock"), { recursive: true });
+    fs.writeFileSync(path.join(sb.root, ".deploy-lock", "info"), `owner=bob\npid=${dead}\nboot=${bootId}\n`);
+    const r = await sb.source('acquire_lock deploy; echo "$$"');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /^ayna-release: breaking a stale deploy lock \(its holder is gone\): owner=bob /m);
+    assert.ok(sb.lines(".deploy-lock/info").includes(`pid=${r.stdout.trim()}`));
+  });
+
+  it("breaks a lock taken before the host last booted, even when its pid is in use again", async () => {
+    const sb = sandbox();
+    fs.mkdirSync(path.join(sb.root, ".deploy-lock"), { recursive: true });
+    fs.writeFileSync(
+      path.join(sb.root, ".deploy-lock", "info"),
+      `owner=bob\npid=${process.pid}\nboot=00000000-0000-0000-0000-000000000000\n`,
+    );
+    const r = await sb.source('acquire_lock deploy; echo "$$"');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /breaking a stale deploy lock/);
+    assert.ok(sb.lines(".deploy-lock/info").includes(`pid=${r.stdout.trim()}`));
+  });
+
+  it("a waiting deploy takes the lock once its live holder exits", async () => {
+    const sb = sandbox();
+    const holder = sb.helper(["sleep", "1.5"]);
+    fs.mkdirSync(path.join(sb.root, ".deploy-lock"), { recursive: true });
+    fs.writeFileSync(path.join(sb.root, ".deploy-lock", "info"), `owner=bob\npid=${holder}\nboot=${bootId}\n`);
+    const r = await sb.source('LOCK_WAIT=10; acquire_lock deploy; echo "$$"');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /^waiting for the deploy lock: owner=bob /m);
+    assert.match(r.stderr, /^ayna-release: breaking a stale deploy lock \(its holder is gone\)/m);
+    assert.ok(sb.lines(".deploy-lock/info").includes(`pid=${r.stdout.trim()}`));
+  });
+
+  it("a run that fails after taking the lock leaves no lock behind", async () => {
+    const sb = sandbox();
+    const r = await sb.program(["rollback"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^ayna-release: rollback: no previous release recorded$/m);
+    assert.equal(sb.exists(".deploy-lock"), false);
+  });
+
+  it("status shows a held lock and unlock breaks it by hand", async () => {
+    const sb = sandbox();
+    fs.mkdirSync(path.join(sb.root, ".deploy-lock"), { recursive: true });
+    fs.writeFileSync(path.join(sb.root, ".deploy-lock", "info"), `owner=bob\npid=${process.pid}\nboot=${bootId}\n`);
+    const status = await sb.program(["status"]);
+    assert.match(status.stdout, new RegExp(`^lock: owner=bob pid=${process.pid} boot=${bootId} $`, "m"));
+    const unlock = await sb.program(["unlock"]);
+    assert.equal(unlock.code, 0, unlock.stderr);
+    assert.match(unlock.stderr, /^breaking deploy lock: owner=bob /m);
+    assert.equal(sb.exists(".deploy-lock"), false);
+  });
+});
+
+describe("ayna-release: the switch of current", () => {
+  it("renames a temporary symlink over current (ln -sfn to .current.tmp, then mv -T); current is never removed", async () => {
+    const sb = sandbox();
+    sb.release("v1");
+    sb.release("v2");
+    sb.setCurrent("v1");
+    sb.stub("ln", linkLogger);
+    sb.stub("mv", linkLogger);
+    const r = await sb.source("switch_to v2");
+    assert.equal(r.code, 0, r.stderr);
+    const releases = path.join(sb.root, "releases");
+    assert.deepEqual(
+      sb.calls().map((c) => c.line),
+      [`ln -sfn v2 ${releases}/.current.tmp`, `mv -Tf ${releases}/.current.tmp ${releases}/current`],
+    );
+    assert.deepEqual(
+      fs.readFileSync(path.join(sb.stubDir, "links.log"), "utf8").trimEnd().split("\n"),
+      [`${releases}/.current.tmp -> v2`, `${releases}/current -> v1`],
+      "at the rename the temporary link already points to v2 and current still to v1",
+    );
+    assert.equal(sb.current(), "v2");
+    assert.equal(sb.exists("releases/.current.tmp"), false);
+  });
+
+  it("a reader never finds current missing while it is switched back and forth", async () => {
+    const sb = sandbox();
+    sb.release("v1");
+    sb.release("v2");
+    sb.setCurrent("v1");
+    const r = await sb.source(`
+      ( missing=0; for _ in $(seq 50000); do [ -L "$RELEASES/current" ] || missing=$((missing + 1)); done
+        echo "missing=$missing" ) &
+      reader=$!
+      switches=0
+      while kill -0 "$reader" 2>/dev/null; do switch_to v2; switch_to v1; switches=$((switches + 2)); done
+      wait "$reader"
+      echo "switches=$switches"`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^missing=0$/m);
+    assert.ok(Number(/switches=(\d+)/.exec(r.stdout)?.[1]) >= 10, r.stdout);
+  });
+});
+
+describe("ayna-release: applying a release to the services", () => {
+  it("reloads HUP services on an unchanged environment, restarts them on a new one; starts inactive units, skips disabled ones", async () => {
+    const sb = sandbox({
+      services: [
+        { role: "web", port: 8150, reload: "hup" },
+        { role: "api", port: 8151, reload: "hup" },
+        { role: "celery", reload: "restart" },
+        { role: "beat", reload: "restart" },
+      ],
+    });
+    sb.release("v1", { venv: "envA" });
+    sb.release("v2", { venv: "envA" });
+    sb.release("v3", { venv: "envB" });
+    sb.state("inactive/demoapp-api.service");
+    sb.state("disabled/demoapp-beat.service");
+    const r = await sb.source("apply_release v1 v2; echo ---; apply_release v2 v3");
+    assert.equal(r.code, 0, r.stderr);
+    const actions = sb
+      .calls("systemctl")
+      .map((c) => c.line)
+      .filter((l) => /^systemctl (start|reload|restart) /.test(l));
+    assert.deepEqual(actions, [
+      "systemctl reload demoapp-web.service",
+      "systemctl start demoapp-api.service",
+      "systemctl restart demoapp-celery.service",
+      "systemctl restart demoapp-web.service",
+      "systemctl start demoapp-api.service",
+      "systemctl restart demoapp-celery.service",
+    ]);
+  });
+});
+
+describe("ayna-release: rollback", () => {
+  it("a release failing the gate after the switch is switched back, the services reloaded onto the old release, and that one checked", async () => {
+    const sb = sandbox({ healthTimeoutSeconds: 2 });
+    sb.release("v1");
+    sb.release("v2");
+    sb.setCurrent("v1");
+    sb.answers(8150, healthy("v1"));
+    const r = await sb.source("activate v1 v2 sha2 deploy");
+    assert.equal(r.code, 3, r.stderr);
+    assert.equal(sb.current(), "v1");
+    assert.deepEqual(
+      sb
+        .calls("systemctl")
+        .filter((c) => /^systemctl (start|reload|restart) /.test(c.line))
+        .map((c) => `${c.current}: ${c.line}`),
+      [
+        "v2: systemctl reload demoapp-web.service",
+        "v2: systemctl restart demoapp-celery.service",
+        "v1: systemctl reload demoapp-web.service",
+        "v1: systemctl restart demoapp-celery.service",
+      ],
+    );
+    assert.match(r.stderr, /^rolling back to v1\n(.*\n)*health ok: http:\/\/127\.0\.0\.1:8150\/health serves v1$/m);
+  });
+
+  it("a release rolled back after the switch exits 3 saying so, is marked failed and audited as rolled-back; no result line", async () => {
+    const sb = sandbox({ healthTimeoutSeconds: 2 });
+    sb.release("v1");
+    sb.release("v2");
+    sb.setCurrent("v1");
+    sb.answers(8150, healthy("v1"));
+    const r = await sb.source("activate v1 v2 sha2 deploy");
+    assert.equal(r.code, 3);
+    assert.equal(r.stdout, "");
+    assert.match(r.stderr, /ayna-release: release v2 failed its health check and was rolled back; v1 is serving\n$/);
+    assert.ok(sb.exists("releases/v2/.ayna-failed"));
+    assert.match(
+      sb.lines("logs/deploy-audit.log").at(-1)!,
+      /^\S+Z\tactor=tester@ci\tfrom=v1\tto=v2\tsha=sha2\tresult=rolled-back\thealth check failed$/,
+    );
+  });
+
+  it("a first release failing the gate has nothing to roll back to: exit 3, audited failed", async () => {
+    const sb = sandbox({ healthTimeoutSeconds: 1 });
+    sb.release("v1");
+    sb.answers(8150, "502");
+    const r = await sb.source("activate none v1 sha1 deploy");
+    assert.equal(r.code, 3);
+    assert.match(
+      r.stderr,
+      /ayna-release: release v1 failed its health check \(first release: nothing to roll back to\)\n$/,
+    );
+    assert.match(sb.lines("logs/deploy-audit.log").at(-1)!, /\tfrom=none\tto=v1\tsha=sha1\tresult=failed\t/);
+  });
+
+  it("the rollback command switches to the previous release, reloads the services onto it and prints release=v1 previous=v2", async () => {
+    const sb = sandbox();
+    sb.release("v1");
+    sb.release("v2");
+    sb.setCurrent("v2");
+    sb.setPrevious("v1");
+    sb.answers(8150, healthy("v1"));
+    const r = await sb.program(["rollback"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(sb.current(), "v1");
+    assert.deepEqual(
+      sb
+        .calls("systemctl")
+        .filter((c) => /^systemctl (start|reload|restart) /.test(c.line))
+        .map((c) => `${c.current}: ${c.line}`),
+      ["v1: systemctl reload demoapp-web.service", "v1: systemctl restart demoapp-celery.service"],
+    );
+    assert.equal(r.stdout, "release=v1 previous=v2\n");
+  });
+
+  it("the rollback command refuses a release that is not on the host, or that failed, listing those available", async () => {
+    const sb = sandbox();
+    sb.release("v1");
+    sb.release("v2", { failed: true });
+    sb.release("v3");
+    sb.setCurrent("v3");
+    const unknown = await sb.program(["rollback", "--to", "v9"]);
+    assert.equal(unknown.code, 1);
+    assert.match(
+      unknown.stderr,
+      new RegExp(
+        `^ayna-release: rollback: release v9 does not exist on ${os.hostname()} \\(pruned or never deployed\\); available: v1 v2 v3 $`,
+        "m",
+      ),
+    );
+    const failed = await sb.program(["rollback", "--to", "v2"]);
+    assert.equal(failed.code, 1);
+    assert.match(
+      failed.stderr,
+      /^ayna-release: rollback: release v2 failed its health check when it was deployed; pick another \(available: v1 v2 v3 \)$/m,
+    );
+    assert.equal(sb.current(), "v3");
+  });
+});
+
+describe("ayna-release: retention", () => {
+  it("keeps the newest KEEP releases and always current, previous and one a service process runs in; removes the others", async () => {
+    const sb = sandbox({ keep: 3 });
+    for (let n = 1; n <= 8; n++) sb.release(`v${n}`);
+    fs.mkdirSync(path.join(sb.root, "releases", ".v9.tmp"));
+    sb.setCurrent("v2");
+    sb.setPrevious("v1");
+    const pid = sb.helper(["sleep", "30"], path.join(sb.root, "releases", "v4"));
+    sb.state("show/demoapp-celery.service.MainPID", `${pid}\n`);
+    const r = await sb.source("prune");
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(sb.releases(), ["current", "v1", "v2", "v4", "v6", "v7", "v8"]);
+    assert.deepEqual(r.stderr.trimEnd().split("\n"), ["pruned release v3", "pruned release v5"]);
+  });
+
+  it("removes environments no kept release uses once they are an hour old; keeps used and fresh ones", async () => {
+    const sb = sandbox({ keep: 3 });
+    sb.release("v1", { venv: "envD" });
+    sb.release("v2", { venv: "envA" });
+    sb.release("v3", { venv: "envA" });
+    sb.release("v4", { venv: "envA" });
+    sb.setCurrent("v4");
+    sb.setPrevious("v3");
+    sb.env("envB");
+    sb.env("envC");
+    const hoursAgo = new Date(Date.now() - 2 * 3600_000);
+    for (const e of ["envA", "envB", "envD"]) fs.utimesSync(path.join(sb.root, "venvs", e), hoursAgo, hoursAgo);
+    const r = await sb.source("prune");
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(fs.readdirSync(path.join(sb.root, "venvs")).sort(), ["envA", "envC"]);
+  });
+});
+
+describe("ayna-release: deploy", () => {
+  it("prints release=vN previous=vM as its only line on stdout: release=v1 previous= first, then release=v2 previous=v1", async () => {
+    const sb = sandbox();
+    sb.env("envA");
+    const a1 = archive(sb.dir, "one");
+    const a2 = archive(sb.dir, "two");
+    sb.answers(8155, healthy("v1"));
+    sb.answers(8150, healthy("v1"));
+    const first = await sb.program(deployArgs(a1, "sha1"), a1.data);
+    assert.equal(first.code, 0, first.stderr);
+    assert.equal(first.stdout, "release=v1 previous=\n");
+    sb.answers(8155, healthy("v2"));
+    sb.answers(8150, healthy("v2"));
+    const second = await sb.program(deployArgs(a2, "sha2"), a2.data);
+    assert.equal(second.code, 0, second.stderr);
+    assert.equal(second.stdout, "release=v2 previous=v1\n");
+  });
+
+  it("unpacks the archive into releases/vN with its metadata and environment link, and leaves no lock", async () => {
+    const sb = sandbox();
+    sb.env("envA");
+    const a1 = archive(sb.dir, "one");
+    sb.answers(8155, healthy("v1"));
+    sb.answers(8150, healthy("v1"));
+    const r = await sb.program(deployArgs(a1, "sha1"), a1.data);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(fs.readFileSync(path.join(sb.root, "releases", "v1", "app.py"), "utf8"), 'TAG = "one"\n');
+    assert.equal(fs.readlinkSync(path.join(sb.root, "releases", "v1", ".venv")), "../../venvs/envA");
+    assert.match(
+      sb.lines("releases/v1/.ayna-release.json")[0]!,
+      new RegExp(
+        `^\\{"release": "v1", "sha": "sha1", "checksum": "${a1.checksum}", "venv": "envA", "created": "\\S+Z"\\}$`,
+      ),
+    );
+    assert.equal(sb.current(), "v1");
+    assert.equal(sb.exists(".deploy-lock"), false);
+  });
+
+  it("appends one audit line per release: time, actor, from, to, sha, result and action", async () => {
+    const sb = sandbox();
+    sb.env("envA");
+    const a1 = archive(sb.dir, "one");
+    const a2 = archive(sb.dir, "two");
+    sb.answers(8155, healthy("v1"));
+    sb.answers(8150, healthy("v1"));
+    await sb.program(deployArgs(a1, "sha1"), a1.data);
+    sb.answers(8155, healthy("v2"));
+    sb.answers(8150, healthy("v2"));
+    await sb.program(deployArgs(a2, "sha2"), a2.data);
+    const audit = sb.lines("logs/deploy-audit.log");
+    assert.equal(audit.length, 2);
+    assert.match(
+      audit[0]!,
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\tactor=tester@ci\tfrom=none\tto=v1\tsha=sha1\tresult=ok\tdeploy$/,
+    );
+    assert.match(audit[1]!, /^\S+Z\tactor=tester@ci\tfrom=v1\tto=v2\tsha=sha2\tresult=ok\tdeploy$/);
+  });
+
+  it("an archive already released is switched back to, not unpacked again", async () => {
+    const sb = sandbox();
+    sb.env("envA");
+    const a1 = archive(sb.dir, "one");
+    const a2 = archive(sb.dir, "two");
+    sb.answers(8155, healthy("v1"));
+    sb.answers(8150, healthy("v1"));
+    await sb.program(deployArgs(a1, "sha1"), a1.data);
+    sb.answers(8155, healthy("v2"));
+    sb.answers(8150, healthy("v2"));
+    await sb.program(deployArgs(a2, "sha2"), a2.data);
+    sb.answers(8150, healthy("v1"));
+    const r = await sb.program(deployArgs(a1, "sha1"), a1.data);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /^archive matches existing release v1: switching back to it$/m);
+    assert.equal(sb.current(), "v1");
+    assert.deepEqual(sb.releases(), ["current", "v1", "v2"]);
+    assert.equal(r.stdout, "release=v1 previous=v2\n");
+  });
+
+  it("refuses an archive whose checksum does not match: exit 1, no release directory left, nothing switched", async () => {
+    const sb = sandbox();
+    sb.env("envA");
+    const a1 = archive(sb.dir, "one");
+    const r = await sb.program(deployArgs(a1, "sha1"), Buffer.concat([a1.data, Buffer.from("x")]));
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^ayna-release: deploy: archive checksum mismatch \(upload damaged\); nothing changed$/m);
+    assert.deepEqual(sb.releases(), []);
+    assert.deepEqual(sb.calls("curl"), []);
+  });
+
+  it("a release whose candidate fails is never switched to: exit 3, current unchanged, marked failed, audited", async () => {
+    const sb = sandbox({ healthTimeoutSeconds: 1 });
+    sb.release("v1", { checksum: "0".repeat(64) });
+    sb.setCurrent("v1");
+    const a2 = archive(sb.dir, "two");
+    sb.answers(8155, "500");
+    const r = await sb.program(deployArgs(a2, "sha2"), a2.data);
+    assert.equal(r.code, 3);
+    assert.match(
+      r.stderr,
+      /^ayna-release: release v2 failed its health check before the switch; v1 is still serving$/m,
+    );
+    assert.equal(sb.current(), "v1");
+    assert.ok(sb.calls().every((c) => c.current === "v1"));
+    assert.ok(sb.exists("releases/v2/.ayna-failed"));
+    assert.match(
+      sb.lines("logs/deploy-audit.log").at(-1)!,
+      /\tfrom=v1\tto=v2\tsha=sha2\tresult=failed\tcandidate health check failed$/,
+    );
+  });
+});

@@ -421,6 +421,18 @@ cmd_deploy() { # --sha S --checksum C --venv H [--reason R]; tar.gz on stdin
   if [ -n "$to" ]; then
     cat >/dev/null
     if [ "$to" = "$from" ]; then say "release $to is already current"; result "$to" "$(previous_release)"; return 0; fi
+    if [ -f "$RELEASES/$to/.ayna-failed" ]; then
+      # A release that failed its gate is never served on the strength of an
+      # earlier attempt: its candidates must pass again first.
+      say "archive matches release $to, which failed its health check before: checking its candidates again"
+      if ! candidate_check "$RELEASES/$to" "$to"; then
+        audit failed "$from" "$to" "$sha" "candidate health check failed again"
+        die "release $to failed its health check again before the switch; $(serving "$from")" 3
+      fi
+      rm -f "$RELEASES/$to/.ayna-failed"
+      activate "$from" "$to" "$sha" "deploy"
+      return
+    fi
     say "archive matches existing release $to: switching back to it"
     activate "$from" "$to" "$sha" "switch"
     return

@@ -865,4 +865,42 @@ describe("ayna-release: deploy", () => {
       /\tfrom=v1\tto=v2\tsha=sha2\tresult=failed\tcandidate health check failed$/,
     );
   });
+
+  it("a release that failed its candidate check is checked again when the same archive comes back, never just switched to", async () => {
+    const sb = sandbox({ healthTimeoutSeconds: 1 });
+    sb.release("v1", { checksum: "0".repeat(64) });
+    sb.setCurrent("v1");
+    const a2 = archive(sb.dir, "two");
+    sb.answers(8155, "500");
+    assert.equal((await sb.program(deployArgs(a2, "sha2"), a2.data)).code, 3);
+    // The same inputs again (a plain `up` after the failure): still unhealthy, so still refused.
+    const again = await sb.program(deployArgs(a2, "sha2"), a2.data);
+    assert.equal(again.code, 3, again.stderr);
+    assert.match(
+      again.stderr,
+      /^ayna-release: release v2 failed its health check again before the switch; v1 is still serving$/m,
+    );
+    assert.equal(sb.current(), "v1");
+    assert.ok(sb.exists("releases/v2/.ayna-failed"));
+    assert.equal(again.stdout, "", "no result line: the stack records no success");
+  });
+
+  it("a failed release whose candidates now pass is served, and no longer marked failed", async () => {
+    const sb = sandbox({ healthTimeoutSeconds: 2 });
+    sb.release("v1", { checksum: "0".repeat(64) });
+    sb.setCurrent("v1");
+    const a2 = archive(sb.dir, "two");
+    sb.answers(8155, "500");
+    assert.equal((await sb.program(deployArgs(a2, "sha2"), a2.data)).code, 3);
+    sb.answers(8155, healthy("v2"));
+    sb.answers(8156, healthy("v2"));
+    sb.answers(8150, healthy("v2"));
+    sb.answers(8151, healthy("v2"));
+    const r = await sb.program(deployArgs(a2, "sha2"), a2.data);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /checking its candidates again/);
+    assert.equal(sb.current(), "v2");
+    assert.ok(!sb.exists("releases/v2/.ayna-failed"));
+    assert.equal(r.stdout, "release=v2 previous=v1\n");
+  });
 });

@@ -1,28 +1,17 @@
 import * as pulumi from "@pulumi/pulumi";
 import { BootstrapSpec, bootstrapCommand } from "../builders/bootstrap";
 import { paths } from "../standard/paths";
-import { Provider } from "../sdk/provider";
+import { Provider, ProviderArgs } from "../sdk/provider";
 import { RemoteCommand } from "../sdk/remoteCommand";
 import { RemoteFile } from "../sdk/remoteFile";
 import { standardVersion } from "../standard/variables";
 
 export { standardVersion };
 
-export interface HostArgs {
+/** How the host is reached (the fields of its provider), and what it must have. */
+export interface HostArgs extends ProviderArgs {
   /** Project name; the host gets `/opt/ayna/{project}/`. */
   readonly project: string;
-  /** Address SSH connects to. */
-  readonly address: pulumi.Input<string>;
-  /** SSH port. @default 22 */
-  readonly port?: pulumi.Input<number>;
-  /** Login user; needs passwordless sudo unless root. @default "deploy" */
-  readonly user?: pulumi.Input<string>;
-  /** SSH private key (secret). */
-  readonly privateKey: pulumi.Input<string>;
-  /** Pinned host public key, the host's identity. Required unless `insecureIgnoreHostKey`. */
-  readonly hostKey?: pulumi.Input<string>;
-  /** @default false */
-  readonly insecureIgnoreHostKey?: pulumi.Input<boolean>;
   /** Non-root user the services run as. @default project */
   readonly serviceUser?: string;
   /** Its group. @default serviceUser */
@@ -63,6 +52,8 @@ export class Host extends pulumi.ComponentResource {
         privateKey: args.privateKey,
         hostKey: args.hostKey,
         insecureIgnoreHostKey: args.insecureIgnoreHostKey ?? false,
+        connectTimeoutSeconds: args.connectTimeoutSeconds,
+        connectAttempts: args.connectAttempts,
       },
       { parent: this },
     );

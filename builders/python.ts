@@ -84,7 +84,9 @@ export function buildEnvCommand(s: EnvSpec): string {
       "--python",
       s.python,
     ) + ' --project "$work"',
+    // uv leaves some files (its .lock) writable by everyone; the services only read.
     argv("chown", "-R", "root:root", target),
+    argv("chmod", "-R", "go-w", target),
     'rm -rf "$work"',
     argv("touch", complete),
   );

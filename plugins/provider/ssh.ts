@@ -179,6 +179,8 @@ class Pooled {
 interface Running {
   c: Connection;
   pid?: number;
+  /** Set before a cancel stops the command, so its end reads as cancelled, not as a failure. */
+  cancelled?: boolean;
   stop: (why: string) => void;
 }
 
@@ -203,6 +205,7 @@ export class SshPool implements Executor {
 
   async cancelAll(): Promise<void> {
     const all = [...this.running];
+    for (const r of all) r.cancelled = true;
     await Promise.all(all.map((r) => this.stopOnHost(r)));
     for (const r of all) r.stop("cancelled");
   }
@@ -298,6 +301,7 @@ export class SshPool implements Executor {
           }
         });
         stream.on("close", (code: number | null, signal?: string) => {
+          if (running.cancelled) return running.stop("cancelled");
           clearTimeout(backstop);
           this.running.delete(running);
           if (done) return;

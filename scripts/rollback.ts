@@ -4,35 +4,52 @@
 // to --to vN): pins it in the stack config (release.pin) and runs a new
 // update through the Automation API, so history stays linear and auditable.
 // The hosts switch to the old release directory with its old Python
-// environment; nothing is reinstalled. A release no longer on a host is refused.
+// environment; nothing is reinstalled. A release no longer on a host, or one
+// that failed, is refused, and the stack config is then left byte for byte as
+// it was. `make rollback` calls rollback() below.
 import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { LocalWorkspace, Stack } from "@pulumi/pulumi/automation";
 import { pulumiBinary, repoRoot } from "./lib/toolchain";
 
-interface Args {
+export interface Args {
   stack: string;
   to?: string;
+  /** Absolute path of the stack's config file, when it is not Pulumi.<stack>.yaml beside Pulumi.yaml. */
   configFile?: string;
 }
 
-export function parseArgs(argv: string[]): Args {
+const usage = "usage: rollback --stack STACK [--to vN] [--config-file FILE]";
+
+/**
+ * Parses the flags the way pulumi spells them (`--stack S`, `--stack=S`, `-s S`).
+ * A relative --config-file is relative to where the command was typed: npm
+ * runs scripts from the package root and says where it was started in INIT_CWD.
+ */
+export function parseArgs(argv: string[], cwd = process.env.INIT_CWD ?? process.cwd()): Args {
   const out: Partial<Args> = {};
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const next = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
+    const arg = argv[i]!;
+    const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
+    const flag = eq < 0 ? arg : arg.slice(0, eq);
+    const value = (): string => {
+      const v = eq < 0 ? argv[++i] : arg.slice(eq + 1);
+      if (v === undefined || v === "") throw new Error(`${flag} needs a value; ${usage}`);
       return v;
     };
-    if (a === "--stack") out.stack = next();
-    else if (a === "--to") out.to = next();
-    else if (a === "--config-file") out.configFile = path.resolve(next());
-    else throw new Error(`unknown argument ${a}; usage: rollback --stack STAGE [--to vN] [--config-file FILE]`);
+    if (flag === "--stack" || flag === "-s") out.stack = value();
+    else if (flag === "--to") out.to = value();
+    else if (flag === "--config-file") out.configFile = path.resolve(cwd, value());
+    else throw new Error(`unknown argument ${arg}; ${usage}`);
   }
-  if (!out.stack) throw new Error("--stack is required; usage: rollback --stack STAGE [--to vN]");
+  if (!out.stack) throw new Error(`--stack is required; ${usage}`);
   if (out.to !== undefined && !/^v[1-9][0-9]*$/.test(out.to))
     throw new Error(`--to ${out.to}: expected a release such as v2`);
+  // pulumi would create a missing config file holding nothing but the pin, and
+  // the update would then fail on a config without project or hosts.
+  if (out.configFile !== undefined && !fs.existsSync(out.configFile))
+    throw new Error(`--config-file ${out.configFile}: no such file`);
   return out as Args;
 }
 
@@ -54,8 +71,13 @@ export function chooseTarget(hosts: HostOutput[], to?: string): string {
   return previous[0];
 }
 
-async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+/** The file `pulumi config set` writes for these args (the CLI's own rule when no --config-file). */
+export function configFileOf(args: Args): string {
+  return args.configFile ?? path.join(repoRoot, `Pulumi.${args.stack.split("/").pop()}.yaml`);
+}
+
+/** Rolls back; throws with the reason. The stack config is changed only when the rollback succeeded. */
+export async function rollback(args: Args): Promise<void> {
   const bin = pulumiBinary();
   process.env.PATH = `${path.dirname(bin)}:${process.env.PATH ?? ""}`;
   process.env.PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK = "true";
@@ -72,39 +94,78 @@ async function main(): Promise<void> {
   const now = hosts.map((h) => `${h.name}: ${h.release}`).join(", ");
   process.stdout.write(`rolling ${args.stack} back to ${target} (now ${now})\n`);
 
-  // The config file may live outside the workspace (--config-file), which the
-  // Automation API's setConfig cannot address: the CLI sets the pin.
-  execFileSync(
-    bin,
-    [
-      "config",
-      "set",
-      "--path",
-      "release.pin",
-      target,
-      "--stack",
-      args.stack,
-      "--non-interactive",
-      ...(args.configFile ? ["--config-file", args.configFile] : []),
-    ],
-    { cwd: repoRoot, stdio: ["ignore", "inherit", "inherit"] },
-  );
-  const res = await stack.up({
-    configFile: args.configFile,
-    message: `rollback to ${target}`,
-    onOutput: (s) => process.stdout.write(s),
-  });
-  const after = (res.outputs["hosts"]?.value ?? []) as HostOutput[];
-  const seconds = ((Date.now() - started) / 1000).toFixed(1);
-  process.stdout.write(
-    `rolled back to ${target} in ${seconds}s: ${after.map((h) => `${h.name}: ${h.release}`).join(", ")}\n` +
-      `release.pin=${target} stays in the stack config; remove it (pulumi config rm --path release.pin) to deploy the source again.\n`,
-  );
+  // Kept byte for byte: whatever stops the rollback (a refusal on a host, a
+  // failed health check, Ctrl-C) puts the file back as it was.
+  const configFile = configFileOf(args);
+  const saved = fs.existsSync(configFile) ? fs.readFileSync(configFile) : undefined;
+  const abort = new AbortController();
+  const onSignal = (): void => abort.abort();
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  let done = false;
+  try {
+    // The config file may live outside the workspace (--config-file), which the
+    // Automation API's setConfig cannot address: the CLI sets the pin.
+    execFileSync(
+      bin,
+      [
+        "config",
+        "set",
+        "--path",
+        "release.pin",
+        target,
+        "--stack",
+        args.stack,
+        "--non-interactive",
+        ...(args.configFile ? ["--config-file", args.configFile] : []),
+      ],
+      { cwd: repoRoot, stdio: ["ignore", "inherit", "inherit"] },
+    );
+    const res = await stack.up({
+      configFile: args.configFile,
+      message: `rollback to ${target}`,
+      onOutput: (s) => process.stdout.write(s),
+      onError: (s) => process.stderr.write(s),
+      signal: abort.signal,
+      // With secrets, the summary's `stack history --show-secrets` runs without
+      // --config-file and writes a stray Pulumi.<stack>.yaml beside Pulumi.yaml.
+      showSecrets: false,
+    });
+    done = true;
+    const after = (res.outputs["hosts"]?.value ?? []) as HostOutput[];
+    const seconds = ((Date.now() - started) / 1000).toFixed(1);
+    process.stdout.write(
+      `rolled back to ${target} in ${seconds}s: ${after.map((h) => `${h.name}: ${h.release}`).join(", ")}\n` +
+        `release.pin=${target} stays in the stack config; remove it (pulumi config rm --path release.pin) to deploy the source again.\n`,
+    );
+  } catch (err) {
+    // The update's own output (streamed above) says why; the error repeats all of it.
+    const why = abort.signal.aborted ? "interrupted" : "the update failed (its output is above)";
+    throw new Error(`rollback to ${target} did not complete: ${why}; ${restore(configFile, saved)}`, {
+      cause: err,
+    });
+  } finally {
+    process.removeListener("SIGINT", onSignal);
+    process.removeListener("SIGTERM", onSignal);
+    if (!done && abort.signal.aborted) process.exitCode = 130;
+  }
+}
+
+function restore(file: string, saved: Buffer | undefined): string {
+  try {
+    if (saved === undefined) fs.rmSync(file, { force: true });
+    else if (!fs.existsSync(file) || !fs.readFileSync(file).equals(saved)) fs.writeFileSync(file, saved);
+    return `the stack config (${file}) is as it was`;
+  } catch (e) {
+    return `restoring ${file} failed (${e instanceof Error ? e.message : String(e)}): remove release.pin by hand`;
+  }
 }
 
 if (require.main === module) {
-  main().catch((err: unknown) => {
-    process.stderr.write(`rollback failed: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
-  });
+  Promise.resolve()
+    .then(() => rollback(parseArgs(process.argv.slice(2))))
+    .catch((err: unknown) => {
+      process.stderr.write(`rollback failed: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(process.exitCode || 1);
+    });
 }

@@ -1,0 +1,403 @@
+// The operator commands behind the Makefile (standard v2.0 "Required Makefile
+// Targets": "Every project MUST implement these targets"). `make TARGET
+// STACK=...` runs `ops.ts TARGET` with the make variables in its environment:
+// STACK (required), CONFIG_FILE, HOST, YES, TO, LINES, FOLLOW.
+//
+// Everything comes from the stack itself: deploys and rollbacks are pulumi
+// updates, and the hosts, users, ports and units are read from the stack's
+// config (`pulumi config --json`); there is no second host list. SSH pins each
+// host's configured key and uses the stack's key (see lib/ssh.ts).
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as readline from "node:readline/promises";
+import { argv } from "../builders/shell";
+import { paths } from "../standard/paths";
+import { parseProbe, probeScript, renderStatus, validateHost } from "./lib/hostReport";
+import { asRoot, Keyring, scriptAsRoot, sshFailure } from "./lib/ssh";
+import {
+  OpsError,
+  OpsHost,
+  OpsStack,
+  pinnedHosts,
+  readPrivateKey,
+  readStack,
+  stackFlags,
+  StackRef,
+} from "./lib/stackConfig";
+import { repoRoot } from "./lib/toolchain";
+
+interface Options extends StackRef {
+  target: string;
+  host?: string;
+  yes: boolean;
+  to?: string;
+  lines: number;
+  follow: boolean;
+}
+
+const help = `Operating a stack (Ayna Deployment Standard v2.0): make TARGET STACK=staging|production [CONFIG_FILE=FILE] [HOST=NAME]
+
+Deployment:
+  make preview    pulumi preview --diff of the stack
+  make deploy     preview --diff, then pulumi up; production asks first (YES=1 answers yes)
+  make rollback   back to the release before the current one (TO=v7: to that release)
+Database:
+  make migrate    manage.py migrate on each host, as the service user with the env file
+  make shell      manage.py shell on one host (the first, or HOST=)
+Services:
+  make start      start the project's units on each host
+  make stop       stop them
+  make restart    restart them, one host at a time
+  make status     serving release and SHA, units, health, deploy lock, last audit entries
+  make logs       follow the journal of every unit of the project (LINES=N, FOLLOW=0 prints and exits)
+  make validate   check each host against the standard's checklist; exits non-zero on any failure
+
+Variables:
+  STACK=NAME        the pulumi stack (required): staging or production
+  CONFIG_FILE=FILE  its config file, when it is not Pulumi.<stack>.yaml here (pulumi --config-file)
+  HOST=NAME         only this host of the stack (hosts[].name); not for preview, deploy, rollback
+  YES=1             deploy to production without asking (needed where there is no terminal)
+  TO=vN             rollback: the release to go back to
+  LINES=N           logs: lines of history to start with (default 50)
+  FOLLOW=0          logs: print and exit instead of following
+`;
+
+function options(target: string, env: NodeJS.ProcessEnv): Options {
+  const stack = env["STACK"]?.trim() ?? "";
+  if (!stack) {
+    throw new OpsError(
+      `STACK is required: make ${target} STACK=staging (or STACK=production); ` +
+        `add CONFIG_FILE=FILE when the stack's config is not Pulumi.<stack>.yaml in ${repoRoot}`,
+    );
+  }
+  if (!/^[A-Za-z0-9._/-]+$/.test(stack)) throw new OpsError(`STACK=${stack}: not a stack name`);
+  let configFile: string | undefined;
+  if (env["CONFIG_FILE"]) {
+    // Relative to where make was run, not to the repo.
+    configFile = path.resolve(env["AYNA_OPS_CALLER_DIR"] || process.cwd(), env["CONFIG_FILE"]);
+    if (!fs.existsSync(configFile)) throw new OpsError(`CONFIG_FILE=${env["CONFIG_FILE"]}: no such file`);
+  }
+  const to = env["TO"] || undefined;
+  if (to !== undefined && !/^v[1-9][0-9]*$/.test(to)) throw new OpsError(`TO=${to}: expected a release such as v7`);
+  const lines = env["LINES"] ? Number(env["LINES"]) : 50;
+  if (!Number.isInteger(lines) || lines < 0) throw new OpsError(`LINES=${env["LINES"]}: expected a whole number`);
+  return {
+    target,
+    stack,
+    configFile,
+    host: env["HOST"] || undefined,
+    yes: /^(1|y|yes|true)$/i.test(env["YES"] ?? ""),
+    to,
+    lines,
+    follow: env["FOLLOW"] !== "0",
+  };
+}
+
+/** deploy, preview and rollback are stack updates: every host, in the stack's batches. */
+function wholeStackOnly(o: Options): void {
+  if (o.host !== undefined) {
+    throw new OpsError(
+      `HOST= does not apply to ${o.target}: a release goes to every host of the stack, in batches ` +
+        `(release.batchSize), so all hosts serve the same release; drop HOST=${o.host}`,
+    );
+  }
+}
+
+/** Runs pulumi with the stack's flags, output straight to the terminal. */
+function pulumi(o: Options, args: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("pulumi", [...args, ...stackFlags(o)], { cwd: repoRoot, stdio: "inherit" });
+    child.on("error", (e) =>
+      reject(
+        new OpsError(`cannot run pulumi (${e.message}): run make from the repo, or . scripts/lib.sh && use_toolchain`),
+      ),
+    );
+    child.on("close", (code) => resolve(code ?? 1));
+  });
+}
+
+async function withHosts(o: Options, fn: (s: OpsStack, hosts: OpsHost[], keys: Keyring) => Promise<number>) {
+  const s = readStack(o);
+  const hosts = pinnedHosts(s, o.host);
+  const keys = new Keyring(readPrivateKey(o), hosts);
+  try {
+    return await fn(s, hosts, keys);
+  } finally {
+    keys.dispose();
+  }
+}
+
+/** The make command line for another target on the same stack, for messages. */
+function again(o: Options, target: string): string {
+  const file = process.env["CONFIG_FILE"];
+  return `make ${target} STACK=${o.stack}${file ? ` CONFIG_FILE=${file}` : ""}`;
+}
+
+function note(text: string): void {
+  process.stderr.write(`${text}\n`);
+}
+
+// --- deployment ---
+
+async function deploy(o: Options): Promise<number> {
+  wholeStackOnly(o);
+  // An unusable config is reported by the preview itself, in pulumi's words.
+  let stage = o.stack;
+  try {
+    const s = readStack(o);
+    stage = s.stage;
+    if (s.pin) {
+      note(
+        `release.pin=${s.pin} is set (a rollback): the hosts keep serving ${s.pin}, not the source; ` +
+          `pulumi config rm --path release.pin${o.configFile ? ` --config-file ${o.configFile}` : ""} --stack ${o.stack} deploys the source again`,
+      );
+    }
+  } catch (e) {
+    if (!(e instanceof OpsError)) throw e;
+  }
+  const production = stage === "production" || o.stack === "production";
+  if (production && !o.yes && !process.stdin.isTTY) {
+    throw new OpsError(
+      `refusing to deploy to production without a confirmation, and there is no terminal to ask on: ` +
+        `check ${again(o, "preview")}, then run ${again(o, "deploy")} YES=1`,
+    );
+  }
+  const previewed = await pulumi(o, ["preview", "--diff"]);
+  if (previewed !== 0) return previewed;
+  if (production && !o.yes) {
+    const rl = readline.createInterface({ input: process.stdin, output: process.stdout });
+    const answer = await rl.question(`Deploy the changes above to ${o.stack} (production)? Type yes to go on: `);
+    rl.close();
+    if (answer.trim() !== "yes") {
+      note("not deployed");
+      return 1;
+    }
+  }
+  return pulumi(o, ["up", "--yes", "--skip-preview"]);
+}
+
+async function preview(o: Options): Promise<number> {
+  wholeStackOnly(o);
+  return pulumi(o, ["preview", "--diff"]);
+}
+
+async function rollbackTarget(o: Options): Promise<number> {
+  wholeStackOnly(o);
+  // Loaded here: the Automation API costs the other targets nothing then.
+  const { parseArgs, rollback } = await import("./rollback");
+  const args = parseArgs([
+    "--stack",
+    o.stack,
+    ...(o.configFile ? ["--config-file", o.configFile] : []),
+    ...(o.to ? ["--to", o.to] : []),
+  ]);
+  try {
+    await rollback(args);
+    return 0;
+  } catch (e) {
+    note(`rollback failed: ${e instanceof Error ? e.message : String(e)}`);
+    return process.exitCode === 130 ? 130 : 1;
+  }
+}
+
+// --- the app, as its service user ---
+
+/** python ARGS in the current release, as the services run: their user, env file and confinement. */
+function appCommand(s: OpsStack, host: OpsHost, args: string[], tty: boolean): string {
+  const p = s.project;
+  const current = paths.current(p);
+  return asRoot(
+    host,
+    "systemd-run",
+    "--quiet",
+    "--wait",
+    "--collect",
+    "--service-type=exec",
+    tty ? "--pty" : "--pipe",
+    `--uid=${s.serviceUser}`,
+    `--gid=${s.serviceUser}`,
+    "-p",
+    `EnvironmentFile=${paths.envFile(p, s.stage)}`,
+    "-p",
+    `WorkingDirectory=${current}`,
+    "-p",
+    "ProtectSystem=strict",
+    "-p",
+    `ReadWritePaths=${paths.shared(p)} ${paths.logs(p)}`,
+    "-p",
+    "PrivateTmp=yes",
+    "-p",
+    "NoNewPrivileges=yes",
+    "-E",
+    `PATH=${current}/.venv/bin:/usr/bin:/bin`,
+    "--",
+    `${current}/.venv/bin/python`,
+    ...args,
+  );
+}
+
+async function migrate(o: Options): Promise<number> {
+  return withHosts(o, async (s, hosts, keys) => {
+    // Every host, as a deploy does: hosts sharing one database find nothing left to apply.
+    for (const host of hosts) {
+      note(`${host.name}: manage.py migrate in ${paths.current(s.project)}`);
+      const code = await keys.attach(host, appCommand(s, host, ["manage.py", "migrate", "--noinput"], false));
+      if (code !== 0) {
+        note(`${host.name}: migrate exited ${code}${hosts.length > 1 ? "; the hosts after it were not migrated" : ""}`);
+        return code;
+      }
+    }
+    return 0;
+  });
+}
+
+async function shellTarget(o: Options): Promise<number> {
+  return withHosts(o, async (s, hosts, keys) => {
+    const host = hosts[0]!;
+    if (hosts.length > 1) note(`shell on ${host.name} (HOST= picks another: ${hosts.map((h) => h.name).join(", ")})`);
+    // A terminal gets an interactive shell; piped input runs as a script.
+    const tty = !!process.stdin.isTTY && !!process.stdout.isTTY;
+    return keys.attach(host, appCommand(s, host, ["manage.py", "shell"], tty), { tty, input: true });
+  });
+}
+
+// --- services ---
+
+async function logs(o: Options): Promise<number> {
+  return withHosts(o, async (s, hosts, keys) => {
+    const command = (host: OpsHost) =>
+      asRoot(
+        host,
+        "journalctl",
+        "--no-pager",
+        "--output=with-unit",
+        `--lines=${o.lines}`,
+        ...(o.follow ? ["--follow"] : []),
+        // Every unit of the project, release candidates included.
+        `--unit=${s.project}-*`,
+      );
+    const codes = await Promise.all(
+      hosts.map((h) => keys.attach(h, command(h), hosts.length > 1 ? { prefix: `${h.name}| ` } : {})),
+    );
+    return Math.max(...codes);
+  });
+}
+
+function unitControl(verb: "start" | "stop" | "restart") {
+  return (o: Options): Promise<number> =>
+    withHosts(o, async (s, hosts, keys) => {
+      const units = s.services.map((x) => x.unit);
+      let failed = 0;
+      // One host after the other, so a restart never takes every host down at once.
+      for (const host of hosts) {
+        const r = await keys.capture(host, asRoot(host, "systemctl", verb, ...units), { timeoutMs: 300_000 });
+        if (r.code === 255) throw new OpsError(sshFailure(host, r), 1);
+        const states = await keys.capture(host, argv("systemctl", "show", "-p", "Id,ActiveState,SubState", ...units));
+        for (const block of states.stdout.trim().split(/\n\s*\n/)) {
+          const get = (k: string) => new RegExp(`^${k}=(.*)$`, "m").exec(block)?.[1] ?? "?";
+          process.stdout.write(`${host.name}  ${get("Id").padEnd(28)} ${get("ActiveState")} (${get("SubState")})\n`);
+        }
+        if (r.code !== 0) {
+          note(`${host.name}: systemctl ${verb} failed: ${r.stderr.trim()}`);
+          failed = r.code;
+        }
+      }
+      return failed;
+    });
+}
+
+async function probeAll(s: OpsStack, hosts: OpsHost[], keys: Keyring, full: boolean) {
+  return Promise.all(
+    hosts.map(async (host) => {
+      const r = await keys.capture(host, scriptAsRoot(host, probeScript(s, full)));
+      // The probe's own commands may fail (that is what it reports); no section at all means it never ran.
+      const probe = parseProbe(r.stdout);
+      if (r.code === 255) return { host, error: sshFailure(host, r) };
+      if (Object.keys(probe).length === 0) {
+        const why = r.stderr.trim() || `exit ${r.code}`;
+        return { host, error: `cannot inspect ${host.name}: ${why} (the login user needs passwordless sudo)` };
+      }
+      return { host, probe };
+    }),
+  );
+}
+
+async function status(o: Options): Promise<number> {
+  return withHosts(o, async (s, hosts, keys) => {
+    let unreachable = 0;
+    const reports = await probeAll(s, hosts, keys, false);
+    process.stdout.write(
+      reports
+        .map((r) => {
+          if (r.error) unreachable++;
+          return r.error ? `${r.host.name}  ${r.error}` : renderStatus(s, r.host, r.probe!);
+        })
+        .join("\n\n") + "\n",
+    );
+    return unreachable ? 1 : 0;
+  });
+}
+
+async function validate(o: Options): Promise<number> {
+  return withHosts(o, async (s, hosts, keys) => {
+    const reports = await probeAll(s, hosts, keys, true);
+    let passed = 0;
+    let failed = 0;
+    for (const r of reports) {
+      process.stdout.write(`${r.host.name}  ${r.host.user}@${r.host.address}:${r.host.port}  /opt/ayna/${s.project}\n`);
+      if (r.error) {
+        failed++;
+        process.stdout.write(`  ✗ reachable over ssh: ${r.error}\n`);
+        continue;
+      }
+      for (const c of validateHost(s, r.probe!)) {
+        if (c.ok) passed++;
+        else failed++;
+        process.stdout.write(`  ${c.ok ? "✓" : "✗"} ${c.what}: ${c.found}\n`);
+        if (!c.ok) process.stdout.write(`      rule: ${c.rule}\n`);
+      }
+    }
+    process.stdout.write(
+      `validate ${s.stack}: ${passed} passed, ${failed} failed on ${hosts.length} host(s)` +
+        `${failed ? "" : " - conforms to standard v2.0"}\n`,
+    );
+    return failed ? 1 : 0;
+  });
+}
+
+const targets: Record<string, (o: Options) => Promise<number>> = {
+  deploy,
+  preview,
+  rollback: rollbackTarget,
+  migrate,
+  shell: shellTarget,
+  logs,
+  start: unitControl("start"),
+  stop: unitControl("stop"),
+  restart: unitControl("restart"),
+  status,
+  validate,
+};
+
+async function main(target: string | undefined): Promise<number> {
+  if (target === undefined || target === "help") {
+    process.stdout.write(help);
+    return 0;
+  }
+  const run = targets[target];
+  if (!run) throw new OpsError(`unknown target ${target}; make help lists them`);
+  return run(options(target, process.env));
+}
+
+if (require.main === module) {
+  const target = process.argv[2];
+  main(target).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      const code = err instanceof OpsError ? err.exitCode : 1;
+      note(`make ${target ?? ""}: ${err instanceof Error ? err.message : String(err)}`);
+      process.exit(code);
+    },
+  );
+}

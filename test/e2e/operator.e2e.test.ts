@@ -1,0 +1,225 @@
+// The operator surface (standard v2.0 "Required Makefile Targets"): every
+// make target run for real against a live stack, the way an operator types
+// it, with the stack's config file given as CONFIG_FILE. One host, the sample
+// app deployed once; the targets then act on it in turn.
+import { strict as assert } from "node:assert";
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { PulumiStack, repoRoot } from "../support/pulumi";
+import { sshExec, startHost, stopHost, TestHost } from "../support/testhost";
+
+const project = "demoapp";
+const units = ["web", "api", "celery", "beat"].map((r) => `${project}-${r}.service`);
+const envFile = `/opt/ayna/${project}/shared/.env.staging`;
+
+interface MakeResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  out: string;
+}
+
+async function sh(host: TestHost, cmd: string): Promise<string> {
+  const r = await sshExec(host, cmd, { timeoutMs: 120_000 });
+  assert.equal(r.code, 0, `${cmd}\n${r.stdout}\n${r.stderr}`);
+  return r.stdout;
+}
+
+async function servedRelease(host: TestHost): Promise<string> {
+  const out = await sh(host, "curl -s http://127.0.0.1:8150/health");
+  return /"release": ?"(v\d+)"/.exec(out)?.[1] ?? `none: ${out}`;
+}
+
+function touchCode(app: string, tag: string): void {
+  fs.writeFileSync(path.join(app, "core", "build_tag.py"), `BUILD_TAG = ${JSON.stringify(tag)}\n`);
+}
+
+describe("operator surface: make targets on a live stack", function () {
+  this.timeout(900_000);
+  let host: TestHost;
+  let stack: PulumiStack;
+  let app: string;
+
+  /** `make -s TARGET STACK=<stack> CONFIG_FILE=<its file> VARS...` from the repo, with the stack's backend. */
+  function make(target: string, vars: string[] = [], opts: { input?: string; stack?: boolean } = {}) {
+    const stackVars = opts.stack === false ? [] : [`STACK=${stack.name}`, `CONFIG_FILE=${stack.configFile}`];
+    return new Promise<MakeResult>((resolve, reject) => {
+      const child = spawn("make", ["-s", target, ...stackVars, ...vars], {
+        cwd: repoRoot,
+        env: stack.env,
+        stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+      });
+      let stdout = "";
+      let stderr = "";
+      let out = "";
+      child.stdout!.setEncoding("utf8").on("data", (d: string) => {
+        stdout += d;
+        out += d;
+      });
+      child.stderr!.setEncoding("utf8").on("data", (d: string) => {
+        stderr += d;
+        out += d;
+      });
+      const timer = setTimeout(() => child.kill("SIGKILL"), 300_000);
+      child.on("error", reject);
+      const started = Date.now();
+      child.on("close", (code) => {
+        clearTimeout(timer);
+        process.stderr.write(
+          `      make ${target} ${vars.join(" ")}: ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
+        );
+        resolve({ code: code ?? -1, stdout, stderr, out });
+      });
+      child.stdin?.end(opts.input);
+    });
+  }
+
+  async function makeOk(target: string, vars: string[] = [], opts: { input?: string } = {}): Promise<MakeResult> {
+    const r = await make(target, vars, opts);
+    assert.equal(r.code, 0, `make ${target} ${vars.join(" ")} exited ${r.code}:\n${r.out}`);
+    return r;
+  }
+
+  function assertUnits(status: string, state: RegExp): void {
+    for (const unit of units)
+      assert.match(status, new RegExp(`${unit.replace(".", "\\.")}\\s+${state.source}`), status);
+  }
+
+  before(async () => {
+    host = await startHost();
+    stack = await PulumiStack.create(`ops${process.pid}`);
+    await stack.configureHost(project, host);
+    app = await stack.configureSampleApp(project);
+    // Generous: under CI load (two e2e files side by side) a cold start takes several seconds.
+    await stack.setConfig("release.healthTimeoutSeconds", "30", { path: true });
+    touchCode(app, "v1");
+    const r = await stack.ok(["up", "--yes", "--skip-preview"], { timeoutMs: 900_000 });
+    process.stderr.write(`      cold deploy of v1: ${(r.ms / 1000).toFixed(1)} s\n`);
+  });
+
+  after(async () => {
+    await stack?.remove();
+    if (host) await stopHost(host);
+  });
+
+  it("a target without STACK stops at once and names the fix", async () => {
+    const r = await make("status", [], { stack: false });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /make status: STACK is required: make status STACK=staging \(or STACK=production\)/);
+    assert.equal(r.stdout, "");
+  });
+
+  it("status: the serving release v1 with its SHA, every unit active, health, lock and audit", async () => {
+    const { stdout } = await makeOk("status");
+    assert.match(stdout, /^web1 {2}deploy@/m);
+    assert.match(stdout, /release {3}v1 {2}sha content-[0-9a-f]{12}/);
+    assertUnits(stdout, /active \(running\)/);
+    assert.match(stdout, /web {2}http:\/\/127\.0\.0\.1:8150\/health {2}200 {2}release v1/);
+    assert.match(stdout, /api {2}http:\/\/127\.0\.0\.1:8151\/health {2}200 {2}release v1/);
+    assert.match(stdout, /lock {6}free/);
+    assert.match(stdout, /from=none {2}to=v1 {2}.*result=ok/);
+  });
+
+  it("stop: every unit inactive; start: all active again", async () => {
+    await makeOk("stop");
+    assertUnits((await makeOk("status", ["HOST=web1"])).stdout, /inactive \(dead\)/);
+    assert.match(await sh(host, "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8150/health || true"), /000/);
+    // start prints each unit's state once systemctl has returned.
+    assertUnits((await makeOk("start")).stdout, /active \(running\)/);
+    assert.equal(await servedRelease(host), "v1");
+  });
+
+  it("restart: new processes for every unit, healthy again", async () => {
+    const pids = async () =>
+      (await sh(host, `systemctl show -P MainPID ${units.join(" ")}`))
+        .split("\n")
+        .filter((l) => l.trim() !== "") // one value per unit, with a blank line between
+        .map(Number);
+    const before = await pids();
+    const r = await makeOk("restart");
+    assertUnits(r.stdout, /active \(running\)/);
+    const after = await pids();
+    after.forEach((pid, i) => assert.ok(pid > 0 && pid !== before[i], `${units[i]}: ${before[i]} -> ${pid}`));
+    assert.equal(await servedRelease(host), "v1");
+  });
+
+  it("logs (FOLLOW=0): journal lines of each unit, then exits", async () => {
+    const { stdout } = await makeOk("logs", ["FOLLOW=0", "LINES=300"]);
+    for (const unit of units) assert.match(stdout, new RegExp(` ${unit.replace(".", "\\.")}\\[\\d+\\]: `), unit);
+  });
+
+  it("migrate: as the service user with the env file, nothing left to apply", async () => {
+    const r = await makeOk("migrate");
+    assert.match(r.stdout, /No migrations to apply/);
+  });
+
+  it("shell: piped Python runs in the app's shell", async () => {
+    const r = await makeOk("shell", [], { input: "import os\nprint(1+1, os.getuid() != 0)\n" });
+    assert.match(r.stdout, /^2 True$/m);
+  });
+
+  it("validate: passes on the live host; a world-readable env file fails that check, by name", async () => {
+    const good = await makeOk("validate");
+    assert.doesNotMatch(good.stdout, /✗/);
+    assert.match(
+      good.stdout,
+      /✓ env file shared\/\.env\.staging is 0600, owned by demoapp: regular file, demoapp:demoapp 0600/,
+    );
+    assert.match(good.stdout, /✓ demoapp-web\.service systemd-analyze security exposure <= 5\.0: \d\.\d/);
+    assert.match(good.stdout, /✓ every port of the project is bound on 127\.0\.0\.1 inside 8150-8159/);
+    assert.match(good.stdout, /validate ops\d+: \d+ passed, 0 failed on 1 host\(s\)/);
+    await sh(host, `sudo chmod 0644 ${envFile}`);
+    try {
+      const bad = await make("validate");
+      assert.notEqual(bad.code, 0, bad.out);
+      assert.match(
+        bad.stdout,
+        /✗ env file shared\/\.env\.staging is 0600, owned by demoapp: regular file, demoapp:demoapp 0644/,
+      );
+      assert.deepEqual(
+        bad.stdout.split("\n").filter((l) => l.includes("✗")).length,
+        1,
+        `only that check fails:\n${bad.stdout}`,
+      );
+      assert.match(bad.stdout, /1 failed on 1 host\(s\)/);
+    } finally {
+      await sh(host, `sudo chmod 0600 ${envFile}`);
+    }
+  });
+
+  it("deploy: production without YES=1 and without a terminal is refused before anything runs", async () => {
+    const prod = stack.copyConfig("production");
+    await stack.setConfig("stage", "production", { configFile: prod });
+    const r = await make("deploy", [`STACK=${stack.name}`, `CONFIG_FILE=${prod}`], { stack: false });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /refusing to deploy to production without a confirmation.*YES=1/);
+    assert.doesNotMatch(r.out, /Previewing/);
+  });
+
+  it("deploy YES=1 after a code change: preview --diff, then the update releases v2", async () => {
+    touchCode(app, "v2");
+    const r = await makeOk("deploy", ["YES=1"]);
+    assert.match(r.stdout, /Previewing update[\s\S]*Updating/);
+    assert.match(r.stdout, /release\s*: "v1" => "v2"/);
+    assert.equal(await servedRelease(host), "v2");
+  });
+
+  it("rollback: back to v1", async () => {
+    const r = await makeOk("rollback");
+    assert.match(r.stdout, /rolled back to v1 in [\d.]+s: web1: v1/);
+    assert.equal(await servedRelease(host), "v1");
+    // Every pulumi call it made used CONFIG_FILE: no stack file appeared beside Pulumi.yaml.
+    assert.ok(!fs.existsSync(path.join(repoRoot, `Pulumi.${stack.name}.yaml`)), "stray stack file in the repo");
+  });
+
+  it("a refused rollback (TO=v99) leaves the stack config byte for byte as it was", async () => {
+    const before = fs.readFileSync(stack.configFile);
+    const r = await make("rollback", ["TO=v99"]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.out, /release v99 does not exist on \S+ \(pruned or never deployed\); available: v1 v2/);
+    assert.match(r.stderr, /rollback to v99 did not complete: .*the stack config \(.*\) is as it was/);
+    assert.ok(fs.readFileSync(stack.configFile).equals(before), "config file unchanged");
+    assert.equal(await servedRelease(host), "v1");
+  });
+});

@@ -17,6 +17,22 @@ export function activateUnitCommand(project: string, role: string): string {
   );
 }
 
+/**
+ * For `pulumi refresh`: fails when the unit is not what activation left, i.e.
+ * systemd still runs an older unit file, or (once a release exists) the
+ * service is not running.
+ */
+export function unitHealthyCommand(project: string, role: string): string {
+  const unit = `${project}-${role}.service`;
+  return shell(
+    and(
+      `test "$(systemctl show -P NeedDaemonReload ${argv(unit)})" != yes`,
+      `{ [ ! -e ${argv(paths.current(project))} ] || ${argv("systemctl", "is-active", "--quiet", unit)}; }`,
+    ),
+    { sudo: true },
+  );
+}
+
 export function deactivateUnitCommand(project: string, role: string): string {
   const unit = `${project}-${role}.service`;
   return shell(

@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { activateUnitCommand, deactivateUnitCommand } from "../builders/systemd";
+import { activateUnitCommand, deactivateUnitCommand, unitHealthyCommand } from "../builders/systemd";
 import { paths } from "../standard/paths";
 import { renderUnit, UnitSpec } from "../builders/units";
 import { RemoteCommand } from "../sdk/remoteCommand";
@@ -43,7 +43,10 @@ export class SystemdService extends pulumi.ComponentResource {
       {
         create: activateUnitCommand(project, role),
         delete: deactivateUnitCommand(project, role),
-        triggers: [this.unitFile.sha256, args.envFileSha256],
+        // A unit file written again after drift (same content) still needs a reload and restart.
+        triggers: [this.unitFile.sha256, this.unitFile.writes, args.envFileSha256],
+        // Refresh sees a unit stopped by hand, or edited without a daemon-reload.
+        check: unitHealthyCommand(project, role),
         timeoutSeconds: 300,
       },
       { parent: this },

@@ -19,6 +19,12 @@ export interface RemoteCommandArgs {
   readonly timeoutSeconds?: pulumi.Input<number>;
   /** Keep stdout (with secrets scrubbed) as an output. @default false */
   readonly captureStdout?: pulumi.Input<boolean>;
+  /**
+   * Run by `pulumi refresh` to see whether what the command set up still
+   * holds; a non-zero exit marks it drifted, and the next `up` runs it again.
+   * @default no check
+   */
+  readonly check?: pulumi.Input<string>;
 }
 
 /** A command run over SSH on the host of its provider (type `ayna:remote:Command`). */

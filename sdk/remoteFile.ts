@@ -19,10 +19,12 @@ export interface RemoteFileArgs {
 export class RemoteFile extends pulumi.CustomResource {
   /** SHA-256 of the content as written (or as found by refresh). */
   declare public readonly sha256: pulumi.Output<string>;
+  /** How many times the file was written: grows when refresh found it changed and `up` wrote it back. */
+  declare public readonly writes: pulumi.Output<number>;
   declare public readonly path: pulumi.Output<string>;
   declare public readonly mode: pulumi.Output<string>;
 
   constructor(name: string, args: RemoteFileArgs, opts?: pulumi.CustomResourceOptions) {
-    super("ayna:remote:File", name, { ...args, sha256: undefined }, opts);
+    super("ayna:remote:File", name, { ...args, sha256: undefined, writes: undefined }, opts);
   }
 }

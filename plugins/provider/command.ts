@@ -23,6 +23,8 @@ export interface CommandInputs {
   timeoutSeconds?: number;
   /** Keep (scrubbed) stdout in the outputs. Off by default: state is no place for command output. */
   captureStdout?: boolean;
+  /** Run by `pulumi refresh`: a non-zero exit marks the command drifted, and the next `up` runs it again. */
+  check?: string;
   /** Set by the provider: the pinned key of the host the command ran on. */
   hostIdentity?: string;
 }
@@ -34,7 +36,7 @@ export interface CommandInputs {
  */
 export const rerunKeys = ["create", "update", "stdin", "stdinFileSha256", "triggers"];
 /** Inputs that are only stored: a change updates state and runs nothing. */
-export const storedKeys = ["stdinFile", "delete", "environment", "timeoutSeconds", "captureStdout"];
+export const storedKeys = ["stdinFile", "delete", "environment", "timeoutSeconds", "captureStdout", "check"];
 
 /** Check's additions: the content hash of the stdin file, read on the deploying machine. */
 export function withStdinHash(news: Record<string, unknown>): { inputs: Record<string, unknown>; failures: Failure[] } {
@@ -51,7 +53,7 @@ export function withStdinHash(news: Record<string, unknown>): { inputs: Record<s
 export function checkCommand(news: Record<string, unknown>): Failure[] {
   const plain = reveal(news) as Partial<CommandInputs>;
   const failures: Failure[] = requireString(plain, "create");
-  for (const k of ["create", "update", "delete"]) {
+  for (const k of ["create", "update", "delete", "check"]) {
     if (isSecret(news[k])) {
       failures.push({
         property: k,
@@ -79,7 +81,29 @@ export function checkCommand(news: Record<string, unknown>): Failure[] {
 
 export function diffCommand(olds: Record<string, unknown>, news: Record<string, unknown>): DiffResult {
   // A new machine behind the provider (another pinned key) means the command never ran there.
-  return withIdentity(propertyDiff(olds, news, [...rerunKeys, ...storedKeys], []), olds, news);
+  const d = withIdentity(propertyDiff(olds, news, [...rerunKeys, ...storedKeys], []), olds, news);
+  if (olds["drifted"] === true) {
+    // Refresh found what the command set up undone on the host: run it again.
+    d.detailedDiff["drifted"] = "delete";
+    d.diffs = Object.keys(d.detailedDiff);
+    d.changes = true;
+  }
+  return d;
+}
+
+/** Refresh: runs the command's `check`; a failure marks it drifted (see diffCommand). */
+export async function readCommand(
+  exec: Executor,
+  conn: Connection,
+  id: string,
+  props: Record<string, unknown>,
+): Promise<{ id: string; props: Record<string, unknown> }> {
+  const check = reveal(props["check"]);
+  const { drifted: _was, ...rest } = props;
+  void _was;
+  if (typeof check !== "string" || check === "") return { id, props: rest };
+  const res = await exec.exec(conn, check, { timeoutSeconds: 60 });
+  return { id, props: res.code === 0 ? rest : { ...rest, drifted: true } };
 }
 
 async function run(exec: Executor, conn: Connection, raw: Record<string, unknown>, command: string): Promise<string> {
@@ -131,7 +155,7 @@ export async function updateCommand(
   olds: Record<string, unknown>,
   news: Record<string, unknown>,
 ): Promise<{ outs: Record<string, unknown> }> {
-  if (changedKeys(olds, news, rerunKeys).length === 0) {
+  if (changedKeys(olds, news, rerunKeys).length === 0 && olds["drifted"] !== true) {
     // Only stored settings changed: keep the last output, run nothing.
     return { outs: outputs(news, olds["stdout"] ?? undefined) };
   }

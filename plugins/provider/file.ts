@@ -72,7 +72,7 @@ async function write(exec: Executor, conn: Connection, raw: Record<string, unkno
     const why = scrub(res.stderr.trim(), secretStrings(raw)).split("\n").slice(-10).join("\n");
     throw new Error(`could not write ${p.path} on ${target(conn)} (exit ${res.code}): ${why}`);
   }
-  return { ...raw, mode, sha256: sha256(p.content) };
+  return { ...raw, mode, sha256: sha256(p.content), writes: 1 };
 }
 
 export async function createFile(
@@ -94,9 +94,11 @@ export async function updateFile(
   const d = diffFile(olds, news);
   if (d.diffs.every((k) => k === "hostIdentity")) {
     // Only the host's identity was learned: the file on it is as it was.
-    return { outs: { ...news, mode: olds["mode"], sha256: olds["sha256"] } };
+    return { outs: { ...news, mode: olds["mode"], sha256: olds["sha256"], writes: olds["writes"] } };
   }
-  return { outs: await write(exec, conn, news) };
+  // A count of writes: what was rewritten (drift repaired, same content) is news to those it feeds.
+  const writes = (typeof olds["writes"] === "number" ? (olds["writes"] as number) : 0) + 1;
+  return { outs: { ...(await write(exec, conn, news)), writes } };
 }
 
 export async function deleteFile(exec: Executor, conn: Connection, props: Record<string, unknown>): Promise<void> {

@@ -2,7 +2,15 @@
 // fake executor. One instance serves one provider configuration: with a
 // connection it runs commands and files on that host; without one it only
 // makes random secrets.
-import { checkCommand, createCommand, deleteCommand, diffCommand, updateCommand, withStdinHash } from "./command";
+import {
+  checkCommand,
+  createCommand,
+  deleteCommand,
+  diffCommand,
+  readCommand,
+  updateCommand,
+  withStdinHash,
+} from "./command";
 import { checkConfig, connectionOf, diffConfig } from "./config";
 import { checkFile, createFile, deleteFile, diffFile, readFile, updateFile } from "./file";
 import { checkSecret, createSecret, diffSecret } from "./randomSecret";
@@ -149,11 +157,15 @@ export class AynaProvider {
   }
 
   async read(id: string, urn: string, props: Props): Promise<{ id: string; props: Props }> {
-    // Commands and secrets have nothing on the host to read back.
     if (typeOfUrn(urn) === types.file) {
       const r = await readFile(this.exec, this.connection(urn), id, props);
       return { id: r.id, props: defined(r.props) };
     }
+    if (typeOfUrn(urn) === types.command && this.conn) {
+      const r = await readCommand(this.exec, this.conn, id, props);
+      return { id: r.id, props: defined(r.props) };
+    }
+    // Secrets have nothing on the host to read back.
     return { id, props: defined(props) };
   }
 

@@ -152,6 +152,24 @@ describe("venv/systemd mode: the sample app on a fresh host", function () {
     process.stderr.write(`      no-op up: ${(r.ms / 1000).toFixed(1)} s\n`);
   });
 
+  it("a unit edited by hand and a service stopped by hand: refresh finds both, up --refresh repairs both", async () => {
+    const unit = `/etc/systemd/system/${project}-celery.service`;
+    await sh(host, `sudo sh -c 'echo "# edited by hand" >> ${unit} && systemctl stop ${project}-beat.service'`);
+    const preview = await stack.ok(["preview", "--refresh", "--diff"]);
+    for (const name of ["web1-celery-unit", "web1-celery-activate", "web1-beat-activate"]) {
+      assert.ok(preview.stdout.includes(`::${name}]`), `the preview names ${name}:\n${preview.stdout}`);
+    }
+    await stack.ok(["up", "--refresh", "--yes", "--skip-preview"]);
+    assert.equal((await sh(host, `grep -c 'edited by hand' ${unit} || true`)).trim(), "0", "the unit is ours again");
+    const state = await sh(
+      host,
+      `systemctl show -P NeedDaemonReload ${project}-celery.service; systemctl is-active ${project}-celery.service ${project}-beat.service`,
+    );
+    assert.equal(state, "no\nactive\nactive\n", "reloaded, and both services running");
+    const again = await stack.ok(["up", "--refresh", "--yes", "--skip-preview"]);
+    assert.deepEqual(Object.keys(resourceSummary(again.stdout)), ["unchanged"], again.stdout);
+  });
+
   it("an env change previews as the env file plus the four restarts, and restarts exactly those", async () => {
     await stack.setConfig("env.FEATURE_FLAG", "on", { path: true });
     const preview = await stack.ok(["preview", "--diff"]);

@@ -3,7 +3,7 @@ import { strict as assert } from "node:assert";
 import { spawnSync } from "node:child_process";
 import { bootstrapCommand, pythonCheck } from "../../builders/bootstrap";
 import { buildEnvCommand, installUvCommand } from "../../builders/python";
-import { activateUnitCommand, deactivateUnitCommand } from "../../builders/systemd";
+import { activateUnitCommand, deactivateUnitCommand, unitHealthyCommand } from "../../builders/systemd";
 import { parseToolResult, toolCommand } from "../../components/release";
 import { ReleaseToolSpec, renderReleaseSettings, renderReleaseTool } from "../../builders/releaseTool";
 import { assertGolden } from "../support/golden";
@@ -49,6 +49,13 @@ describe("host command builders (golden files)", () => {
     assertGolden("build-env.sh", buildEnvCommand({ ...envSpec, hash: "0123456789abcdef01234567" }) + "\n");
     assert.throws(() => buildEnvCommand({ ...envSpec, hash: "../x" }), /invalid environment hash/);
     assert.throws(() => buildEnvCommand({ ...envSpec, archiveSha256: "$(reboot)" }), /invalid archive checksum/);
+  });
+
+  it("the unit check for refresh fails on a pending daemon-reload or, once released, a stopped service", () => {
+    assert.equal(
+      unitHealthyCommand("demoapp", "web"),
+      "sudo -n sh -c 'test \"$(systemctl show -P NeedDaemonReload demoapp-web.service)\" != yes && { [ ! -e /opt/ayna/demoapp/releases/current ] || systemctl is-active --quiet demoapp-web.service; }'",
+    );
   });
 
   it("systemd activation reloads the manager only when the unit changed", () => {

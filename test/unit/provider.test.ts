@@ -884,7 +884,7 @@ describe("ayna provider (AynaProvider against a fake executor)", () => {
       assert.equal(call.stdin, "a=1\n");
       assert.equal(call.env, undefined);
       assert.equal(call.timeoutSeconds, 120);
-      assert.deepEqual(r.outs, { ...inputs, mode: "0640", sha256: sha256hex("a=1\n") });
+      assert.deepEqual(r.outs, { ...inputs, mode: "0640", sha256: sha256hex("a=1\n"), writes: 1 });
       assertEngineSafe(r.outs);
     });
 
@@ -943,7 +943,7 @@ describe("ayna provider (AynaProvider against a fake executor)", () => {
       assert.equal(fake.calls.length, 3);
       assert.equal(fake.calls[2]!.command, fake.calls[0]!.command);
       assert.equal(fake.calls[2]!.stdin, "a=1\n");
-      assert.deepEqual(u.outs, outs);
+      assert.deepEqual(u.outs, { ...outs, writes: (outs["writes"] as number) + 1 }, "written again, counted");
     });
 
     it("read reports owner and group only when the file names them", async () => {
@@ -972,7 +972,7 @@ describe("ayna provider (AynaProvider against a fake executor)", () => {
       assert.deepEqual(p.diff(fileUrn, outs, news2).detailedDiff, { content: "update", mode: "update" });
       const r = await p.update(fileUrn, outs, news2);
       assert.equal(fake.calls[1]!.stdin, "a=2\n");
-      assert.deepEqual(r.outs, { ...news2, mode: "0600", sha256: sha256hex("a=2\n") });
+      assert.deepEqual(r.outs, { ...news2, mode: "0600", sha256: sha256hex("a=2\n"), writes: 2 });
     });
 
     it("delete removes the file (through sudo when the file says so)", async () => {
@@ -1316,5 +1316,52 @@ describe("ayna provider: host identity rules", () => {
     const r = await p.checkConfig({}, { port: 2222 });
     assert.equal(r.failures[0]?.property, "address");
     assert.match(r.failures[0]!.reason, /needs address, user and privateKey \(only port given\)/);
+  });
+});
+
+describe("ayna provider: drift found by refresh", () => {
+  const cmd = { create: "systemctl restart x", check: "systemctl is-active --quiet x", hostIdentity: identityA };
+
+  it("a command whose check fails at refresh is marked drifted, and the next up runs it again", async () => {
+    const { p, fake } = providerFor(configA, (c) =>
+      c.command === cmd.check ? { code: 3, stdout: "", stderr: "" } : ok(),
+    );
+    const read = await p.read("id1", cmdUrn, cmd);
+    assert.equal(read.props["drifted"], true);
+    assert.deepEqual(
+      fake.calls.map((c) => c.command),
+      [cmd.check],
+    );
+    const d = p.diff(cmdUrn, read.props, cmd);
+    assert.deepEqual([d.changes, d.detailedDiff], [true, { drifted: "delete" }]);
+    const outs = (await p.update(cmdUrn, read.props, cmd)).outs;
+    assert.equal(fake.calls.at(-1)!.command, cmd.create, "the command ran again");
+    assert.equal(outs["drifted"], undefined, "no longer drifted");
+  });
+
+  it("a command whose check passes at refresh shows no change", async () => {
+    const { p } = providerFor(configA, () => ok());
+    const read = await p.read("id1", cmdUrn, { ...cmd, drifted: true });
+    assert.equal(read.props["drifted"], undefined);
+    assert.equal(p.diff(cmdUrn, read.props, cmd).changes, false);
+  });
+
+  it("a command without a check runs nothing at refresh", async () => {
+    const { p, fake } = providerFor(configA);
+    const { check: _c, ...noCheck } = cmd;
+    void _c;
+    await p.read("id1", cmdUrn, noCheck);
+    assert.equal(fake.calls.length, 0);
+  });
+
+  it("a file written again after drift counts one more write, so what it feeds sees the repair", async () => {
+    const { p } = providerFor(configA, () => ok());
+    const file = { path: "/etc/x", content: "a\n", mode: "0644", hostIdentity: identityA };
+    const created = (await p.create(fileUrn, file)).outs;
+    assert.equal(created["writes"], 1);
+    const drifted = { ...created, sha256: sha256hex("edited by hand") };
+    const repaired = (await p.update(fileUrn, drifted, file)).outs;
+    assert.equal(repaired["writes"], 2);
+    assert.equal(repaired["sha256"], created["sha256"]);
   });
 });

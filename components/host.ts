@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { BootstrapSpec, bootstrapCommand } from "../builders/bootstrap";
+import { ClaimSpec, claimCheckCommand, claimCommand, releaseClaimCommand } from "../builders/claims";
 import { paths } from "../standard/paths";
 import { Provider, ProviderArgs } from "../sdk/provider";
 import { RemoteCommand } from "../sdk/remoteCommand";
@@ -20,6 +21,14 @@ export interface HostArgs extends ProviderArgs {
   readonly python?: string;
   /** Debian packages beyond the base set (python3, python3-venv, curl, ...). @default [] */
   readonly packages?: string[];
+  /**
+   * The project's claim on the host (/etc/ayna/claims/{project}): its port
+   * range and its database on the host's Redis. Made before the bootstrap, and
+   * refused, before anything on the host changes, when another project there
+   * holds an overlapping range or the same database; freed when the host is
+   * destroyed. @default no claim
+   */
+  readonly claim?: { portBase: number; redisDb?: number };
 }
 
 /**
@@ -36,6 +45,8 @@ export class Host extends pulumi.ComponentResource {
   public readonly serviceUser: string;
   public readonly serviceGroup: string;
   public readonly bootstrap: RemoteCommand;
+  /** Present when `claim` is given; the bootstrap waits for it. */
+  public readonly claim?: RemoteCommand;
   public readonly templateVersionFile: RemoteFile;
 
   constructor(name: string, args: HostArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -66,10 +77,23 @@ export class Host extends pulumi.ComponentResource {
       python: args.python ?? "3.13",
       packages: args.packages ?? [],
     };
+    if (args.claim) {
+      const claim: ClaimSpec = { project: args.project, ...args.claim };
+      this.claim = new RemoteCommand(
+        `${name}-claim`,
+        {
+          create: claimCommand(claim),
+          delete: releaseClaimCommand(args.project),
+          check: claimCheckCommand(claim),
+          timeoutSeconds: 120,
+        },
+        onHost,
+      );
+    }
     this.bootstrap = new RemoteCommand(
       `${name}-bootstrap`,
       { create: bootstrapCommand(spec), timeoutSeconds: 900 },
-      onHost,
+      { ...onHost, dependsOn: this.claim ? [this.claim] : [] },
     );
 
     this.templateVersionFile = new RemoteFile(

@@ -2,6 +2,7 @@
 // validated object.
 import * as pulumi from "@pulumi/pulumi";
 import { checkBind, checkPort, PortError, PortRange, portFor, rangeFor } from "../standard/portRegistry";
+import { localRedisUrl, redisDbFor } from "../standard/redis";
 import { requiredVariables } from "../standard/variables";
 import { schema } from "./schema";
 import { ConfigError, unknownKeyMessage, validateField } from "./validate";
@@ -49,7 +50,8 @@ export interface StackConfig {
   /** Secret variables, each a secret Output. */
   secretEnv: Record<string, pulumi.Output<string>>;
   generatedSecrets: string[];
-  redis: { local: boolean };
+  /** `db`: the project's database on the host's Redis; set exactly when `local`. */
+  redis: { local: boolean; db?: number };
   release: {
     keep: number;
     healthPath: string;
@@ -121,7 +123,15 @@ function crossCheck(ns: string, out: Record<string, unknown>, raw: RawConfig, pr
   const derived: Record<string, string> = { PROJECT_NAME: project };
   if (services.web.enabled && services.web.port) derived["WEB_PORT"] = String(services.web.port);
   if (services.api.enabled && services.api.port) derived["API_PORT"] = String(services.api.port);
-  if ((out["redis"] as { local: boolean }).local) derived["REDIS_URL"] = "redis://127.0.0.1:6379/0";
+  const redis = out["redis"] as { local: boolean; db?: number };
+  if (redis.local) {
+    if (redis.db === undefined && range) redis.db = redisDbFor(range);
+    if (redis.db !== undefined) derived["REDIS_URL"] = localRedisUrl(redis.db);
+  } else if (redis.db !== undefined) {
+    problems.push(
+      `${ns}:redis.db: only used with redis.local: true; with another Redis, put the database in env.REDIS_URL (redis://HOST:6379/N)`,
+    );
+  }
   for (const [k, v] of Object.entries(derived)) {
     if (k in env && env[k] !== v)
       problems.push(`${ns}:env.${k}: the program sets it to ${v} (from the registry and config); remove it`);

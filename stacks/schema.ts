@@ -203,7 +203,17 @@ export const schema: Record<string, Field> = {
   redis: {
     kind: "object",
     doc: "Redis for Celery.",
-    fields: { local: { kind: "bool", doc: "Install redis-server on the host and set REDIS_URL.", default: true } },
+    fields: {
+      local: { kind: "bool", doc: "Install redis-server on the host and set REDIS_URL.", default: true },
+      db: {
+        kind: "int",
+        doc:
+          "Database of the host's Redis for this project (REDIS_URL `redis://127.0.0.1:6379/DB`), so projects on one host never take each other's tasks. " +
+          "Defaults to 1 + (ports.base / 10) mod 15 (1..15, never 0). The host refuses a database another project there uses: then set a free one. Only with redis.local.",
+        min: 0,
+        max: 15,
+      },
+    },
   },
   release: {
     kind: "object",

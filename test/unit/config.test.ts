@@ -194,6 +194,23 @@ const errorCases: ErrorCase[] = [
     errors: ["ayna-deploy:python: invalid value; expected 3.12 or newer"],
   },
   {
+    name: "Redis database out of range",
+    config: { ...good, redis: { db: 16 } },
+    errors: ["ayna-deploy:redis.db: 16 is out of range 0..15"],
+  },
+  {
+    name: "a Redis database without the host's Redis",
+    config: { ...good, redis: { local: false, db: 3 }, env: { ...good.env, REDIS_URL: "redis://cache:6379/3" } },
+    errors: [
+      "ayna-deploy:redis.db: only used with redis.local: true; with another Redis, put the database in env.REDIS_URL",
+    ],
+  },
+  {
+    name: "REDIS_URL by hand beside the host's Redis",
+    config: { ...good, env: { ...good.env, REDIS_URL: "redis://127.0.0.1:6379/0" } },
+    errors: ["ayna-deploy:env.REDIS_URL: the program sets it to redis://127.0.0.1:6379/6"],
+  },
+  {
     name: "bad env name",
     config: { ...good, env: { "bad-name": "x" } },
     errors: ["ayna-deploy:env.bad-name: invalid name"],
@@ -219,8 +236,10 @@ describe("stack config validation", () => {
       PROJECT_NAME: "demoapp",
       WEB_PORT: "8150",
       API_PORT: "8151",
-      REDIS_URL: "redis://127.0.0.1:6379/0",
+      // 1 + (8150 / 10) mod 15: the project's own database on the host's Redis.
+      REDIS_URL: "redis://127.0.0.1:6379/6",
     });
+    assert.deepEqual(c.redis, { local: true, db: 6 });
     assert.deepEqual(Object.keys(c.secretEnv), ["DATABASE_URL"]);
   });
 
@@ -229,6 +248,22 @@ describe("stack config validation", () => {
     assert.deepEqual(c.ports, { base: 8130, source: "registry" });
     assert.equal(c.env["WEB_PORT"], "8130");
     assert.equal(c.env["API_PORT"], "8131");
+  });
+
+  it("gives each project its own Redis database, from its range or from redis.db", () => {
+    const url = (extra: Record<string, unknown>) =>
+      parseStackConfig("ayna-deploy", "staging", raw({ ...good, ...extra })).env["REDIS_URL"];
+    assert.equal(url({ ports: { base: 8170 } }), "redis://127.0.0.1:6379/8");
+    assert.equal(url({ project: "uavcrew", ports: {} }), "redis://127.0.0.1:6379/4");
+    assert.equal(url({ redis: { db: 0 } }), "redis://127.0.0.1:6379/0");
+    assert.equal(url({ redis: { db: "11" } }), "redis://127.0.0.1:6379/11");
+    const external = parseStackConfig(
+      "ayna-deploy",
+      "staging",
+      raw({ ...good, redis: { local: false }, env: { ...good.env, REDIS_URL: "redis://cache:6379/2" } }),
+    );
+    assert.equal(external.env["REDIS_URL"], "redis://cache:6379/2");
+    assert.equal(external.redis.db, undefined);
   });
 
   it("takes an explicit stage over the stack name", () => {

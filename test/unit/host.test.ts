@@ -1,4 +1,5 @@
 import { strict as assert } from "node:assert";
+import { claimCheckCommand, claimCommand } from "../../builders/claims";
 import { installMocks, recorded, settle } from "../support/mocks";
 
 installMocks();
@@ -12,6 +13,7 @@ describe("Host component (mocks)", () => {
     address: "10.0.0.5",
     privateKey: "PRIVATE-KEY-MATERIAL",
     hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPGVtSKQWjur8Pq/ONhmYCAWFTjQzutzjFtNZ0WGKGWw",
+    claim: { portBase: 8150, redisDb: 6 },
   });
 
   it("uses the standard's project directory", () => assert.equal(host.projectDir, "/opt/ayna/demoapp"));
@@ -25,6 +27,16 @@ describe("Host component (mocks)", () => {
     assert.equal(file.inputs["mode"], "0644");
     assert.equal(file.inputs["owner"], "root");
     assert.equal(standardVersion, "2.0.0");
+  });
+
+  it("claims the project's ports and Redis database on the host, freed on destroy", async () => {
+    await settle(host.bootstrap.urn);
+    const claim = recorded.find((r) => r.type === "ayna:remote:Command" && r.name === "web1-claim");
+    assert.ok(claim, "a claim command is registered");
+    const spec = { project: "demoapp", portBase: 8150, redisDb: 6 };
+    assert.equal(claim.inputs["create"], claimCommand(spec));
+    assert.equal(claim.inputs["check"], claimCheckCommand(spec));
+    assert.equal(claim.inputs["delete"], "sudo -n sh -c 'rm -f /etc/ayna/claims/demoapp'");
   });
 
   it("gives the host one provider holding the connection, the private key secret, defaults for port and user", async () => {

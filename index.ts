@@ -3,10 +3,8 @@
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { appArchive, EnvFile, Host, lockfileArchive, PythonRuntime, Release, SystemdService } from "./components";
-import { fileManifest } from "./local/manifest";
 import { RandomSecret } from "./sdk";
 import { loadStackConfig } from "./stacks";
-import { envHashes, Manifest, planRelease, PreviousHost, renderPlan } from "./stacks/deployPlan";
 import { planHosts } from "./stacks/plan";
 
 const config = loadStackConfig();
@@ -81,7 +79,7 @@ const releases = planHosts(config).map((plan) => {
     { ...onHost, dependsOn: [...units, runtime, ...previousBatch] },
   );
   (releasedInBatch[plan.batch] ??= []).push(release);
-  return { host: h, release, runtime, services: plan.releaseTool.services };
+  return { host: h, release };
 });
 
 export const project = config.project;
@@ -94,44 +92,3 @@ export const hosts = releases.map(({ host, release }) => ({
   previousRelease: release.previousRelease,
   sha: release.sha,
 }));
-
-// The deploy plan: this run against the previous run's own outputs (a
-// reference to this very stack; empty on its first deploy). Env values are
-// compared by a salted hash per key, so the plan names keys, never values.
-const self = new pulumi.StackReference(`${pulumi.getOrganization()}/${pulumi.getProject()}/${pulumi.getStack()}`);
-const envSalt = `${pulumi.getProject()}/${pulumi.getStack()}`;
-// Generated secrets keep their value for the stack's life: their names are enough.
-const generatedNames = Object.fromEntries(config.generatedSecrets.map((n) => [n, "generated"]));
-const thisRun: pulumi.Output<Manifest> = pulumi.all(config.secretEnv).apply((secrets) => ({
-  checksum: app.archive.sha256,
-  envHash: releases[0]?.runtime.envHash ?? "",
-  files: fileManifest(appDir),
-  env: envHashes(envSalt, { ...config.env, ...secrets, ...generatedNames }),
-}));
-const planLines = pulumi
-  .all([self.getOutput("hosts"), self.getOutput("manifest"), thisRun])
-  .apply(([before, previousManifest, after]) => {
-    const previous = new Map(
-      ((before ?? []) as (PreviousHost & { name: string })[]).map((h) => [h.name, { release: h.release, sha: h.sha }]),
-    );
-    const out: Record<string, string[]> = {};
-    for (const r of releases) {
-      out[r.host.name] = renderPlan(
-        planRelease({
-          host: r.host.name,
-          previous: previous.get(r.host.name),
-          before: (previousManifest ?? undefined) as Manifest | undefined,
-          after,
-          sha: app.sha,
-          services: r.services,
-          pin: config.release.pin,
-        }),
-      );
-    }
-    pulumi.log.info(`deploy plan:\n${Object.values(out).flat().join("\n")}`);
-    return out;
-  });
-/** Per host, the lines of the plan this update ran (names only; never a value). */
-export const plan = pulumi.unsecret(planLines);
-/** What this update deployed, for the next one's plan; secret, as it holds the env hashes. */
-export const manifest = pulumi.secret(thisRun);

@@ -5,11 +5,10 @@
 // new key is pinned, then provisioned from nothing.
 import { strict as assert } from "node:assert";
 import { createHash } from "node:crypto";
-import * as fs from "node:fs";
-import * as path from "node:path";
 import { utils as sshUtils } from "ssh2";
 import { PulumiStack, resourceSummary } from "../support/pulumi";
 import { addAddress, sshExec, startHost, stopHost, TestHost } from "../support/testhost";
+import { touchCode } from "../support/sampleApp";
 
 const project = "demoapp";
 const units = ["web", "api", "celery", "beat"].map((r) => `${project}-${r}.service`);
@@ -19,10 +18,6 @@ const opsUser = "ayna-ops";
 function fingerprintOf(hostKey: string): string {
   const blob = Buffer.from(hostKey.trim().split(/\s+/)[1]!, "base64");
   return "SHA256:" + createHash("sha256").update(blob).digest("base64").replace(/=+$/, "");
-}
-
-function touchCode(app: string, tag: string): void {
-  fs.writeFileSync(path.join(app, "core", "build_tag.py"), `BUILD_TAG = ${JSON.stringify(tag)}\n`);
 }
 
 describe("connection changes: one provider per host", function () {

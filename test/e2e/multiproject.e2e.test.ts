@@ -4,25 +4,9 @@
 // processes alone; a third project claiming a range already taken there is
 // refused at `up`, before anything on the host changes.
 import { strict as assert } from "node:assert";
-import * as fs from "node:fs";
-import * as path from "node:path";
 import { PulumiStack } from "../support/pulumi";
 import { sshExec, startHost, stopHost, TestHost } from "../support/testhost";
-
-async function sh(host: TestHost, cmd: string): Promise<string> {
-  const r = await sshExec(host, cmd, { timeoutMs: 120_000 });
-  assert.equal(r.code, 0, `${cmd}\n${r.stdout}\n${r.stderr}`);
-  return r.stdout;
-}
-
-async function servedRelease(host: TestHost, port: number): Promise<string> {
-  const out = await sh(host, `curl -s http://127.0.0.1:${port}/health`);
-  return /"release": ?"(v\d+)"/.exec(out)?.[1] ?? `none: ${out}`;
-}
-
-function touchCode(app: string, tag: string): void {
-  fs.writeFileSync(path.join(app, "core", "build_tag.py"), `BUILD_TAG = ${JSON.stringify(tag)}\n`);
-}
+import { servedRelease, sh, touchCode } from "../support/sampleApp";
 
 const roles = ["web", "api", "celery", "beat"];
 

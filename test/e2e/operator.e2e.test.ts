@@ -7,7 +7,8 @@ import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { PulumiStack, repoRoot } from "../support/pulumi";
-import { sshExec, startHost, stopHost, TestHost } from "../support/testhost";
+import { startHost, stopHost, TestHost } from "../support/testhost";
+import { servedRelease, sh, touchCode } from "../support/sampleApp";
 
 const project = "demoapp";
 const units = ["web", "api", "celery", "beat"].map((r) => `${project}-${r}.service`);
@@ -18,21 +19,6 @@ interface MakeResult {
   stdout: string;
   stderr: string;
   out: string;
-}
-
-async function sh(host: TestHost, cmd: string): Promise<string> {
-  const r = await sshExec(host, cmd, { timeoutMs: 120_000 });
-  assert.equal(r.code, 0, `${cmd}\n${r.stdout}\n${r.stderr}`);
-  return r.stdout;
-}
-
-async function servedRelease(host: TestHost): Promise<string> {
-  const out = await sh(host, "curl -s http://127.0.0.1:8150/health");
-  return /"release": ?"(v\d+)"/.exec(out)?.[1] ?? `none: ${out}`;
-}
-
-function touchCode(app: string, tag: string): void {
-  fs.writeFileSync(path.join(app, "core", "build_tag.py"), `BUILD_TAG = ${JSON.stringify(tag)}\n`);
 }
 
 describe("operator surface: make targets on a live stack", function () {

@@ -8,15 +8,10 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { PulumiStack, repoRoot } from "../support/pulumi";
 import { sshExec, startHost, stopHost, TestHost } from "../support/testhost";
+import { servedRelease, sh, touchCode } from "../support/sampleApp";
 
 const project = "demoapp";
 const loadScript = fs.readFileSync(path.join(__dirname, "..", "support", "load.py"), "utf8");
-
-async function sh(host: TestHost, cmd: string): Promise<string> {
-  const r = await sshExec(host, cmd, { timeoutMs: 120_000 });
-  assert.equal(r.code, 0, `${cmd}\n${r.stdout}\n${r.stderr}`);
-  return r.stdout;
-}
 
 interface LoadResult {
   ok: number;
@@ -43,15 +38,6 @@ async function startLoad(host: TestHost): Promise<{ stop: () => Promise<LoadResu
       return JSON.parse(r.stdout.trim()) as LoadResult;
     },
   };
-}
-
-async function servedRelease(host: TestHost, port = 8150): Promise<string> {
-  const out = await sh(host, `curl -s http://127.0.0.1:${port}/health`);
-  return /"release": ?"(v\d+)"/.exec(out)?.[1] ?? `none: ${out}`;
-}
-
-function touchCode(app: string, tag: string): void {
-  fs.writeFileSync(path.join(app, "core", "build_tag.py"), `BUILD_TAG = ${JSON.stringify(tag)}\n`);
 }
 
 function runRollback(stack: PulumiStack, args: string[]): Promise<{ code: number; out: string; ms: number }> {

@@ -5,18 +5,13 @@
 import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import { PulumiStack, resourceSummary } from "../support/pulumi";
-import { sshExec, startHost, stopHost, TestHost } from "../support/testhost";
+import { startHost, stopHost, TestHost } from "../support/testhost";
+import { sh } from "../support/sampleApp";
 
 const project = "demoapp";
 const roles = ["web", "api", "celery", "beat"];
 // Quotes, $(), backticks, a backslash and a newline: must land verbatim and run nothing.
 const hostile = `q"uo'te $(touch /tmp/pwned-dollar) \`touch /tmp/pwned-tick\` back\\slash\nsecond line`;
-
-async function sh(host: TestHost, cmd: string): Promise<string> {
-  const r = await sshExec(host, cmd, { timeoutMs: 120_000 });
-  assert.equal(r.code, 0, `${cmd}\n${r.stdout}\n${r.stderr}`);
-  return r.stdout;
-}
 
 async function logins(host: TestHost): Promise<number> {
   return Number(

@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import { timedOutStatus } from "../../builders/remote";
 import { Connection, Executor, Failure, target } from "./ssh";
 import { containsUnknown, isSecret, reveal, scrub, secretStrings } from "./secrets";
-import { changedKeys, DiffResult, propertyDiff, requireString, withIdentity } from "./util";
+import { changedKeys, diffFrom, DiffResult, propertyDiff, requireString, withIdentity } from "./util";
 
 export interface CommandInputs {
   /** Run on create, and on update when `update` is absent. */
@@ -82,12 +82,8 @@ export function checkCommand(news: Record<string, unknown>): Failure[] {
 export function diffCommand(olds: Record<string, unknown>, news: Record<string, unknown>): DiffResult {
   // A new machine behind the provider (another pinned key) means the command never ran there.
   const d = withIdentity(propertyDiff(olds, news, [...rerunKeys, ...storedKeys], []), olds, news);
-  if (olds["drifted"] === true) {
-    // Refresh found what the command set up undone on the host: run it again.
-    d.detailedDiff["drifted"] = "delete";
-    d.diffs = Object.keys(d.detailedDiff);
-    d.changes = true;
-  }
+  // Refresh found what the command set up undone on the host: run it again.
+  if (olds["drifted"] === true) return diffFrom({ ...d.detailedDiff, drifted: "delete" }, d.deleteBeforeReplace);
   return d;
 }
 

@@ -54,8 +54,6 @@ export function diffFile(olds: Record<string, unknown>, news: Record<string, unk
   if (containsUnknown(news["mode"]) || (old.mode ?? "0644") !== fileMode(plain.mode ?? "0644")) {
     d.detailedDiff["mode"] = "update";
   }
-  d.diffs = Object.keys(d.detailedDiff);
-  d.changes = d.diffs.length > 0;
   return withIdentity(d, olds, news);
 }
 

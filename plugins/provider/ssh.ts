@@ -80,11 +80,6 @@ export function parseHostKey(line: string): PinnedKey | undefined {
   return { type, blob };
 }
 
-/** The key blob of "type base64 [comment]", or undefined. */
-export function hostKeyBlob(line: string): Buffer | undefined {
-  return parseHostKey(line)?.blob;
-}
-
 /** `SHA256:...` as `ssh-keygen -l` prints it. */
 export function fingerprint(blob: Buffer): string {
   return "SHA256:" + createHash("sha256").update(blob).digest("base64").replace(/=+$/, "");

@@ -29,6 +29,19 @@ export function changed(o: unknown, n: unknown): boolean {
   return !isDeepStrictEqual(a, b);
 }
 
+/** The rest of a diff follows from its detail: what changed, and which of those changes replace. */
+export function diffFrom(detailedDiff: Record<string, DiffKind>, deleteBeforeReplace = false): DiffResult {
+  const diffs = Object.keys(detailedDiff);
+  const replaces = diffs.filter((k) => detailedDiff[k]!.endsWith("-replace"));
+  return {
+    changes: diffs.length > 0,
+    replaces,
+    deleteBeforeReplace: replaces.length > 0 && deleteBeforeReplace,
+    diffs,
+    detailedDiff,
+  };
+}
+
 /** Compares the listed top-level properties; those in `replaceKeys` replace the resource when they change. */
 export function propertyDiff(
   olds: Record<string, unknown>,
@@ -43,15 +56,7 @@ export function propertyDiff(
     const base: "add" | "delete" | "update" = isAbsent(olds[k]) ? "add" : isAbsent(news[k]) ? "delete" : "update";
     detailedDiff[k] = replaceKeys.includes(k) ? `${base}-replace` : base;
   }
-  const diffs = Object.keys(detailedDiff);
-  const replaces = diffs.filter((k) => replaceKeys.includes(k));
-  return {
-    changes: diffs.length > 0,
-    replaces,
-    deleteBeforeReplace: replaces.length > 0 && deleteBeforeReplace,
-    diffs,
-    detailedDiff,
-  };
+  return diffFrom(detailedDiff, deleteBeforeReplace);
 }
 
 /**
@@ -69,17 +74,14 @@ export function newMachine(olds: Record<string, unknown>, news: Record<string, u
 
 /** Sets the diff entry of `hostIdentity`: a replacement only for a new machine, else stored only. */
 export function withIdentity(d: DiffResult, olds: Record<string, unknown>, news: Record<string, unknown>): DiffResult {
-  const out: DiffResult = { ...d, detailedDiff: { ...d.detailedDiff } };
-  delete out.detailedDiff["hostIdentity"];
-  if (newMachine(olds, news)) out.detailedDiff["hostIdentity"] = "update-replace";
+  const { hostIdentity: _stale, ...detailed } = d.detailedDiff;
+  void _stale;
+  const another = newMachine(olds, news);
+  if (another) detailed["hostIdentity"] = "update-replace";
   else if (changed(olds["hostIdentity"], news["hostIdentity"]))
-    out.detailedDiff["hostIdentity"] = isAbsent(olds["hostIdentity"]) ? "add" : "update";
-  out.diffs = Object.keys(out.detailedDiff);
-  out.changes = out.diffs.length > 0;
-  out.replaces = out.diffs.filter((k) => out.detailedDiff[k]!.endsWith("-replace"));
+    detailed["hostIdentity"] = isAbsent(olds["hostIdentity"]) ? "add" : "update";
   // A new machine gets nothing before the old machine's state is dropped.
-  out.deleteBeforeReplace = newMachine(olds, news);
-  return out;
+  return diffFrom(detailed, another);
 }
 
 /** The top-level keys among `keys` that changed. */

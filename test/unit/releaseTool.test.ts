@@ -271,6 +271,13 @@ function deployArgs(a: { checksum: string }, sha: string, venv = "envA"): string
   return ["deploy", "--sha", sha, "--checksum", a.checksum, "--venv", venv];
 }
 
+/** Deploys `a` with its web candidate and the web port answering healthy for `release`. */
+function healthyDeploy(sb: Sandbox, a: { data: Buffer; checksum: string }, sha: string, release: string): Promise<Run> {
+  sb.answers(8155, healthy(release));
+  sb.answers(8150, healthy(release));
+  return sb.program(deployArgs(a, sha), a.data);
+}
+
 afterEach(() => {
   for (const sb of sandboxes.splice(0)) sb.cleanup();
 });
@@ -762,14 +769,10 @@ describe("ayna-release: deploy", () => {
     sb.env("envA");
     const a1 = archive(sb.dir, "one");
     const a2 = archive(sb.dir, "two");
-    sb.answers(8155, healthy("v1"));
-    sb.answers(8150, healthy("v1"));
-    const first = await sb.program(deployArgs(a1, "sha1"), a1.data);
+    const first = await healthyDeploy(sb, a1, "sha1", "v1");
     assert.equal(first.code, 0, first.stderr);
     assert.equal(first.stdout, "release=v1 previous=\n");
-    sb.answers(8155, healthy("v2"));
-    sb.answers(8150, healthy("v2"));
-    const second = await sb.program(deployArgs(a2, "sha2"), a2.data);
+    const second = await healthyDeploy(sb, a2, "sha2", "v2");
     assert.equal(second.code, 0, second.stderr);
     assert.equal(second.stdout, "release=v2 previous=v1\n");
   });
@@ -778,9 +781,7 @@ describe("ayna-release: deploy", () => {
     const sb = sandbox();
     sb.env("envA");
     const a1 = archive(sb.dir, "one");
-    sb.answers(8155, healthy("v1"));
-    sb.answers(8150, healthy("v1"));
-    const r = await sb.program(deployArgs(a1, "sha1"), a1.data);
+    const r = await healthyDeploy(sb, a1, "sha1", "v1");
     assert.equal(r.code, 0, r.stderr);
     assert.equal(fs.readFileSync(path.join(sb.root, "releases", "v1", "app.py"), "utf8"), 'TAG = "one"\n');
     assert.equal(fs.readlinkSync(path.join(sb.root, "releases", "v1", ".venv")), "../../venvs/envA");
@@ -799,12 +800,8 @@ describe("ayna-release: deploy", () => {
     sb.env("envA");
     const a1 = archive(sb.dir, "one");
     const a2 = archive(sb.dir, "two");
-    sb.answers(8155, healthy("v1"));
-    sb.answers(8150, healthy("v1"));
-    await sb.program(deployArgs(a1, "sha1"), a1.data);
-    sb.answers(8155, healthy("v2"));
-    sb.answers(8150, healthy("v2"));
-    await sb.program(deployArgs(a2, "sha2"), a2.data);
+    await healthyDeploy(sb, a1, "sha1", "v1");
+    await healthyDeploy(sb, a2, "sha2", "v2");
     const audit = sb.lines("logs/deploy-audit.log");
     assert.equal(audit.length, 2);
     assert.match(
@@ -819,12 +816,8 @@ describe("ayna-release: deploy", () => {
     sb.env("envA");
     const a1 = archive(sb.dir, "one");
     const a2 = archive(sb.dir, "two");
-    sb.answers(8155, healthy("v1"));
-    sb.answers(8150, healthy("v1"));
-    await sb.program(deployArgs(a1, "sha1"), a1.data);
-    sb.answers(8155, healthy("v2"));
-    sb.answers(8150, healthy("v2"));
-    await sb.program(deployArgs(a2, "sha2"), a2.data);
+    await healthyDeploy(sb, a1, "sha1", "v1");
+    await healthyDeploy(sb, a2, "sha2", "v2");
     sb.answers(8150, healthy("v1"));
     const r = await sb.program(deployArgs(a1, "sha1"), a1.data);
     assert.equal(r.code, 0, r.stderr);

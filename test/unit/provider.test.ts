@@ -61,6 +61,18 @@ const envSecret = "env-secret-Zq81";
 const envPlain = "env-plain-value-77";
 const fileSecret = "password=file-secret-Kx92";
 
+/** A command with every input set, for the update and diff cases. */
+const everyCommandInput: Props = {
+  create: "install",
+  update: "upgrade",
+  delete: "remove",
+  stdin: wrapSecret(stdinSecret),
+  environment: { MODE: "prod" },
+  triggers: ["sha-1"],
+  timeoutSeconds: 60,
+  captureStdout: true,
+};
+
 // ------------------------------------------------------------------ fake executor
 
 interface ExecCall {
@@ -682,16 +694,7 @@ describe("ayna provider (AynaProvider against a fake executor)", () => {
     });
 
     describe("update", () => {
-      const base: Props = {
-        create: "install",
-        update: "upgrade",
-        delete: "remove",
-        stdin: wrapSecret(stdinSecret),
-        environment: { MODE: "prod" },
-        triggers: ["sha-1"],
-        timeoutSeconds: 60,
-        captureStdout: true,
-      };
+      const base: Props = { ...everyCommandInput };
 
       // Each run prints its number, so an output tells which run made it.
       async function created() {
@@ -813,14 +816,7 @@ describe("ayna provider (AynaProvider against a fake executor)", () => {
 
     describe("diff", () => {
       const olds: Props = {
-        create: "install",
-        update: "upgrade",
-        delete: "remove",
-        stdin: wrapSecret(stdinSecret),
-        environment: { MODE: "prod" },
-        triggers: ["sha-1"],
-        timeoutSeconds: 60,
-        captureStdout: true,
+        ...everyCommandInput,
         hostIdentity: identityA,
         stdout: "an output, not an input",
       };

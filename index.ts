@@ -6,6 +6,7 @@ import { appArchive, EnvFile, Host, lockfileArchive, PythonRuntime, Release, Sys
 import { RandomSecret } from "./sdk";
 import { loadStackConfig } from "./stacks";
 import { planHosts } from "./stacks/plan";
+import { unitFiles } from "./builders/units";
 
 const config = loadStackConfig();
 const appDir = path.resolve(__dirname, config.app.path);
@@ -52,33 +53,31 @@ const releases = planHosts(config).map((plan) => {
     },
     { ...onHost, dependsOn: host.bootstrap },
   );
-  const env = new EnvFile(
-    h.name,
-    {
-      project: config.project,
-      stage: config.stage,
-      owner: host.serviceUser,
-      group: host.serviceGroup,
-      plain: config.env,
-      secrets: { ...config.secretEnv, ...generated },
-    },
-    { ...onHost, dependsOn: host.bootstrap },
-  );
-  const units = plan.units.map(
-    (unit) =>
-      new SystemdService(
-        `${h.name}-${unit.role}`,
-        { unit, envFileSha256: env.sha256 },
-        { ...onHost, dependsOn: [env, runtime] },
-      ),
-  );
+  const env = new EnvFile(h.name, {
+    project: config.project,
+    stage: config.stage,
+    plain: config.env,
+    secrets: { ...config.secretEnv, ...generated },
+  });
   const previousBatch = plan.batch > 0 ? (releasedInBatch[plan.batch - 1] ?? []) : [];
+  // Code, dependencies, env file and units go out together, in the host's
+  // batch, through one health gate.
   const release = new Release(
     h.name,
-    { app, envHash: runtime.envHash, tool: plan.releaseTool, pin: config.release.pin },
-    { ...onHost, dependsOn: [...units, runtime, ...previousBatch] },
+    {
+      app,
+      envHash: runtime.envHash,
+      envContent: env.content,
+      units: plan.units.flatMap(unitFiles),
+      tool: plan.releaseTool,
+      pin: config.release.pin,
+    },
+    { ...onHost, dependsOn: [host.bootstrap, runtime, ...previousBatch] },
   );
   (releasedInBatch[plan.batch] ??= []).push(release);
+  for (const unit of plan.units) {
+    new SystemdService(`${h.name}-${unit.role}`, { unit }, { ...onHost, dependsOn: release });
+  }
   return { host: h, release };
 });
 

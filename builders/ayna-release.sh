@@ -12,6 +12,8 @@ export LC_ALL=C.UTF-8
 # Only the unit tests set this, to work in a scratch tree. On a host nothing
 # does: the tool runs as a transient unit that gets AYNA_ACTOR alone.
 ROOT=${AYNA_RELEASE_ROOT:-$ROOT}
+ENV_FILE=$ROOT/shared/.env.$STAGE
+UNIT_DIR=${AYNA_UNIT_DIR:-/etc/systemd/system}
 RELEASES=$ROOT/releases
 VENVS=$ROOT/venvs
 LOCK=$ROOT/.deploy-lock
@@ -21,6 +23,18 @@ OWN_LOCK=
 HEALTH_ANSWER= # the last answer poll_health got, for the failure message
 APPLIED_AT=0
 declare -A RESTARTS=()
+# The bundle (--bundle): the env file and unit files this release runs with,
+# staged in a root-only directory and installed only inside the gated switch.
+STAGING=$ROOT/.staging
+BUNDLE=
+ENV_CHANGED=0   # the env file's content differs from the installed one
+ENV_REWRITE=0   # it must be written (content, mode or owner differ)
+UNITS_CHANGED=() # unit files that differ from the installed ones
+UNITS_OBSOLETE=() # installed unit files of the project the bundle no longer has
+OLD_ENV_B64=    # the env file before the switch, kept in memory only
+HAD_ENV=0
+INSTALLED=0     # the bundle is in place (a failure must restore the old one)
+RUN_ENV=$ENV_FILE # the env file candidates and one-shot commands run with
 
 say() { printf '%s\n' "$*" >&2 2>/dev/null || true; }
 result() { printf 'release=%s previous=%s\n' "$1" "$2" 2>/dev/null || true; }
@@ -112,26 +126,167 @@ switch_to() { # release name; atomic: a new link renamed over the old one
   mv -Tf "$RELEASES/.current.tmp" "$RELEASES/current"
 }
 
+# --- the bundle: env file and unit files, installed inside the gated switch ---
+
+unit_name_ok() { [[ $1 =~ ^${PROJECT}-[a-z]+\.(service|socket)$ ]]; }
+
+read_bundle() { # two base64 lines on stdin: the env file, then "name<TAB>base64" unit lines
+  local env_b64 units_b64 name b64
+  IFS= read -r env_b64 || die "deploy: --bundle given but stdin holds no env file line"
+  IFS= read -r units_b64 || die "deploy: --bundle given but stdin holds no units line"
+  rm -rf "$STAGING"
+  mkdir -m 0700 "$STAGING"
+  mkdir -m 0700 "$STAGING/units" "$STAGING/old-units"
+  (umask 077 && printf '%s' "$env_b64" | base64 -d >"$STAGING/env") || die "deploy: the env file in the bundle is not base64"
+  while IFS=$'\t' read -r name b64; do
+    [ -n "$name" ] || continue
+    unit_name_ok "$name" || die "deploy: refusing unit file name '$name' (not $PROJECT-<role>.service or .socket)"
+    printf '%s' "$b64" | base64 -d >"$STAGING/units/$name" || die "deploy: unit $name in the bundle is not base64"
+  done < <(printf '%s' "$units_b64" | base64 -d)
+  BUNDLE=1
+  RUN_ENV=$STAGING/env
+}
+
+installed_units() { # the project's unit files now in UNIT_DIR
+  local f
+  for f in "$UNIT_DIR/$PROJECT"-*.service "$UNIT_DIR/$PROJECT"-*.socket; do
+    [ -f "$f" ] || continue
+    unit_name_ok "$(basename "$f")" && basename "$f"
+  done
+  return 0
+}
+
+env_owner_ok() { [ "$(stat -c '%a %U %G' "$ENV_FILE" 2>/dev/null)" = "600 $SERVICE_USER $SERVICE_GROUP" ]; }
+
+bundle_changes() { # sets ENV_CHANGED, ENV_REWRITE, UNITS_CHANGED, UNITS_OBSOLETE
+  local f name
+  ENV_CHANGED=0 ENV_REWRITE=0 UNITS_CHANGED=() UNITS_OBSOLETE=()
+  [ -n "$BUNDLE" ] || return 0
+  if ! cmp -s "$STAGING/env" "$ENV_FILE"; then ENV_CHANGED=1 ENV_REWRITE=1; elif ! env_owner_ok; then ENV_REWRITE=1; fi
+  for f in "$STAGING/units"/*; do
+    [ -f "$f" ] || continue
+    name=$(basename "$f")
+    cmp -s "$f" "$UNIT_DIR/$name" || UNITS_CHANGED+=("$name")
+  done
+  for name in $(installed_units); do
+    [ -f "$STAGING/units/$name" ] || UNITS_OBSOLETE+=("$name")
+  done
+}
+
+bundle_summary() { # what the bundle changes, for messages and the audit log
+  local parts=()
+  [ "$ENV_CHANGED" = 1 ] && parts+=("env file")
+  [ "$ENV_CHANGED" = 0 ] && [ "$ENV_REWRITE" = 1 ] && parts+=("env file mode/owner")
+  [ ${#UNITS_CHANGED[@]} -gt 0 ] && parts+=("units: ${UNITS_CHANGED[*]}")
+  [ ${#UNITS_OBSOLETE[@]} -gt 0 ] && parts+=("removed units: ${UNITS_OBSOLETE[*]}")
+  local IFS=';'
+  printf '%s' "${parts[*]}"
+}
+
+write_env() { # source: the env file, atomically, 0600, owned by the service user
+  local tmp
+  tmp=$(dirname "$ENV_FILE")/.env.tmp.$$
+  mkdir -p "$(dirname "$ENV_FILE")"
+  install -m 0600 -o "$SERVICE_USER" -g "$SERVICE_GROUP" "$1" "$tmp"
+  mv -f "$tmp" "$ENV_FILE"
+}
+
+write_unit() { # source name
+  install -m 0644 -o root -g root "$1" "$UNIT_DIR/.$2.tmp"
+  mv -f "$UNIT_DIR/.$2.tmp" "$UNIT_DIR/$2"
+}
+
+install_bundle() { # the staged env file and units go live; the old ones are kept to restore
+  local name
+  [ -n "$BUNDLE" ] || return 0
+  HAD_ENV=0
+  if [ -f "$ENV_FILE" ]; then HAD_ENV=1 OLD_ENV_B64=$(base64 -w0 "$ENV_FILE"); fi
+  for name in "${UNITS_CHANGED[@]}" "${UNITS_OBSOLETE[@]}"; do
+    if [ -f "$UNIT_DIR/$name" ]; then cp -p "$UNIT_DIR/$name" "$STAGING/old-units/$name"; fi
+  done
+  INSTALLED=1
+  [ "$ENV_REWRITE" = 0 ] || write_env "$STAGING/env"
+  for name in "${UNITS_OBSOLETE[@]}"; do
+    systemctl disable --now --quiet "$name" 2>/dev/null || true
+    rm -f "$UNIT_DIR/$name"
+  done
+  for name in "${UNITS_CHANGED[@]}"; do write_unit "$STAGING/units/$name" "$name"; done
+  if [ ${#UNITS_CHANGED[@]} -gt 0 ] || [ ${#UNITS_OBSOLETE[@]} -gt 0 ]; then systemctl daemon-reload; fi
+  for name in "${UNITS_CHANGED[@]}"; do systemctl enable --quiet "$name"; done
+  RUN_ENV=$ENV_FILE
+}
+
+restore_bundle() { # puts the env file and units back as they were before install_bundle
+  local name tmp
+  [ "$INSTALLED" = 1 ] || return 0
+  if [ "$ENV_REWRITE" = 1 ]; then
+    if [ "$HAD_ENV" = 1 ]; then
+      tmp=$STAGING/env.old
+      (umask 077 && printf '%s' "$OLD_ENV_B64" | base64 -d >"$tmp")
+      write_env "$tmp"
+      rm -f "$tmp"
+    else
+      rm -f "$ENV_FILE"
+    fi
+  fi
+  for name in "${UNITS_CHANGED[@]}" "${UNITS_OBSOLETE[@]}"; do
+    if [ -f "$STAGING/old-units/$name" ]; then
+      write_unit "$STAGING/old-units/$name" "$name"
+    else
+      systemctl disable --now --quiet "$name" 2>/dev/null || true
+      rm -f "$UNIT_DIR/$name"
+    fi
+  done
+  if [ ${#UNITS_CHANGED[@]} -gt 0 ] || [ ${#UNITS_OBSOLETE[@]} -gt 0 ]; then
+    systemctl daemon-reload
+    for name in "${UNITS_OBSOLETE[@]}"; do systemctl enable --quiet "$name" 2>/dev/null || true; done
+  fi
+  INSTALLED=0
+  RUN_ENV=$ENV_FILE
+  say "restored the previous env file and units"
+}
+
+record_bundle() { # what verify compares the host with: hashes of the env file and units installed last
+  local name
+  [ -n "$BUNDLE" ] || return 0
+  {
+    printf 'env %s\n' "$(sha256sum <"$ENV_FILE" | cut -d' ' -f1)"
+    for name in $(installed_units); do printf 'unit %s %s\n' "$name" "$(sha256sum <"$UNIT_DIR/$name" | cut -d' ' -f1)"; done
+  } >"$ROOT/.bundle.tmp"
+  chmod 0600 "$ROOT/.bundle.tmp"
+  mv -f "$ROOT/.bundle.tmp" "$ROOT/.bundle"
+}
+
 # --- services ---
 
 unit_of() { printf '%s-%s.service' "$PROJECT" "$1"; }
 
 enabled() { systemctl is-enabled --quiet "$1" 2>/dev/null; }
 
-apply_release() { # from to: make services serve 'to'
-  local entry role port mode unit same_venv=1
+unit_changed() { local u; for u in "${UNITS_CHANGED[@]}"; do [ "$u" = "$1" ] && return 0; done; return 1; }
+
+apply_release() { # from to: make services serve 'to', with the env file and units now installed
+  local entry role port mode unit sock same_venv=1
   APPLIED_AT=$(date +%s)
   [ "$(venv_of "$1")" = "$(venv_of "$2")" ] || same_venv=0
   for entry in "${SERVICES[@]}"; do
     IFS=: read -r role port mode _ <<<"$entry"
     unit=$(unit_of "$role")
+    sock="$PROJECT-$role.socket"
     enabled "$unit" || continue
+    if unit_changed "$sock"; then
+      # A new or changed listening socket: the service hands its port over to
+      # systemd, which holds it from then on, across every restart.
+      systemctl stop "$unit"
+      systemctl restart "$sock"
+    fi
+    # A unit that fails to come up is the health gate's to judge (and roll back).
     if ! systemctl is-active --quiet "$unit"; then
-      systemctl start "$unit"
-    elif [ "$mode" = hup ] && [ "$same_venv" = 1 ]; then
-      systemctl reload "$unit"
+      systemctl start "$unit" || say "warning: $unit did not start"
+    elif [ "$mode" = hup ] && [ "$same_venv" = 1 ] && [ "$ENV_CHANGED" = 0 ] && ! unit_changed "$unit"; then
+      systemctl reload "$unit" || say "warning: $unit did not reload"
     else
-      systemctl restart "$unit"
+      systemctl restart "$unit" || say "warning: $unit did not restart"
     fi
     RESTARTS[$role]=$(systemctl show -P NRestarts "$unit")
   done
@@ -226,7 +381,7 @@ start_candidates() { # dir
     cmd=("${!ref}")
     systemd-run --quiet --collect --service-type=exec --unit="$(candidate_unit "$role")" \
       --uid="$SERVICE_USER" --gid="$SERVICE_GROUP" \
-      -p EnvironmentFile="$ENV_FILE" -p WorkingDirectory="$dir" \
+      -p EnvironmentFile="$RUN_ENV" -p WorkingDirectory="$dir" \
       -p ProtectSystem=strict -p ReadWritePaths="$ROOT/shared $ROOT/logs" \
       -p PrivateTmp=yes -p NoNewPrivileges=yes \
       -E PATH="$dir/.venv/bin:/usr/bin:/bin" -- "${cmd[@]//@RELEASE@/$dir}"
@@ -280,7 +435,7 @@ run_as_app() { # dir command...: the service's user, env file and confinement
   shift
   systemd-run --quiet --wait --pipe --collect --service-type=exec \
     --uid="$SERVICE_USER" --gid="$SERVICE_GROUP" \
-    -p EnvironmentFile="$ENV_FILE" -p WorkingDirectory="$dir" \
+    -p EnvironmentFile="$RUN_ENV" -p WorkingDirectory="$dir" \
     -p ProtectSystem=strict -p ReadWritePaths="$ROOT/shared $ROOT/logs $dir/staticfiles" \
     -p PrivateTmp=yes -p NoNewPrivileges=yes \
     -E PATH="$dir/.venv/bin:/usr/bin:/bin" -- "$@"
@@ -380,39 +535,87 @@ prepare_release() { # from to sha. (4)-(5): migrations once per release and stat
     { rm -rf "$dir"; audit failed "$from" "$to" "$sha" "collectstatic failed"; die "deploy: collectstatic failed; $(serving "$from")" 4; }
 }
 
-activate() { # from to sha action: (6) switch, (7) reload, (8) health gate, (9) rollback
-  local from=$1 to=$2 sha=$3 action=$4
+activate() { # from to sha action: env file and units, (6) switch, (7) reload, (8) health gate, (9) rollback
+  local from=$1 to=$2 sha=$3 action=$4 changes
+  changes=$(bundle_summary)
+  install_bundle
   switch_to "$to"
   apply_release "$from" "$to"
   if health_gate "$to"; then
     rm -f "$RELEASES/$to/.ayna-failed"
     [ "$from" = none ] || [ "$from" = "$to" ] || echo "$from" >"$ROOT/.previous-release"
-    audit ok "$from" "$to" "$sha" "$action"
+    record_bundle
+    audit ok "$from" "$to" "$sha" "$action${changes:+ ($changes)}"
     prune
     result "$to" "$(previous_release)"
     return 0
   fi
-  touch "$RELEASES/$to/.ayna-failed"
+  [ "$from" = "$to" ] || touch "$RELEASES/$to/.ayna-failed"
   if [ "$from" != none ] && [ -d "$RELEASES/$from" ]; then
-    say "rolling back to $from"
+    say "rolling back to $from${changes:+ with the previous env file and units}"
+    restore_bundle
     switch_to "$from"
     apply_release "$to" "$from"
     health_gate "$from" || say "warning: $from is not healthy after the rollback either"
-    audit rolled-back "$from" "$to" "$sha" "health check failed"
+    audit rolled-back "$from" "$to" "$sha" "health check failed${changes:+ ($changes)}"
+    if [ "$from" = "$to" ] && [ -n "$changes" ]; then
+      die "$to with the new ${changes} failed its health check; the previous env file and units are back and $from is serving" 3
+    elif [ "$from" = "$to" ]; then
+      die "$to, restarted as deployed, failed its health check; see the log lines above" 3
+    fi
     die "release $to failed its health check and was rolled back; $from is serving" 3
   fi
+  restore_bundle
   audit failed "$from" "$to" "$sha" "health check failed, nothing to roll back to"
   die "release $to failed its health check (first release: nothing to roll back to)" 3
 }
 
+services_running() { # every enabled unit of the project active, none waiting for a daemon-reload
+  local entry role unit
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r role _ <<<"$entry"
+    unit=$(unit_of "$role")
+    enabled "$unit" || continue
+    systemctl is-active --quiet "$unit" || return 1
+    [ "$(systemctl show -P NeedDaemonReload "$unit")" != yes ] || return 1
+  done
+}
+
+# The serving release again with another env file or other units, or repaired
+# after drift (a service stopped, a unit edited by hand): the same gate as a
+# new release. New content runs as candidates first.
+rerelease_current() { # release sha
+  local rel=$1 sha=$2 changes
+  changes=$(bundle_summary)
+  if [ -z "$changes" ] && services_running; then
+    say "release $rel is already current"
+    record_bundle
+    result "$rel" "$(previous_release)"
+    return 0
+  fi
+  if [ "$ENV_CHANGED" = 1 ] || [ ${#UNITS_CHANGED[@]} -gt 0 ]; then
+    say "release $rel with a new ${changes}: checking candidates first"
+    if ! candidate_check "$RELEASES/$rel" "$rel"; then
+      audit failed "$rel" "$rel" "$sha" "candidate health check failed ($changes)"
+      die "$rel with the new ${changes} failed its health check before the switch; nothing was changed and $rel is still serving" 3
+    fi
+    activate "$rel" "$rel" "$sha" "config"
+  else
+    say "repairing release $rel${changes:+ ($changes)}: services not running as deployed"
+    activate "$rel" "$rel" "$sha" "repair"
+  fi
+}
+
 # --- subcommands ---
 
-cmd_deploy() { # --sha S --checksum C --venv H [--reason R]; tar.gz on stdin
-  local sha="" checksum="" venv="" reason="deploy"
-  while [ $# -gt 0 ]; do case $1 in --sha) sha=$2; shift 2 ;; --checksum) checksum=$2; shift 2 ;; --venv) venv=$2; shift 2 ;; --reason) reason=$2; shift 2 ;; *) die "deploy: unknown flag $1" ;; esac; done
+cmd_deploy() { # --sha S --checksum C --venv H [--reason R] [--bundle]; [bundle lines,] tar.gz on stdin
+  local sha="" checksum="" venv="" reason="deploy" bundle=""
+  while [ $# -gt 0 ]; do case $1 in --sha) sha=$2; shift 2 ;; --checksum) checksum=$2; shift 2 ;; --venv) venv=$2; shift 2 ;; --reason) reason=$2; shift 2 ;; --bundle) bundle=1; shift ;; *) die "deploy: unknown flag $1" ;; esac; done
   [[ "$checksum" =~ ^[0-9a-f]{64}$ ]] || die "deploy: --checksum must be a sha256"
   [ -f "$VENVS/$venv/.ayna-complete" ] || die "deploy: environment $venv is not built"
   acquire_lock "$reason"
+  [ -z "$bundle" ] || read_bundle
+  bundle_changes
   local from to
   from=$(current_release)
   # An archive already released (a rollback by re-applying old inputs) switches
@@ -420,7 +623,7 @@ cmd_deploy() { # --sha S --checksum C --venv H [--reason R]; tar.gz on stdin
   to=$(existing_release "$checksum" "$venv")
   if [ -n "$to" ]; then
     cat >/dev/null
-    if [ "$to" = "$from" ]; then say "release $to is already current"; result "$to" "$(previous_release)"; return 0; fi
+    if [ "$to" = "$from" ]; then rerelease_current "$to" "$sha"; return; fi
     if [ -f "$RELEASES/$to/.ayna-failed" ]; then
       # A release that failed its gate is never served on the strength of an
       # earlier attempt: its candidates must pass again first.
@@ -449,15 +652,17 @@ cmd_deploy() { # --sha S --checksum C --venv H [--reason R]; tar.gz on stdin
   activate "$from" "$to" "$sha" "deploy"
 }
 
-cmd_rollback() { # [--to vN]
-  local to=""
-  while [ $# -gt 0 ]; do case $1 in --to) to=$2; shift 2 ;; *) die "rollback: unknown flag $1" ;; esac; done
+cmd_rollback() { # [--to vN] [--bundle]; [bundle lines on stdin]
+  local to="" bundle=""
+  while [ $# -gt 0 ]; do case $1 in --to) to=$2; shift 2 ;; --bundle) bundle=1; shift ;; *) die "rollback: unknown flag $1" ;; esac; done
   acquire_lock "rollback to ${to:-previous}"
+  [ -z "$bundle" ] || read_bundle
+  bundle_changes
   local from
   from=$(current_release)
   [ -n "$to" ] || to=$(previous_release)
   [ -n "$to" ] || die "rollback: no previous release recorded"
-  if [ "$to" = "$from" ]; then say "release $to is already current"; result "$to" "$(previous_release)"; return 0; fi
+  if [ "$to" = "$from" ]; then rerelease_current "$to" "$(json_field "$RELEASES/$to/.ayna-release.json" sha)"; return; fi
   [ -f "$RELEASES/$to/.ayna-release.json" ] ||
     die "rollback: release $to does not exist on $(hostname) (pruned or never deployed); available: $(available_releases)"
   [ ! -f "$RELEASES/$to/.ayna-failed" ] || die "rollback: release $to failed its health check when it was deployed; pick another (available: $(available_releases))"
@@ -467,6 +672,29 @@ cmd_rollback() { # [--to vN]
 cmd_status() {
   printf 'current=%s\nprevious=%s\nreleases=%s\n' "$(current_release)" "$(previous_release)" "$(available_releases)"
   if [ -d "$LOCK" ]; then printf 'lock: %s\n' "$(lock_info | tr '\n' ' ')"; fi
+}
+
+cmd_verify() { # for refresh: does the host still run what the last release installed?
+  local bad=0 kind name sum entry role unit
+  if [ ! -f "$ROOT/.bundle" ]; then say "drift: no env file and units recorded by a release yet"; return 1; fi
+  while read -r kind name sum; do
+    case $kind in
+      env)
+        [ "$(sha256sum <"$ENV_FILE" 2>/dev/null | cut -d' ' -f1)" = "$name" ] || { say "drift: $ENV_FILE differs from what the last release installed"; bad=1; }
+        env_owner_ok || { say "drift: $ENV_FILE is not mode 0600 owned by $SERVICE_USER:$SERVICE_GROUP"; bad=1; } ;;
+      unit)
+        [ "$(sha256sum <"$UNIT_DIR/$name" 2>/dev/null | cut -d' ' -f1)" = "$sum" ] || { say "drift: $UNIT_DIR/$name was changed or removed"; bad=1; }
+        [ "$(systemctl show -P NeedDaemonReload "$name")" != yes ] || { say "drift: $name changed on disk without a daemon-reload"; bad=1; } ;;
+    esac
+  done <"$ROOT/.bundle"
+  if [ -e "$RELEASES/current" ]; then
+    for entry in "${SERVICES[@]}"; do
+      IFS=: read -r role _ <<<"$entry"
+      unit=$(unit_of "$role")
+      if enabled "$unit" && ! systemctl is-active --quiet "$unit"; then say "drift: $unit is not running"; bad=1; fi
+    done
+  fi
+  return "$bad"
 }
 
 cmd_unlock() {
@@ -480,7 +708,9 @@ main() {
   # does not stop a deploy half way; writes to the gone client must not stop it
   # either.
   trap '' PIPE
-  trap 'stop_candidates; release_lock' EXIT
+  # Only the lock's holder owns the candidates and the staging directory: a
+  # deploy that gave up waiting, or a verify, must not touch them.
+  trap 'if [ -n "$OWN_LOCK" ]; then stop_candidates; rm -rf "$STAGING"; fi; release_lock' EXIT
   [ "$(id -u)" = 0 ] || die "must run as root (through sudo)"
   mkdir -p "$RELEASES" "$VENVS" "$ROOT/logs"
   local sub=${1:-}
@@ -489,8 +719,9 @@ main() {
     deploy) cmd_deploy "$@" ;;
     rollback) cmd_rollback "$@" ;;
     status) cmd_status ;;
+    verify) cmd_verify ;;
     unlock) cmd_unlock ;;
-    *) die "usage: ayna-release deploy|rollback|status|unlock" ;;
+    *) die "usage: ayna-release deploy|rollback|status|verify|unlock" ;;
   esac
 }
 

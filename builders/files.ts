@@ -51,10 +51,21 @@ export function writeFileAtomic(t: FileTarget, opts: { sudo?: boolean } = {}): s
   return shell(`${steps} || { rm -f "$tmp"; exit 1; }`, opts);
 }
 
-/** Removes the file; a missing file is fine. */
-export function removeFile(path: string, opts: { sudo?: boolean } = {}): string {
+/**
+ * Removes the file; a missing file is fine. Given the hash it was written
+ * with, it removes only that content: a file something else has rewritten
+ * since (the release tool taking over a unit or env file) is left in place.
+ */
+export function removeFile(path: string, opts: { sudo?: boolean; ifSha256?: string } = {}): string {
   assertAbsolutePath(path);
-  return shell(argv("rm", "-f", path), opts);
+  if (opts.ifSha256 === undefined) return shell(argv("rm", "-f", path), opts);
+  if (!/^[0-9a-f]{64}$/.test(opts.ifSha256)) throw new Error(`invalid sha256 ${JSON.stringify(opts.ifSha256)}`);
+  const same = `[ "$(sha256sum < ${argv(path)} | cut -d' ' -f1)" = ${argv(opts.ifSha256)} ]`;
+  return shell(
+    `if [ ! -e ${argv(path)} ] || ${same}; then ${argv("rm", "-f", path)}; ` +
+      `else echo ${argv(`left ${path} in place: rewritten since this resource wrote it`)} >&2; fi`,
+    opts,
+  );
 }
 
 /**

@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { argv } from "./shell";
 import { paths } from "../standard/paths";
-import { ServiceRole } from "./units";
+import { ServiceRole, UnitFile } from "./units";
 
 export interface ReleaseService {
   role: ServiceRole;
@@ -61,7 +61,6 @@ export function renderReleaseSettings(s: ReleaseToolSpec): string {
     assign("STAGE", s.stage),
     assign("SERVICE_USER", s.user),
     assign("SERVICE_GROUP", s.group),
-    assign("ENV_FILE", paths.envFile(s.project, s.stage)),
     assign("KEEP", s.keep),
     assign("HEALTH_PATH", s.healthPath),
     assign("HEALTH_TIMEOUT", s.healthTimeoutSeconds),
@@ -82,4 +81,41 @@ export function renderReleaseSettings(s: ReleaseToolSpec): string {
 export function renderReleaseTool(s: ReleaseToolSpec): string {
   if (!template.includes("\n#@SETTINGS@\n")) throw new Error("ayna-release.sh lost its #@SETTINGS@ marker");
   return template.replace("\n#@SETTINGS@\n", () => `\n${renderReleaseSettings(s)}`);
+}
+
+/**
+ * Where the bundle travels: environment values of the remote command, so on
+ * stdin, never in a command line. The env file is a secret.
+ */
+export const bundleVariables = { env: "AYNA_ENV_B64", units: "AYNA_UNITS_B64" } as const;
+
+/** The units line of a bundle: base64 of `name<TAB>base64(content)` lines, in the order given. */
+export function encodeUnits(units: readonly UnitFile[]): string {
+  const lines = units.map((u) => {
+    if (!/^[a-z0-9][a-z0-9-]*\.(service|socket)$/.test(u.name))
+      throw new Error(`invalid unit file name ${JSON.stringify(u.name)}`);
+    return `${u.name}\t${Buffer.from(u.content, "utf8").toString("base64")}\n`;
+  });
+  return Buffer.from(lines.join(""), "utf8").toString("base64");
+}
+
+/**
+ * Runs the tool as a transient systemd unit: a client that disconnects (a
+ * killed `pulumi up`, a dropped network) cannot stop a deploy half way. With a
+ * bundle, the host's shell puts its two lines in front of the command's own
+ * stdin (the code archive); printf is a builtin, so no value reaches a
+ * process's arguments.
+ */
+export function toolCommand(toolPath: string, args: string[], opts: { bundle?: boolean } = {}): string {
+  const run =
+    argv("sudo", "-n", "systemd-run", "--quiet", "--wait", "--pipe", "--collect", "--service-type=exec") +
+    ' "--setenv=AYNA_ACTOR=$AYNA_ACTOR" ' +
+    argv(toolPath, ...args, ...(opts.bundle ? ["--bundle"] : []));
+  if (!opts.bundle) return run;
+  return `{ printf '%s\\n' "$${bundleVariables.env}" "$${bundleVariables.units}"; cat; } | ${run}`;
+}
+
+/** For refresh: exits non-zero, naming each difference, when the host no longer runs what the last release installed. */
+export function verifyCommand(toolPath: string): string {
+  return argv("sudo", "-n", toolPath, "verify");
 }

@@ -1,20 +1,12 @@
-// systemctl steps for one unit: reload the manager only when the unit file
-// changed, enable it, and (re)start it once a release exists to run.
+// systemctl steps for one role's units outside a release: enable, the refresh
+// check, and turning a role off.
 import { paths } from "../standard/paths";
 import { and, argv, shell } from "./shell";
 
-export function activateUnitCommand(project: string, role: string): string {
-  const unit = `${project}-${role}.service`;
-  return shell(
-    and(
-      "set -eu",
-      `if [ "$(systemctl show -P NeedDaemonReload ${argv(unit)})" = yes ]; then systemctl daemon-reload; fi`,
-      argv("systemctl", "enable", "--quiet", unit),
-      // Before the first release there is nothing to run; the release starts it.
-      `if [ -e ${argv(paths.current(project))} ]; then ${argv("systemctl", "restart", unit)}; fi`,
-    ),
-    { sudo: true },
-  );
+/** Keeps the role's units enabled at boot; the Release installs, reloads and starts them. */
+export function enableUnitCommand(project: string, role: string, socket: boolean): string {
+  const units = [`${project}-${role}.service`, ...(socket ? [`${project}-${role}.socket`] : [])];
+  return shell(argv("systemctl", "enable", "--quiet", ...units), { sudo: true });
 }
 
 /**
@@ -33,10 +25,11 @@ export function unitHealthyCommand(project: string, role: string): string {
   );
 }
 
-export function deactivateUnitCommand(project: string, role: string): string {
-  const unit = `${project}-${role}.service`;
+/** A role turned off: its units stopped and disabled (the Release removes their files). */
+export function deactivateUnitCommand(project: string, role: string, socket: boolean): string {
+  const units = [`${project}-${role}.service`, ...(socket ? [`${project}-${role}.socket`] : [])];
   return shell(
-    and(argv("systemctl", "disable", "--now", "--quiet", unit) + " 2>/dev/null || true", "systemctl daemon-reload"),
+    and(argv("systemctl", "disable", "--now", "--quiet", ...units) + " 2>/dev/null || true", "systemctl daemon-reload"),
     { sudo: true },
   );
 }

@@ -182,6 +182,52 @@ export function workerCheckCommand(s: UnitSpec, dir: string): string[] | undefin
   return [`${dir}/.venv/bin/python`, "-c", celeryImportCheck, need(s.celeryApp, "a Celery app", s.role)];
 }
 
+/**
+ * web and api under gunicorn listen on a socket systemd holds
+ * (`{project}-{role}.socket`): across a restart the port stays open and
+ * connections wait in its queue for the new process instead of being refused.
+ * The standard's literal uvicorn command cannot take a socket from systemd.
+ */
+export function usesSocket(s: Pick<UnitSpec, "role" | "apiServer">): boolean {
+  return (s.role === "web" || s.role === "api") && usesGunicorn(s);
+}
+
+const header =
+  "# Installed by ayna-release from Ayna Deployment Standard v2.0. Do not edit on the host: refresh reports it, up puts it back.";
+
+export function renderSocket(s: UnitSpec): string | undefined {
+  if (!usesSocket(s)) return undefined;
+  return [
+    `# ${paths.socketUnit(s.project, s.role)}`,
+    header,
+    "[Unit]",
+    `Description=${title(s.project)} ${s.role === "web" ? "Web Server" : "API Server"} listening socket`,
+    "",
+    "[Socket]",
+    `ListenStream=127.0.0.1:${need(s.port, "a port", s.role)}`,
+    "NoDelay=true",
+    "",
+    "[Install]",
+    "WantedBy=sockets.target",
+    "",
+  ].join("\n");
+}
+
+export interface UnitFile {
+  /** File name under /etc/systemd/system. */
+  name: string;
+  content: string;
+}
+
+/** Every unit file of a role: the service, and its socket when it has one. */
+export function unitFiles(s: UnitSpec): UnitFile[] {
+  const socket = renderSocket(s);
+  return [
+    { name: `${s.project}-${s.role}.service`, content: renderUnit(s) },
+    ...(socket === undefined ? [] : [{ name: `${s.project}-${s.role}.socket`, content: socket }]),
+  ];
+}
+
 export function renderUnit(s: UnitSpec): string {
   const venvBin = `${paths.venv(s.project)}/bin`;
   const current = paths.current(s.project);
@@ -213,7 +259,7 @@ export function renderUnit(s: UnitSpec): string {
 
   return [
     `# ${paths.unit(s.project, s.role)}`,
-    "# Rendered by ayna-deploy from Ayna Deployment Standard v2.0. Do not edit on the host.",
+    header,
     "[Unit]",
     `Description=${title(s.project)} ${descriptions[s.role]}`,
     `After=${after.join(" ")}`,

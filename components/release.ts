@@ -2,9 +2,17 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { Archive, buildArchive, gitShaOf } from "../local/archive";
-import { argv } from "../builders/shell";
+import { createHash } from "node:crypto";
 import { paths } from "../standard/paths";
-import { ReleaseToolSpec, renderReleaseTool } from "../builders/releaseTool";
+import {
+  bundleVariables,
+  encodeUnits,
+  ReleaseToolSpec,
+  renderReleaseTool,
+  toolCommand,
+  verifyCommand,
+} from "../builders/releaseTool";
+import { UnitFile } from "../builders/units";
 import { RemoteCommand } from "../sdk/remoteCommand";
 import { RemoteFile } from "../sdk/remoteFile";
 
@@ -15,6 +23,14 @@ export interface ReleaseArgs {
   readonly app: AppArchive;
   /** Key of the Python environment the release runs on (PythonRuntime.envHash). */
   readonly envHash: string;
+  /**
+   * The env file's content (a secret). It is installed by the release itself,
+   * inside the lock and the health gate: candidates run with it first, and a
+   * failure puts the previous file back.
+   */
+  readonly envContent: pulumi.Input<string>;
+  /** The project's unit files, installed the same way (a changed unit is a gated restart). */
+  readonly units: readonly UnitFile[];
   /** Who deploys, for the host's audit log and lock. @default user@hostname of this machine */
   readonly actor?: string;
   /**
@@ -43,16 +59,10 @@ export function parseToolResult(stdout: string | undefined): { release: string; 
   return { release: m?.[1] ?? "", previous: m?.[2] ?? "" };
 }
 
-/**
- * Runs the tool as a transient systemd unit: a client that disconnects (a
- * killed `pulumi up`, a dropped network) cannot stop a deploy half way.
- */
-export function toolCommand(toolPath: string, args: string[]): string {
-  return (
-    argv("sudo", "-n", "systemd-run", "--quiet", "--wait", "--pipe", "--collect", "--service-type=exec") +
-    ' "--setenv=AYNA_ACTOR=$AYNA_ACTOR" ' +
-    argv(toolPath, ...args)
-  );
+export { toolCommand };
+
+function sha256(s: string): string {
+  return createHash("sha256").update(s, "utf8").digest("hex");
 }
 
 /**
@@ -61,6 +71,8 @@ export function toolCommand(toolPath: string, args: string[]): string {
  * and its environment, migrations and collectstatic before the switch, an
  * atomic `current` switch, reload, a health gate that waits for the new
  * release to be the one serving, and automatic rollback when it is not.
+ * The env file and unit files travel with every release: a change to either
+ * alone is a release of the serving code, gated and rolled back the same way.
  */
 export class Release extends pulumi.ComponentResource {
   public readonly archive: Archive;
@@ -93,30 +105,37 @@ export class Release extends pulumi.ComponentResource {
       { parent: this },
     );
     const actor = args.actor ?? `${os.userInfo().username}@${os.hostname()}`;
+    const envContent = pulumi.secret(pulumi.output(args.envContent));
+    const unitsLine = encodeUnits(args.units);
+    const environment = {
+      AYNA_ACTOR: actor,
+      [bundleVariables.env]: envContent.apply((c) => Buffer.from(c, "utf8").toString("base64")),
+      [bundleVariables.units]: unitsLine,
+    };
+    // Named so a preview says which of them changed on each host.
+    const bundleTriggers = [{ env: envContent.apply(sha256) }, { units: sha256(unitsLine) }];
     this.deploy = new RemoteCommand(
       `${name}-deploy`,
       args.pin
         ? {
-            create: toolCommand(toolPath, ["rollback", "--to", args.pin]),
-            environment: { AYNA_ACTOR: actor },
-            triggers: [args.pin],
+            create: toolCommand(toolPath, ["rollback", "--to", args.pin], { bundle: true }),
+            environment,
+            triggers: [{ pin: args.pin }, ...bundleTriggers],
             captureStdout: true,
+            check: verifyCommand(toolPath),
             timeoutSeconds: 900,
           }
         : {
-            create: toolCommand(toolPath, [
-              "deploy",
-              "--sha",
-              this.sha,
-              "--checksum",
-              this.archive.sha256,
-              "--venv",
-              args.envHash,
-            ]),
+            create: toolCommand(
+              toolPath,
+              ["deploy", "--sha", this.sha, "--checksum", this.archive.sha256, "--venv", args.envHash],
+              { bundle: true },
+            ),
             stdinFile: this.archive.path,
-            environment: { AYNA_ACTOR: actor },
-            triggers: [this.archive.sha256, args.envHash],
+            environment,
+            triggers: [{ code: this.archive.sha256 }, { dependencies: args.envHash }, ...bundleTriggers],
             captureStdout: true,
+            check: verifyCommand(toolPath),
             timeoutSeconds: 1800,
           },
       { parent: this, dependsOn: this.tool },

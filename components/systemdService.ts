@@ -1,53 +1,43 @@
+import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
-import { activateUnitCommand, deactivateUnitCommand, unitHealthyCommand } from "../builders/systemd";
-import { paths } from "../standard/paths";
-import { renderUnit, UnitSpec } from "../builders/units";
+import { deactivateUnitCommand, enableUnitCommand, unitHealthyCommand } from "../builders/systemd";
+import { UnitFile, unitFiles, UnitSpec, usesSocket } from "../builders/units";
 import { RemoteCommand } from "../sdk/remoteCommand";
-import { RemoteFile } from "../sdk/remoteFile";
 
 export interface SystemdServiceArgs {
   /** What the unit runs; rendered from standard v2.0's template for its role. */
   readonly unit: UnitSpec;
-  /** Hash of the env file the unit reads: a change restarts the service. */
-  readonly envFileSha256: pulumi.Input<string>;
 }
 
 /**
- * One `{project}-{role}.service`: the unit file (root, 0644, atomic), then
- * daemon-reload (only when the file changed), enable, and restart whenever the
- * unit or its env file changes.
+ * One `{project}-{role}.service` (and, for web and api under gunicorn, its
+ * `.socket`). The unit files are installed by the Release, inside its health
+ * gate; this component keeps them enabled, shows in a preview when one of
+ * them changes, lets refresh see a unit stopped or edited by hand, and
+ * disables the unit when its role is turned off.
  */
 export class SystemdService extends pulumi.ComponentResource {
   public readonly unitName: string;
-  public readonly unitFile: RemoteFile;
+  /** The files the Release installs for this role. */
+  public readonly files: UnitFile[];
   public readonly activation: RemoteCommand;
 
   constructor(name: string, args: SystemdServiceArgs, opts?: pulumi.ComponentResourceOptions) {
     super("ayna:components:SystemdService", name, {}, opts);
     const { project, role } = args.unit;
     this.unitName = `${project}-${role}.service`;
-    this.unitFile = new RemoteFile(
-      `${name}-unit`,
-      {
-        path: paths.unit(project, role),
-        content: renderUnit(args.unit),
-        mode: "0644",
-        owner: "root",
-        group: "root",
-        sudo: true,
-      },
-      { parent: this },
-    );
+    this.files = unitFiles(args.unit);
+    const socket = usesSocket(args.unit);
     this.activation = new RemoteCommand(
       `${name}-activate`,
       {
-        create: activateUnitCommand(project, role),
-        delete: deactivateUnitCommand(project, role),
-        // A unit file written again after drift (same content) still needs a reload and restart.
-        triggers: [this.unitFile.sha256, this.unitFile.writes, args.envFileSha256],
+        create: enableUnitCommand(project, role, socket),
+        delete: deactivateUnitCommand(project, role, socket),
+        // Named by file, so a preview shows which unit changed.
+        triggers: this.files.map((f) => ({ [f.name]: createHash("sha256").update(f.content).digest("hex") })),
         // Refresh sees a unit stopped by hand, or edited without a daemon-reload.
         check: unitHealthyCommand(project, role),
-        timeoutSeconds: 300,
+        timeoutSeconds: 120,
       },
       { parent: this },
     );

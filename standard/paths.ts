@@ -16,5 +16,6 @@ export const paths = {
   logs: (p: string) => `${projectRoot(p)}/logs`,
   bin: (p: string) => `${projectRoot(p)}/bin`,
   unit: (p: string, role: string) => `/etc/systemd/system/${p}-${role}.service`,
+  socketUnit: (p: string, role: string) => `/etc/systemd/system/${p}-${role}.socket`,
   stateDir: (p: string) => `/var/lib/${p}`,
 };

@@ -101,7 +101,10 @@ export async function updateFile(
 
 export async function deleteFile(exec: Executor, conn: Connection, props: Record<string, unknown>): Promise<void> {
   const p = reveal(props) as FileInputs;
-  const res = await exec.exec(conn, removeFile(p.path, opts(p)), { timeoutSeconds: 60 });
+  // The hash this resource last wrote (or refresh last saw): only that content is removed.
+  const written = reveal(props["sha256"]);
+  const sha = typeof written === "string" ? written : undefined;
+  const res = await exec.exec(conn, removeFile(p.path, { ...opts(p), ifSha256: sha }), { timeoutSeconds: 60 });
   if (res.code !== 0) throw new Error(`could not remove ${p.path} on ${target(conn)}: ${res.stderr.trim()}`);
 }
 

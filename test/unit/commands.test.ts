@@ -3,9 +3,15 @@ import { strict as assert } from "node:assert";
 import { spawnSync } from "node:child_process";
 import { bootstrapCommand, pythonCheck } from "../../builders/bootstrap";
 import { buildEnvCommand, installUvCommand } from "../../builders/python";
-import { activateUnitCommand, deactivateUnitCommand, unitHealthyCommand } from "../../builders/systemd";
+import { deactivateUnitCommand, enableUnitCommand, unitHealthyCommand } from "../../builders/systemd";
 import { parseToolResult, toolCommand } from "../../components/release";
-import { ReleaseToolSpec, renderReleaseSettings, renderReleaseTool } from "../../builders/releaseTool";
+import {
+  encodeUnits,
+  ReleaseToolSpec,
+  renderReleaseSettings,
+  renderReleaseTool,
+  verifyCommand,
+} from "../../builders/releaseTool";
 import { assertGolden } from "../support/golden";
 
 const envSpec = {
@@ -58,11 +64,41 @@ describe("host command builders (golden files)", () => {
     );
   });
 
-  it("systemd activation reloads the manager only when the unit changed", () => {
+  it("a role's units are enabled with their socket, and a role turned off is stopped and disabled with it", () => {
     assertGolden(
-      "activate-web.sh",
-      activateUnitCommand("demoapp", "web") + "\n" + deactivateUnitCommand("demoapp", "web") + "\n",
+      "enable-web.sh",
+      [
+        enableUnitCommand("demoapp", "web", true),
+        deactivateUnitCommand("demoapp", "web", true),
+        enableUnitCommand("demoapp", "celery", false),
+        "",
+      ].join("\n"),
     );
+  });
+
+  it("with a bundle, the host's shell puts the env file and units lines before the archive; no value in argv", () => {
+    assert.equal(
+      toolCommand("/opt/ayna/demoapp/bin/ayna-release", ["rollback", "--to", "v2"], { bundle: true }),
+      `{ printf '%s\\n' "$AYNA_ENV_B64" "$AYNA_UNITS_B64"; cat; } | ` +
+        'sudo -n systemd-run --quiet --wait --pipe --collect --service-type=exec "--setenv=AYNA_ACTOR=$AYNA_ACTOR" ' +
+        "/opt/ayna/demoapp/bin/ayna-release rollback --to v2 --bundle",
+    );
+    assert.equal(
+      verifyCommand("/opt/ayna/demoapp/bin/ayna-release"),
+      "sudo -n /opt/ayna/demoapp/bin/ayna-release verify",
+    );
+  });
+
+  it("encodes the units line as base64 of name<TAB>base64 lines, and refuses a name that could leave the unit directory", () => {
+    const line = encodeUnits([
+      { name: "demoapp-web.service", content: "[Service]\n" },
+      { name: "demoapp-web.socket", content: "[Socket]\n" },
+    ]);
+    assert.equal(
+      Buffer.from(line, "base64").toString("utf8"),
+      "demoapp-web.service\tW1NlcnZpY2VdCg==\ndemoapp-web.socket\tW1NvY2tldF0K\n",
+    );
+    assert.throws(() => encodeUnits([{ name: "../x.service", content: "" }]), /invalid unit file name/);
   });
 
   it("the release tool runs as a transient unit with the actor set", () => {

@@ -1,5 +1,6 @@
 import { strict as assert } from "node:assert";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
+import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -42,6 +43,27 @@ describe("file command builders", () => {
 
       execFileSync("sh", ["-c", removeFile(target)]);
       assert.equal(parseStat(execFileSync("sh", ["-c", statFile(target)]).toString()), undefined);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("removes a file by hash only while it still holds the content written", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ayna-files-"));
+    try {
+      const target = path.join(dir, "it's a unit");
+      fs.writeFileSync(target, "ours\n");
+      const ours = crypto.createHash("sha256").update("ours\n").digest("hex");
+      fs.writeFileSync(target, "taken over\n");
+      const kept = spawnSync("sh", ["-c", removeFile(target, { ifSha256: ours })], { encoding: "utf8" });
+      assert.equal(kept.status, 0);
+      assert.match(kept.stderr, /left .* in place: rewritten since this resource wrote it/);
+      assert.equal(fs.readFileSync(target, "utf8"), "taken over\n");
+      fs.writeFileSync(target, "ours\n");
+      execFileSync("sh", ["-c", removeFile(target, { ifSha256: ours })]);
+      assert.equal(fs.existsSync(target), false);
+      execFileSync("sh", ["-c", removeFile(target, { ifSha256: ours })]);
+      assert.throws(() => removeFile(target, { ifSha256: "$(reboot)" }), /invalid sha256/);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -979,6 +979,13 @@ describe("ayna provider (AynaProvider against a fake executor)", () => {
       assert.equal(fake.calls[0]!.timeoutSeconds, 60);
     });
 
+    it("delete with the hash it wrote removes only that content, so a file taken over since is left", async () => {
+      const { p, fake } = providerFor();
+      const sha = sha256hex("a=1\n");
+      await p.delete(fileUrn, { path: "/etc/x", content: "a=1\n", sudo: true, sha256: sha, hostIdentity: identityA });
+      assert.equal(fake.calls[0]!.command, removeFile("/etc/x", { sudo: true, ifSha256: sha }));
+    });
+
     it("a delete that fails names the path", async () => {
       const { p } = providerFor(configA, () => ({ code: 1, stdout: "", stderr: "rm: Read-only file system\n" }));
       const e = await rejection(p.delete(fileUrn, { path: "/etc/x", content: "" }));

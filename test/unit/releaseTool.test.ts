@@ -10,7 +10,7 @@ import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { ReleaseToolSpec, renderReleaseTool } from "../../builders/releaseTool";
+import { encodeUnits, ReleaseToolSpec, renderReleaseTool } from "../../builders/releaseTool";
 
 interface Run {
   code: number;
@@ -57,6 +57,7 @@ const stubs: Record<string, string> = {
   is-enabled) test ! -e "$STUB_DIR/disabled/$3" ;;
   is-active) test ! -e "$STUB_DIR/inactive/$3" ;;
   show) cat "$STUB_DIR/show/$4.$3" 2>/dev/null || echo 0 ;;
+  start | restart) shift; for u; do rm -f "$STUB_DIR/inactive/$u"; done ;;
 esac
 `,
   // curl/<port> holds one answer per request, the last one repeated: "200 <body>" or an HTTP error status.
@@ -95,6 +96,8 @@ class Sandbox {
   readonly root: string;
   readonly stubDir: string;
   readonly tool: string;
+  /** Stands in for /etc/systemd/system. */
+  readonly unitDir: string;
   private readonly helpers: ChildProcess[] = [];
 
   constructor(
@@ -104,6 +107,8 @@ class Sandbox {
     this.root = path.join(dir, "root");
     this.stubDir = path.join(dir, "stub");
     this.tool = path.join(dir, "ayna-release");
+    this.unitDir = path.join(dir, "units");
+    fs.mkdirSync(this.unitDir);
     fs.mkdirSync(path.join(this.stubDir, "bin"), { recursive: true });
     for (const d of ["curl", "disabled", "inactive", "show"]) fs.mkdirSync(path.join(this.stubDir, d));
     for (const [name, body] of Object.entries(stubs)) this.stub(name, body);
@@ -217,6 +222,7 @@ class Sandbox {
       TOOL: this.tool,
       STUB_DIR: this.stubDir,
       AYNA_RELEASE_ROOT: this.root,
+      AYNA_UNIT_DIR: this.unitDir,
       AYNA_ACTOR: "tester@ci",
     };
     return new Promise((resolve, reject) => {
@@ -409,7 +415,7 @@ describe("ayna-release: candidates before the switch", () => {
       started.map((c) => c.line),
       [
         "systemd-run --quiet --collect --service-type=exec --unit=demoapp-web-candidate.service --uid=root --gid=root " +
-          `-p EnvironmentFile=/opt/ayna/demoapp/shared/.env.production -p WorkingDirectory=${v2} ` +
+          `-p EnvironmentFile=${sb.root}/shared/.env.production -p WorkingDirectory=${v2} ` +
           `-p ProtectSystem=strict -p ReadWritePaths=${sb.root}/shared ${sb.root}/logs -p PrivateTmp=yes -p NoNewPrivileges=yes ` +
           `-E PATH=${v2}/.venv/bin:/usr/bin:/bin -- ${v2}/.venv/bin/gunicorn --bind 127.0.0.1:8155 config.wsgi:application`,
       ],
@@ -624,7 +630,7 @@ describe("ayna-release: applying a release to the services", () => {
       "systemctl start demoapp-api.service",
       "systemctl restart demoapp-celery.service",
       "systemctl restart demoapp-web.service",
-      "systemctl start demoapp-api.service",
+      "systemctl restart demoapp-api.service", // started by the first apply
       "systemctl restart demoapp-celery.service",
     ]);
   });
@@ -895,5 +901,217 @@ describe("ayna-release: deploy", () => {
     assert.equal(sb.current(), "v2");
     assert.ok(!sb.exists("releases/v2/.ayna-failed"));
     assert.equal(r.stdout, "release=v2 previous=v1\n");
+  });
+});
+
+/** The two bundle lines a deploy reads before the archive. */
+function bundle(env: string, units: Record<string, string>): Buffer {
+  return Buffer.from(
+    `${Buffer.from(env).toString("base64")}\n` +
+      `${encodeUnits(Object.entries(units).map(([name, content]) => ({ name, content })))}\n`,
+  );
+}
+
+const unitsV1 = { "demoapp-web.service": "[Service]\nExecStart=web v1\n", "demoapp-celery.service": "[Service]\n" };
+
+describe("ayna-release: the env file and units travel with the release (--bundle)", () => {
+  /** A host serving v1 deployed with `env` and `units`, recorded as the last bundle. */
+  async function serving(sb: Sandbox, env = "A=1\n", units = unitsV1) {
+    const a = archive(sb.dir, "one");
+    sb.tree();
+    sb.env("envA");
+    sb.answers(8155, healthy("v1"));
+    sb.answers(8150, healthy("v1"));
+    const r = await sb.program([...deployArgs(a, "sha-1"), "--bundle"], Buffer.concat([bundle(env, units), a.data]));
+    assert.equal(r.code, 0, r.stderr);
+    fs.writeFileSync(path.join(sb.stubDir, "calls.log"), "");
+    return a;
+  }
+
+  it("a first deploy installs the env file 0600 and the units, reloads systemd once, and records both for verify", async () => {
+    const sb = sandbox();
+    await serving(sb);
+    const envFile = path.join(sb.root, "shared", ".env.production");
+    assert.equal(fs.readFileSync(envFile, "utf8"), "A=1\n");
+    assert.equal((fs.statSync(envFile).mode & 0o777).toString(8), "600");
+    assert.equal(fs.readFileSync(path.join(sb.unitDir, "demoapp-web.service"), "utf8"), unitsV1["demoapp-web.service"]);
+    assert.deepEqual(
+      sb.lines(".bundle").map((l) => l.split(" ").slice(0, 2).join(" ")),
+      [
+        `env ${crypto.createHash("sha256").update("A=1\n").digest("hex")}`,
+        "unit demoapp-celery.service",
+        "unit demoapp-web.service",
+      ],
+    );
+    assert.equal(sb.exists(".staging"), false, "the staged copy of the env file is gone");
+  });
+
+  it("an env change alone is a release of the serving code: candidates run with the new file first, then a restart (not a HUP)", async () => {
+    const sb = sandbox();
+    const a = await serving(sb);
+    sb.answers(8155, healthy("v1"));
+    sb.answers(8150, healthy("v1"));
+    const r = await sb.program(
+      [...deployArgs(a, "sha-1"), "--bundle"],
+      Buffer.concat([bundle("A=2\n", unitsV1), a.data]),
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, "release=v1 previous=\n");
+    const candidate = sb.calls("systemd-run").find((c) => c.line.includes("--unit=demoapp-web-candidate.service"));
+    assert.match(
+      candidate?.line ?? "",
+      new RegExp(`EnvironmentFile=${sb.root}/\\.staging/env `),
+      "candidates read the staged file",
+    );
+    const verbs = sb
+      .calls("systemctl")
+      .map((c) => c.line)
+      .filter((l) => /^systemctl (restart|reload|daemon-reload)/.test(l));
+    assert.deepEqual(verbs, ["systemctl restart demoapp-web.service", "systemctl restart demoapp-celery.service"]);
+    assert.equal(fs.readFileSync(path.join(sb.root, "shared", ".env.production"), "utf8"), "A=2\n");
+    assert.match(
+      sb.lines("logs/deploy-audit.log").pop() ?? "",
+      /from=v1\tto=v1\tsha=sha-1\tresult=ok\tconfig \(env file\)$/,
+    );
+  });
+
+  it("an env change whose candidates fail changes nothing: the old file stays, no service is touched, exit 3", async () => {
+    const sb = sandbox();
+    const a = await serving(sb);
+    sb.answers(8155, "500");
+    const r = await sb.program(
+      [...deployArgs(a, "sha-1"), "--bundle"],
+      Buffer.concat([bundle("A=bad\n", unitsV1), a.data]),
+    );
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(
+      r.stderr,
+      /v1 with the new env file failed its health check before the switch; nothing was changed and v1 is still serving/,
+    );
+    assert.equal(fs.readFileSync(path.join(sb.root, "shared", ".env.production"), "utf8"), "A=1\n");
+    assert.deepEqual(
+      sb.calls("systemctl").filter((c) => /restart|reload/.test(c.line)),
+      [],
+    );
+    assert.equal(sb.exists("releases/v1/.ayna-failed"), false, "the serving release is not marked failed");
+  });
+
+  it("an env and unit change failing the gate after the switch puts the previous env file and units back, byte for byte", async () => {
+    // The stub's port keeps answering 500 after the rollback too: a short gate keeps the test fast.
+    const sb = sandbox({ healthTimeoutSeconds: 3 });
+    const a = await serving(sb);
+    const before = fs.readFileSync(path.join(sb.root, "shared", ".env.production"));
+    sb.answers(8155, healthy("v1"));
+    sb.answers(8150, "500");
+    const units2 = { ...unitsV1, "demoapp-web.service": "[Service]\nExecStart=web v1 --workers 9\n" };
+    const r = await sb.program(
+      [...deployArgs(a, "sha-1"), "--bundle"],
+      Buffer.concat([bundle("A=2\n", units2), a.data]),
+    );
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(
+      r.stderr,
+      /v1 with the new env file;units: demoapp-web\.service failed its health check; the previous env file and units are back and v1 is serving/,
+    );
+    assert.deepEqual(fs.readFileSync(path.join(sb.root, "shared", ".env.production")), before);
+    assert.equal(fs.readFileSync(path.join(sb.unitDir, "demoapp-web.service"), "utf8"), unitsV1["demoapp-web.service"]);
+    assert.equal(
+      sb.calls("systemctl").filter((c) => c.line === "systemctl daemon-reload").length,
+      2,
+      "once in, once back",
+    );
+    assert.match(
+      sb.lines("logs/deploy-audit.log").pop() ?? "",
+      /result=rolled-back\thealth check failed \(env file;units: demoapp-web\.service\)$/,
+    );
+  });
+
+  it("the same bundle with every service running is a no-op: nothing restarted or reloaded", async () => {
+    const sb = sandbox();
+    const a = await serving(sb);
+    const r = await sb.program(
+      [...deployArgs(a, "sha-1"), "--bundle"],
+      Buffer.concat([bundle("A=1\n", unitsV1), a.data]),
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /release v1 is already current/);
+    assert.deepEqual(
+      sb.calls("systemctl").filter((c) => /restart|reload|start /.test(c.line)),
+      [],
+    );
+  });
+
+  it("a service stopped by hand is started again by the same deploy, through the gate", async () => {
+    const sb = sandbox();
+    const a = await serving(sb);
+    sb.state("inactive/demoapp-celery.service");
+    const r = await sb.program(
+      [...deployArgs(a, "sha-1"), "--bundle"],
+      Buffer.concat([bundle("A=1\n", unitsV1), a.data]),
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /repairing release v1/);
+    assert.ok(sb.calls("systemctl").some((c) => c.line === "systemctl start demoapp-celery.service"));
+  });
+
+  it("a new socket unit takes the port over: the service is stopped, the socket started, then the service", async () => {
+    const sb = sandbox();
+    const a = await serving(sb);
+    const units2 = { ...unitsV1, "demoapp-web.socket": "[Socket]\nListenStream=127.0.0.1:8150\n" };
+    sb.state("inactive/demoapp-web.service");
+    sb.answers(8155, healthy("v1"));
+    const r = await sb.program(
+      [...deployArgs(a, "sha-1"), "--bundle"],
+      Buffer.concat([bundle("A=1\n", units2), a.data]),
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const lines = sb.calls("systemctl").map((c) => c.line);
+    const order = [
+      "systemctl stop demoapp-web.service",
+      "systemctl restart demoapp-web.socket",
+      "systemctl start demoapp-web.service",
+    ];
+    assert.deepEqual(
+      lines.filter((l) => order.includes(l)),
+      order,
+    );
+    assert.ok(lines.includes("systemctl enable --quiet demoapp-web.socket"));
+  });
+
+  it("a unit the bundle no longer has is stopped, disabled and removed; names outside the project are refused", async () => {
+    const sb = sandbox();
+    const a = await serving(sb);
+    const units2 = { "demoapp-web.service": unitsV1["demoapp-web.service"] };
+    sb.answers(8155, healthy("v1"));
+    const r = await sb.program(
+      [...deployArgs(a, "sha-1"), "--bundle"],
+      Buffer.concat([bundle("A=1\n", units2), a.data]),
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(sb.calls("systemctl").some((c) => c.line === "systemctl disable --now --quiet demoapp-celery.service"));
+    assert.equal(fs.existsSync(path.join(sb.unitDir, "demoapp-celery.service")), false);
+    const evil = await sb.program(
+      [...deployArgs(a, "sha-1"), "--bundle"],
+      Buffer.concat([bundle("A=1\n", { "other-web.service": "x" }), a.data]),
+    );
+    assert.equal(evil.code, 1);
+    assert.match(evil.stderr, /refusing unit file name 'other-web\.service'/);
+  });
+
+  it("verify passes on what was installed, and names each drift: env file mode, a unit edited, a service stopped", async () => {
+    const sb = sandbox();
+    await serving(sb);
+    const ok = await sb.program(["verify"]);
+    assert.equal(ok.code, 0, ok.stderr);
+    fs.chmodSync(path.join(sb.root, "shared", ".env.production"), 0o644);
+    fs.appendFileSync(path.join(sb.unitDir, "demoapp-web.service"), "# edited\n");
+    sb.state("inactive/demoapp-celery.service");
+    const bad = await sb.program(["verify"]);
+    assert.equal(bad.code, 1);
+    assert.deepEqual(bad.stderr.trim().split("\n"), [
+      `drift: ${sb.root}/shared/.env.production is not mode 0600 owned by root:root`,
+      `drift: ${sb.unitDir}/demoapp-web.service was changed or removed`,
+      "drift: demoapp-celery.service is not running",
+    ]);
   });
 });

@@ -1,7 +1,7 @@
 import { strict as assert } from "node:assert";
 import { execFileSync } from "node:child_process";
 import { renderEnvFile, quoteEnvValue } from "../../builders/envFile";
-import { candidateCommand, hardening, renderUnit, UnitSpec } from "../../builders/units";
+import { candidateCommand, hardening, renderSocket, renderUnit, unitFiles, UnitSpec } from "../../builders/units";
 import { assertGolden } from "../support/golden";
 
 const base: Omit<UnitSpec, "role"> = {
@@ -36,6 +36,26 @@ describe("systemd unit rendering (golden files)", () => {
     // Standard v2.0, "API Service (FastAPI/Uvicorn)": uvicorn --host 127.0.0.1 --port {API_PORT} --workers 2.
     assert.match(unit, /uvicorn \\\n\s+--host 127\.0\.0\.1 \\\n\s+--port 8151 \\\n\s+--workers 2/);
     assert.match(unit, /^Type=simple$/m);
+  });
+
+  it("web and api under gunicorn: a socket unit holds 127.0.0.1:PORT, so a restart queues connections instead of refusing them", () => {
+    const web = { ...base, role: "web" as const, port: 8150, module: "config.wsgi:application" };
+    const socket = renderSocket(web);
+    assertGolden("demoapp-web.socket", socket ?? "");
+    // Standard v2.0, "Port Registry": every service binds 127.0.0.1 only.
+    assert.match(socket ?? "", /^ListenStream=127\.0\.0\.1:8150$/m);
+    assert.deepEqual(
+      unitFiles(web).map((f) => f.name),
+      ["demoapp-web.service", "demoapp-web.socket"],
+    );
+    const api = { ...base, role: "api" as const, port: 8151, module: "api.main:app" };
+    assert.match(renderSocket(api) ?? "", /^ListenStream=127\.0\.0\.1:8151$/m);
+    // The literal uvicorn command binds its own port; workers have none.
+    assert.equal(renderSocket({ ...api, apiServer: "uvicorn" }), undefined);
+    assert.deepEqual(
+      unitFiles({ ...base, role: "celery", celeryApp: "config" }).map((f) => f.name),
+      ["demoapp-celery.service"],
+    );
   });
 
   it("celery worker and beat", () => {

@@ -3,7 +3,6 @@ ROOT=/opt/ayna/demoapp
 STAGE=production
 SERVICE_USER=demoapp
 SERVICE_GROUP=demoapp
-ENV_FILE=/opt/ayna/demoapp/shared/.env.production
 KEEP=5
 HEALTH_PATH=/health
 HEALTH_TIMEOUT=60

@@ -1,2 +1,0 @@
-sudo -n sh -c 'set -eu && { if [ "$(systemctl show -P NeedDaemonReload demoapp-web.service)" = yes ]; then systemctl daemon-reload; fi; } && systemctl enable --quiet demoapp-web.service && { if [ -e /opt/ayna/demoapp/releases/current ]; then systemctl restart demoapp-web.service; fi; }'
-sudo -n sh -c '{ systemctl disable --now --quiet demoapp-web.service 2>/dev/null || true; } && systemctl daemon-reload'

@@ -128,7 +128,7 @@ switch_to() { # release name; atomic: a new link renamed over the old one
 
 # --- the bundle: env file and unit files, installed inside the gated switch ---
 
-unit_name_ok() { [[ $1 =~ ^${PROJECT}-[a-z]+\.(service|socket)$ ]]; }
+unit_name_ok() { [[ $1 =~ ^${PROJECT}-[a-z]+(\.socket|\.service|-handover\.service)$ ]]; }
 
 read_bundle() { # two base64 lines on stdin: the env file, then "name<TAB>base64" unit lines
   local env_b64 units_b64 name b64
@@ -140,7 +140,7 @@ read_bundle() { # two base64 lines on stdin: the env file, then "name<TAB>base64
   (umask 077 && printf '%s' "$env_b64" | base64 -d >"$STAGING/env") || die "deploy: the env file in the bundle is not base64"
   while IFS=$'\t' read -r name b64; do
     [ -n "$name" ] || continue
-    unit_name_ok "$name" || die "deploy: refusing unit file name '$name' (not $PROJECT-<role>.service or .socket)"
+    unit_name_ok "$name" || die "deploy: refusing unit file name '$name' (not $PROJECT-<role>.service, .socket or -handover.service)"
     printf '%s' "$b64" | base64 -d >"$STAGING/units/$name" || die "deploy: unit $name in the bundle is not base64"
   done < <(printf '%s' "$units_b64" | base64 -d)
   BUNDLE=1
@@ -212,7 +212,10 @@ install_bundle() { # the staged env file and units go live; the old ones are kep
   done
   for name in "${UNITS_CHANGED[@]}"; do write_unit "$STAGING/units/$name" "$name"; done
   if [ ${#UNITS_CHANGED[@]} -gt 0 ] || [ ${#UNITS_OBSOLETE[@]} -gt 0 ]; then systemctl daemon-reload; fi
-  for name in "${UNITS_CHANGED[@]}"; do systemctl enable --quiet "$name"; done
+  for name in "${UNITS_CHANGED[@]}"; do
+    # A handover unit runs only while a release hands over: never enabled.
+    case $name in *-handover.service) ;; *) systemctl enable --quiet "$name" ;; esac
+  done
   RUN_ENV=$ENV_FILE
 }
 
@@ -239,7 +242,9 @@ restore_bundle() { # puts the env file and units back as they were before instal
   done
   if [ ${#UNITS_CHANGED[@]} -gt 0 ] || [ ${#UNITS_OBSOLETE[@]} -gt 0 ]; then
     systemctl daemon-reload
-    for name in "${UNITS_OBSOLETE[@]}"; do systemctl enable --quiet "$name" 2>/dev/null || true; done
+    for name in "${UNITS_OBSOLETE[@]}"; do
+      case $name in *-handover.service) ;; *) systemctl enable --quiet "$name" 2>/dev/null || true ;; esac
+    done
   fi
   INSTALLED=0
   RUN_ENV=$ENV_FILE
@@ -266,9 +271,8 @@ enabled() { systemctl is-enabled --quiet "$1" 2>/dev/null; }
 unit_changed() { local u; for u in "${UNITS_CHANGED[@]}"; do [ "$u" = "$1" ] && return 0; done; return 1; }
 
 apply_release() { # from to: make services serve 'to', with the env file and units now installed
-  local entry role port mode unit sock same_venv=1
+  local entry role port mode unit sock
   APPLIED_AT=$(date +%s)
-  [ "$(venv_of "$1")" = "$(venv_of "$2")" ] || same_venv=0
   for entry in "${SERVICES[@]}"; do
     IFS=: read -r role port mode _ <<<"$entry"
     unit=$(unit_of "$role")
@@ -283,12 +287,59 @@ apply_release() { # from to: make services serve 'to', with the env file and uni
     # A unit that fails to come up is the health gate's to judge (and roll back).
     if ! systemctl is-active --quiet "$unit"; then
       systemctl start "$unit" || say "warning: $unit did not start"
-    elif [ "$mode" = hup ] && [ "$same_venv" = 1 ] && [ "$ENV_CHANGED" = 0 ] && ! unit_changed "$unit"; then
-      systemctl reload "$unit" || say "warning: $unit did not reload"
+    elif [ "$mode" = handover ]; then
+      handover "$role" "$unit"
     else
       systemctl restart "$unit" || say "warning: $unit did not restart"
     fi
     RESTARTS[$role]=$(systemctl show -P NRestarts "$unit")
+  done
+}
+
+# A restart without a gap: a second server of the new release (the handover
+# unit, on the same socket systemd holds) starts beside the old process; only
+# then does the role's unit restart, while the handover serves alone; once the
+# unit serves again the handover stops. Both load the app before they report
+# ready (--preload), so neither takes requests it cannot answer yet. Requests
+# in flight finish in the process that took them; queued connections stay in
+# the one socket for whichever process accepts next.
+handover() { # role unit
+  local h
+  h=$(handover_unit "$1")
+  if systemctl start "$h"; then
+    serving_workers "$h"
+    systemctl restart "$2" || say "warning: $2 did not restart"
+    serving_workers "$2"
+    systemctl stop "$h" || say "warning: $h did not stop"
+  else
+    say "warning: $h did not start; restarting $2 without a handover"
+    systemctl reset-failed "$h" 2>/dev/null || true
+    systemctl restart "$2" || say "warning: $2 did not restart"
+  fi
+}
+
+handover_unit() { echo "$PROJECT-$1-handover.service"; }
+
+serving_workers() { # unit: its server has forked a worker (the app is preloaded: a worker serves at once)
+  local deadline pid
+  deadline=$(($(date +%s) + 10))
+  while [ "$(date +%s)" -lt "$deadline" ]; do
+    pid=$(systemctl show -P MainPID "$1")
+    if [ "${pid:-0}" != 0 ] && pgrep -P "$pid" >/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  say "warning: $1 has no worker after 10s"
+}
+
+# After an interrupted release: a handover still serving beside a running unit stops.
+stop_handovers() {
+  local entry role port mode
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r role port mode _ <<<"$entry"
+    [ "$mode" = handover ] || continue
+    if systemctl is-active --quiet "$(handover_unit "$role")" && systemctl is-active --quiet "$(unit_of "$role")"; then
+      systemctl stop "$(handover_unit "$role")" || true
+    fi
   done
 }
 
@@ -570,11 +621,12 @@ activate() { # from to sha action: env file and units, (6) switch, (7) reload, (
   die "release $to failed its health check (first release: nothing to roll back to)" 3
 }
 
-services_running() { # every enabled unit of the project active, none waiting for a daemon-reload
-  local entry role unit
+services_running() { # every enabled unit of the project active, none waiting for a daemon-reload, no handover left
+  local entry role port mode unit
   for entry in "${SERVICES[@]}"; do
-    IFS=: read -r role _ <<<"$entry"
+    IFS=: read -r role port mode _ <<<"$entry"
     unit=$(unit_of "$role")
+    if [ "$mode" = handover ] && systemctl is-active --quiet "$(handover_unit "$role")"; then return 1; fi
     enabled "$unit" || continue
     systemctl is-active --quiet "$unit" || return 1
     [ "$(systemctl show -P NeedDaemonReload "$unit")" != yes ] || return 1
@@ -710,7 +762,7 @@ main() {
   trap '' PIPE
   # Only the lock's holder owns the candidates and the staging directory: a
   # deploy that gave up waiting, or a verify, must not touch them.
-  trap 'if [ -n "$OWN_LOCK" ]; then stop_candidates; rm -rf "$STAGING"; fi; release_lock' EXIT
+  trap 'if [ -n "$OWN_LOCK" ]; then stop_candidates; stop_handovers; rm -rf "$STAGING"; fi; release_lock' EXIT
   [ "$(id -u)" = 0 ] || die "must run as root (through sudo)"
   mkdir -p "$RELEASES" "$VENVS" "$ROOT/logs"
   local sub=${1:-}

@@ -12,8 +12,8 @@ export interface ReleaseService {
   role: ServiceRole;
   /** Registry port for web/api (health checked); none for workers. */
   port?: number;
-  /** How a new release is picked up: HUP (graceful) or restart. */
-  reload: "hup" | "restart";
+  /** How a new release is picked up: a handover on the socket systemd holds (no gap), or a restart. */
+  reload: "handover" | "restart";
   /**
    * A reserved port where the new release runs as a candidate and must pass
    * its health check before `current` is switched (web and api).

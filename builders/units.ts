@@ -2,6 +2,7 @@
 // templates (web = gunicorn Type=notify with HUP reload, api = uvicorn,
 // celery worker, beat), plus hardening that keeps the app working.
 import { paths } from "../standard/paths";
+import { uvicornWorker } from "./uvicornWorker";
 
 export type ServiceRole = "web" | "api" | "celery" | "beat";
 
@@ -111,8 +112,10 @@ export function serverCommand(s: UnitSpec, at: ServerPlace): string[][] {
         [`${at.bin}/gunicorn`],
         ["--bind", `127.0.0.1:${port()}`],
         ["--workers", String(at.workers ?? s.workers ?? 4)],
+        // The app is imported before gunicorn reports ready (Type=notify), so a
+        // start or restart returns only once it can serve: the handover relies on it.
+        ["--preload"],
         ["--timeout", String(s.timeoutSeconds ?? 120)],
-        // Through the symlink, so workers started by a HUP import the new release.
         ["--chdir", at.dir],
         [need(s.module, "a WSGI module", s.role)],
       ];
@@ -120,9 +123,12 @@ export function serverCommand(s: UnitSpec, at: ServerPlace): string[][] {
       return usesGunicorn(s)
         ? [
             [`${at.bin}/gunicorn`],
-            ["--worker-class", "uvicorn_worker.UvicornWorker"],
+            // uvicorn's worker, stopping without dropping what it accepted (builders/uvicornWorker.ts).
+            ["--worker-class", uvicornWorker.workerClass],
+            ["--pythonpath", uvicornWorker.dir(s.project)],
             ["--bind", `127.0.0.1:${port()}`],
             ["--workers", String(at.workers ?? s.workers ?? 2)],
+            ["--preload"],
             ["--chdir", at.dir],
             [need(s.module, "an ASGI module", s.role)],
           ]
@@ -219,28 +225,47 @@ export interface UnitFile {
   content: string;
 }
 
-/** Every unit file of a role: the service, and its socket when it has one. */
+/** Every unit file of a role: the service, and its socket and handover when it has a socket. */
 export function unitFiles(s: UnitSpec): UnitFile[] {
   const socket = renderSocket(s);
+  const handover = renderHandover(s);
   return [
     { name: `${s.project}-${s.role}.service`, content: renderUnit(s) },
     ...(socket === undefined ? [] : [{ name: `${s.project}-${s.role}.socket`, content: socket }]),
+    ...(handover === undefined ? [] : [{ name: `${s.project}-${s.role}-handover.service`, content: handover }]),
   ];
 }
 
-export function renderUnit(s: UnitSpec): string {
+/**
+ * The same server as the role's unit, on the same socket, run only while a
+ * release changes hands: it starts from `current` (the new release, with the
+ * new env file) and serves beside the old process; the role's unit then
+ * restarts while this one serves alone, and it stops once the unit is back.
+ * Never enabled, never restarted by systemd.
+ */
+export function renderHandover(s: UnitSpec): string | undefined {
+  if (!usesSocket(s)) return undefined;
+  return [
+    `# ${paths.handoverUnit(s.project, s.role)}`,
+    header,
+    "[Unit]",
+    `Description=${title(s.project)} ${s.role === "web" ? "Web Server" : "API Server"} (handover while a release restarts it)`,
+    `After=${["network.target", ...(s.after ?? [])].join(" ")}`,
+    "",
+    "[Service]",
+    ...serviceLines(s),
+    `Sockets=${s.project}-${s.role}.socket`,
+    "Restart=no",
+    ...hardening(s.project),
+    "",
+  ].join("\n");
+}
+
+function serviceLines(s: UnitSpec): string[] {
   const venvBin = `${paths.venv(s.project)}/bin`;
   const current = paths.current(s.project);
-  const descriptions: Record<ServiceRole, string> = {
-    web: "Web Server",
-    api: "API Server",
-    celery: "Celery Worker",
-    beat: "Celery Beat Scheduler",
-  };
-  const after = ["network.target", ...(s.after ?? [])];
   const [bin, ...flags] = serverCommand(s, { dir: current, bin: venvBin, port: s.port });
-
-  const service: string[] = [
+  return [
     reloadsGracefully(s) ? "Type=notify" : "Type=simple",
     `User=${s.user}`,
     `Group=${s.group}`,
@@ -255,7 +280,17 @@ export function renderUnit(s: UnitSpec): string {
     `ExecStart=${bin!.join(" ")} \\\n    ${flags.map((f) => f.join(" ")).join(" \\\n    ")}`,
     ...(reloadsGracefully(s) ? ["ExecReload=/bin/kill -s HUP $MAINPID"] : []),
   ];
-  service.push("Restart=always", "RestartSec=3", ...hardening(s.project));
+}
+
+export function renderUnit(s: UnitSpec): string {
+  const descriptions: Record<ServiceRole, string> = {
+    web: "Web Server",
+    api: "API Server",
+    celery: "Celery Worker",
+    beat: "Celery Beat Scheduler",
+  };
+  const after = ["network.target", ...(s.after ?? [])];
+  const service = [...serviceLines(s), "Restart=always", "RestartSec=3", ...hardening(s.project)];
 
   return [
     `# ${paths.unit(s.project, s.role)}`,

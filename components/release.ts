@@ -13,6 +13,7 @@ import {
   verifyCommand,
 } from "../builders/releaseTool";
 import { UnitFile } from "../builders/units";
+import { uvicornWorker, uvicornWorkerSource } from "../builders/uvicornWorker";
 import { RemoteCommand } from "../sdk/remoteCommand";
 import { RemoteFile } from "../sdk/remoteFile";
 
@@ -83,6 +84,7 @@ export class Release extends pulumi.ComponentResource {
   /** The release that served before it: what `npm run rollback` goes back to. */
   public readonly previousRelease: pulumi.Output<string>;
   public readonly tool: RemoteFile;
+  public readonly uvicornWorker: RemoteFile;
   public readonly deploy: RemoteCommand;
 
   constructor(name: string, args: ReleaseArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -98,6 +100,19 @@ export class Release extends pulumi.ComponentResource {
         path: toolPath,
         content: renderReleaseTool(args.tool),
         mode: "0750",
+        owner: "root",
+        group: "root",
+        sudo: true,
+      },
+      { parent: this },
+    );
+    // The api's gunicorn worker class: readable by the service user, written before any release uses it.
+    this.uvicornWorker = new RemoteFile(
+      `${name}-uvicorn-worker`,
+      {
+        path: uvicornWorker.path(project),
+        content: uvicornWorkerSource,
+        mode: "0644",
         owner: "root",
         group: "root",
         sudo: true,
@@ -138,7 +153,7 @@ export class Release extends pulumi.ComponentResource {
             check: verifyCommand(toolPath),
             timeoutSeconds: 1800,
           },
-      { parent: this, dependsOn: this.tool },
+      { parent: this, dependsOn: [this.tool, this.uvicornWorker] },
     );
     const result = pulumi.unsecret(this.deploy.stdout).apply(parseToolResult);
     this.release = result.release;

@@ -287,7 +287,12 @@ async function logs(o: Options): Promise<number> {
 function unitControl(verb: "start" | "stop" | "restart") {
   return (o: Options): Promise<number> =>
     withHosts(o, async (s, hosts, keys) => {
-      const units = s.services.map((x) => x.unit);
+      // A stopped service whose socket still listens would be started again by
+      // the next request: stop takes the sockets down too (after the services'
+      // own stop, so none is re-activated meanwhile), start brings them up first.
+      const sockets = s.services.flatMap((x) => (x.socket ? [x.socket] : []));
+      const services = s.services.map((x) => x.unit);
+      const units = verb === "restart" ? services : [...sockets, ...services];
       let failed = 0;
       // One host after the other, so a restart never takes every host down at once.
       for (const host of hosts) {

@@ -28,7 +28,7 @@
 #   AYNA_TESTHOST_BRIDGE         bridge name (default aynabr0)
 #   AYNA_TESTHOST_NET            first three octets of the /24 (default 10.99.0)
 #   AYNA_TESTHOST_MIRROR         Debian mirror (default: the machine's own)
-#   AYNA_TESTHOST_BOOT_TIMEOUT   seconds `up` waits for ssh + boot (default 120)
+#   AYNA_TESTHOST_BOOT_TIMEOUT   seconds `up` waits for ssh + boot (default 300: the suite boots hosts while other tests hold both cores under load)
 #   AYNA_TESTHOST_STOP_TIMEOUT   seconds `down` waits for a clean poweroff (default 10)
 set -euo pipefail
 
@@ -36,7 +36,7 @@ CACHE_DIR="${AYNA_CACHE_DIR:-/var/cache/ayna-deploy}/testhost"
 STATE="${AYNA_TESTHOST_STATE:-/run/ayna-testhost}"
 BRIDGE="${AYNA_TESTHOST_BRIDGE:-aynabr0}"
 NET="${AYNA_TESTHOST_NET:-10.99.0}"
-BOOT_TIMEOUT="${AYNA_TESTHOST_BOOT_TIMEOUT:-120}"
+BOOT_TIMEOUT="${AYNA_TESTHOST_BOOT_TIMEOUT:-300}"
 STOP_TIMEOUT="${AYNA_TESTHOST_STOP_TIMEOUT:-10}"
 DEFAULT_SUITE=trixie
 TAG=ayna-testhost # comment on every iptables rule we add (one tag per bridge)

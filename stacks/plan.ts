@@ -2,7 +2,7 @@
 // ports, the release tool's settings and the batch a host is released in.
 // Pure: no Pulumi resources are made here.
 import { ReleaseService, ReleaseToolSpec, releaseDirToken } from "../builders/releaseTool";
-import { candidateCommand, reloadsGracefully, ServiceRole, UnitSpec, workerCheckCommand } from "../builders/units";
+import { candidateCommand, ServiceRole, UnitSpec, usesSocket, workerCheckCommand } from "../builders/units";
 import { candidateOffsets } from "../standard/portRegistry";
 import { HostConfig, StackConfig } from "./index";
 
@@ -56,7 +56,7 @@ export function releaseServices(c: StackConfig): ReleaseService[] {
     return {
       role,
       port: role === "web" || role === "api" ? c.services[role].port : undefined,
-      reload: reloadsGracefully(spec) ? "hup" : "restart",
+      reload: usesSocket(spec) ? "handover" : "restart",
       candidatePort: port,
       candidateCommand: port ? candidateCommand(spec, releaseDirToken, port) : undefined,
       checkCommand: workerCheckCommand(spec, releaseDirToken),

@@ -17,5 +17,6 @@ export const paths = {
   bin: (p: string) => `${projectRoot(p)}/bin`,
   unit: (p: string, role: string) => `/etc/systemd/system/${p}-${role}.service`,
   socketUnit: (p: string, role: string) => `/etc/systemd/system/${p}-${role}.socket`,
+  handoverUnit: (p: string, role: string) => `/etc/systemd/system/${p}-${role}-handover.service`,
   stateDir: (p: string) => `/var/lib/${p}`,
 };

@@ -5,6 +5,7 @@
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { usesSocket } from "../../builders/units";
 import { schema } from "../../stacks/schema";
 import { validateField } from "../../stacks/validate";
 import { checkPort, PortError, portFor, rangeFor } from "../../standard/portRegistry";
@@ -35,7 +36,8 @@ export interface OpsStack extends StackRef {
   serviceUser: string;
   hosts: OpsHost[];
   /** Enabled roles in the program's order, with the HTTP port of web and api. */
-  services: { role: Role; unit: string; port?: number }[];
+  /** Enabled services; `socket` is the listening socket unit that holds a gunicorn service's port. */
+  services: { role: Role; unit: string; socket?: string; port?: number }[];
   /** The project's ten ports. */
   portRange: { first: number; last: number };
   healthPath: string;
@@ -98,7 +100,8 @@ export function readStack(ref: StackRef): OpsStack {
   const hostList = field<Partial<OpsHost>[]>("hosts") ?? [];
   const serviceUser = field<string | undefined>("serviceUser") ?? project;
   const ports = field<{ base?: number }>("ports");
-  const services = field<Record<Role, { enabled: boolean; port?: number }>>("services");
+  const services =
+    field<Record<Role, { enabled: boolean; port?: number; server?: "gunicorn" | "uvicorn" }>>("services");
   const release = field<{ healthPath: string; pin?: string }>("release");
   if (raw[`${ns}:sshPrivateKey`] === undefined) {
     problems.push(`${ns}:sshPrivateKey: required; set it with \`pulumi config set --secret sshPrivateKey < key\``);
@@ -146,7 +149,12 @@ export function readStack(ref: StackRef): OpsStack {
     hosts,
     services: (["web", "api", "celery", "beat"] as const)
       .filter((role) => services[role].enabled)
-      .map((role) => ({ role, unit: `${project}-${role}.service`, port: services[role].port })),
+      .map((role) => ({
+        role,
+        unit: `${project}-${role}.service`,
+        ...(usesSocket({ role, apiServer: services.api.server }) ? { socket: `${project}-${role}.socket` } : {}),
+        port: services[role].port,
+      })),
     portRange: { first: base, last: base + 9 },
     healthPath: release.healthPath,
     pin: release.pin,

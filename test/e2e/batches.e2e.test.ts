@@ -1,10 +1,13 @@
 // Several hosts in one stack: releases go out in batches (release.batchSize);
-// a host that fails stops the rollout there and the others stay on the old release.
+// a host that fails stops the rollout there and the others stay on the old
+// release, env file included (an env change is a release like code).
 import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { PulumiStack } from "../support/pulumi";
 import { sshExec, startHost, stopHost, TestHost } from "../support/testhost";
+import { assertNoLoss, describeLoad, startLoad } from "../support/load";
+import { sh } from "../support/sampleApp";
 
 const project = "demoapp";
 
@@ -44,18 +47,45 @@ describe("several hosts: batches stop at the first failed host", function () {
     assert.deepEqual(await Promise.all(hosts.map(served)), ["v1", "v1"]);
   });
 
-  it("a release that fails on the first host never reaches the second; the output says which hosts moved", async () => {
-    // Only web1's environment breaks the release: its candidate cannot answer there.
+  it("a bad env value fails on the first host: its env file and release stay, the second host is never touched", async () => {
+    const envs = async () =>
+      Promise.all(hosts.map((h) => sh(h, `sudo sha256sum /opt/ayna/${project}/shared/.env.staging`)));
+    const envsBefore = await envs();
+    const pidOf = (h: TestHost) => sh(h, `systemctl show -P MainPID ${project}-web`);
+    const pidsBefore = await Promise.all(hosts.map(pidOf));
+    const outputsBefore = (await stack.ok(["stack", "output", "hosts", "--json"])).stdout;
+    // A new release and a value that makes the app fail: both in one update.
     fs.writeFileSync(path.join(app, "core", "build_tag.py"), 'BUILD_TAG = "v2"\n');
-    await sshExec(
-      hosts[0]!,
-      `echo 'SAMPLE_FAIL_HEALTH=1' | sudo tee -a /opt/ayna/${project}/shared/.env.staging >/dev/null`,
-    );
+    await stack.setConfig("env.SAMPLE_FAIL_HEALTH", "yes", { path: true });
+    const preview = await stack.ok(["preview", "--diff"]);
+    for (const h of ["web1", "web2"]) {
+      assert.match(preview.stdout, new RegExp(`${h}-deploy`), `the preview names ${h}'s release`);
+    }
     const r = await stack.run(["up", "--yes", "--skip-preview"], { timeoutMs: 900_000 });
     const out = r.stdout + r.stderr;
     assert.notEqual(r.code, 0, out);
     assert.match(out, /web1-deploy \*\*updating failed\*\*/);
+    assert.match(out, /health check failed: web of release v2 did not answer 200 on its candidate port 8155/);
+    assert.match(out, /release v2 failed its health check before the switch; v1 is still serving/);
     assert.doesNotMatch(out, /web2-deploy updat/, "web2's release never started");
     assert.deepEqual(await Promise.all(hosts.map(served)), ["v1", "v1"]);
+    assert.deepEqual(await envs(), envsBefore, "both env files as they were");
+    assert.deepEqual(await Promise.all(hosts.map(pidOf)), pidsBefore, "no web service restarted");
+    assert.equal((await stack.ok(["stack", "output", "hosts", "--json"])).stdout, outputsBefore, "state unchanged");
+    await stack.ok(["config", "rm", "--path", "env.SAMPLE_FAIL_HEALTH"]);
+  });
+
+  it("v2 with a good env change instead then goes out host by host, 8+8 clients on each host losing nothing", async () => {
+    await stack.setConfig("env.FEATURE_FLAG", "on", { path: true });
+    const loads = await Promise.all(hosts.map((h) => startLoad(h)));
+    const r = await stack.run(["up", "--yes", "--skip-preview"], { timeoutMs: 900_000 });
+    const results = await Promise.all(loads.map((l) => l.stop()));
+    results.forEach((res, i) => process.stderr.write(`      load on web${i + 1}: ${describeLoad(res)}\n`));
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    for (const res of results) assertNoLoss(res);
+    assert.deepEqual(await Promise.all(hosts.map(served)), ["v2", "v2"]);
+    for (const h of hosts) {
+      assert.match(await sh(h, `sudo grep FEATURE_FLAG /opt/ayna/${project}/shared/.env.staging`), /FEATURE_FLAG="on"/);
+    }
   });
 });

@@ -122,7 +122,7 @@ describe("host command builders (golden files)", () => {
         {
           role: "web",
           port: 8150,
-          reload: "hup",
+          reload: "handover",
           candidatePort: 8155,
           candidateCommand: ["@RELEASE@/.venv/bin/gunicorn", "--bind", "127.0.0.1:8155", "config.wsgi:application"],
         },
@@ -137,7 +137,7 @@ describe("host command builders (golden files)", () => {
     assertGolden("ayna-release-settings.sh", renderReleaseSettings(spec));
     const tool = renderReleaseTool(spec);
     assert.ok(tool.includes(`\n${renderReleaseSettings(spec)}`) && !tool.includes("#@SETTINGS@"));
-    assert.match(tool, /^SERVICES=\(web:8150:hup:8155 celery::restart:\)$/m);
+    assert.match(tool, /^SERVICES=\(web:8150:handover:8155 celery::restart:\)$/m);
     assert.match(
       tool,
       /^CANDIDATE_web=\(@RELEASE@\/\.venv\/bin\/gunicorn --bind 127\.0\.0\.1:8155 config\.wsgi:application\)$/m,

@@ -34,7 +34,7 @@ const baseSpec: ReleaseToolSpec = {
   user: "root",
   group: "root",
   services: [
-    { role: "web", port: 8150, reload: "hup", candidatePort: 8155, candidateCommand: webCandidate },
+    { role: "web", port: 8150, reload: "handover", candidatePort: 8155, candidateCommand: webCandidate },
     { role: "celery", reload: "restart", checkCommand: ["/bin/sh", "-c", "echo celery app loads"] },
   ],
   keep: 3,
@@ -52,12 +52,14 @@ printf '%s\\t%s\\n' "$cur" "$(basename "$0") $*" >>"$STUB_DIR/calls.log"
 `;
 
 const stubs: Record<string, string> = {
-  // State lives in files: disabled/<unit>, inactive/<unit>, show/<unit>.<property>.
+  // State lives in files: disabled/<unit>, inactive/<unit>, active/<handover unit>, show/<unit>.<property>.
   systemctl: `case "$1" in
   is-enabled) test ! -e "$STUB_DIR/disabled/$3" ;;
-  is-active) test ! -e "$STUB_DIR/inactive/$3" ;;
-  show) cat "$STUB_DIR/show/$4.$3" 2>/dev/null || echo 0 ;;
-  start | restart) shift; for u; do rm -f "$STUB_DIR/inactive/$u"; done ;;
+  # Handover units run only while a release hands over: inactive unless started.
+  is-active) case "$3" in *-handover.service) test -e "$STUB_DIR/active/$3" ;; *) test ! -e "$STUB_DIR/inactive/$3" ;; esac ;;
+  show) cat "$STUB_DIR/show/$4.$3" 2>/dev/null || { [ "$3" = MainPID ] && echo 4242; } || echo 0 ;;
+  start | restart) shift; for u; do rm -f "$STUB_DIR/inactive/$u"; case "$u" in *-handover.service) touch "$STUB_DIR/active/$u" ;; esac; done ;;
+  stop) shift; for u; do rm -f "$STUB_DIR/active/$u"; done ;;
 esac
 `,
   // curl/<port> holds one answer per request, the last one repeated: "200 <body>" or an HTTP error status.
@@ -75,6 +77,9 @@ case "$line" in
 esac
 `,
   journalctl: `echo "last words of $2"
+`,
+  // pgrep -P PID: the server has a worker.
+  pgrep: `exit 0
 `,
   // --wait runs the command after "--" (run_as_app); otherwise it only starts a unit.
   "systemd-run": `case " $* " in *" --wait "*) ;; *) exit 0 ;; esac
@@ -110,7 +115,7 @@ class Sandbox {
     this.unitDir = path.join(dir, "units");
     fs.mkdirSync(this.unitDir);
     fs.mkdirSync(path.join(this.stubDir, "bin"), { recursive: true });
-    for (const d of ["curl", "disabled", "inactive", "show"]) fs.mkdirSync(path.join(this.stubDir, d));
+    for (const d of ["active", "curl", "disabled", "inactive", "show"]) fs.mkdirSync(path.join(this.stubDir, d));
     for (const [name, body] of Object.entries(stubs)) this.stub(name, body);
     fs.writeFileSync(path.join(this.stubDir, "calls.log"), "");
     fs.writeFileSync(this.tool, renderReleaseTool(spec), { mode: 0o755 });
@@ -454,7 +459,7 @@ describe("ayna-release: candidates before the switch", () => {
   it("a worker whose code does not load fails before any candidate is polled, showing its output", async () => {
     const sb = sandbox({
       services: [
-        { role: "web", port: 8150, reload: "hup", candidatePort: 8155, candidateCommand: webCandidate },
+        { role: "web", port: 8150, reload: "handover", candidatePort: 8155, candidateCommand: webCandidate },
         {
           role: "celery",
           reload: "restart",
@@ -605,11 +610,11 @@ describe("ayna-release: the switch of current", () => {
 });
 
 describe("ayna-release: applying a release to the services", () => {
-  it("reloads HUP services on an unchanged environment, restarts them on a new one; starts inactive units, skips disabled ones", async () => {
+  it("hands web and api over on their sockets (handover started, unit restarted, handover stopped), restarts workers; starts inactive units, skips disabled ones", async () => {
     const sb = sandbox({
       services: [
-        { role: "web", port: 8150, reload: "hup" },
-        { role: "api", port: 8151, reload: "hup" },
+        { role: "web", port: 8150, reload: "handover" },
+        { role: "api", port: 8151, reload: "handover" },
         { role: "celery", reload: "restart" },
         { role: "beat", reload: "restart" },
       ],
@@ -624,15 +629,43 @@ describe("ayna-release: applying a release to the services", () => {
     const actions = sb
       .calls("systemctl")
       .map((c) => c.line)
-      .filter((l) => /^systemctl (start|reload|restart) /.test(l));
+      .filter((l) => /^systemctl (start|stop|reload|restart) /.test(l));
+    const handover = (role: string) => [
+      `systemctl start demoapp-${role}-handover.service`,
+      `systemctl restart demoapp-${role}.service`,
+      `systemctl stop demoapp-${role}-handover.service`,
+    ];
     assert.deepEqual(actions, [
-      "systemctl reload demoapp-web.service",
+      ...handover("web"),
       "systemctl start demoapp-api.service",
       "systemctl restart demoapp-celery.service",
-      "systemctl restart demoapp-web.service",
-      "systemctl restart demoapp-api.service", // started by the first apply
+      ...handover("web"),
+      ...handover("api"), // started by the first apply
       "systemctl restart demoapp-celery.service",
     ]);
+    assert.deepEqual(
+      sb.calls("pgrep").map((c) => c.line),
+      ["pgrep -P 4242", "pgrep -P 4242", "pgrep -P 4242", "pgrep -P 4242", "pgrep -P 4242", "pgrep -P 4242"],
+      "waits for a worker of the handover, then of the restarted unit",
+    );
+  });
+
+  it("a handover that does not start falls back to a plain restart, with a warning", async () => {
+    const sb = sandbox();
+    sb.release("v1");
+    sb.release("v2");
+    sb.stub(
+      "systemctl",
+      `case "$1 $2" in "start demoapp-web-handover.service") exit 1 ;; "show -P") echo 4242 ;; esac
+`,
+    );
+    const r = await sb.source("apply_release v1 v2");
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      /warning: demoapp-web-handover\.service did not start; restarting demoapp-web\.service without a handover/,
+    );
+    assert.ok(sb.calls("systemctl").some((c) => c.line === "systemctl restart demoapp-web.service"));
   });
 });
 
@@ -652,9 +685,11 @@ describe("ayna-release: rollback", () => {
         .filter((c) => /^systemctl (start|reload|restart) /.test(c.line))
         .map((c) => `${c.current}: ${c.line}`),
       [
-        "v2: systemctl reload demoapp-web.service",
+        "v2: systemctl start demoapp-web-handover.service",
+        "v2: systemctl restart demoapp-web.service",
         "v2: systemctl restart demoapp-celery.service",
-        "v1: systemctl reload demoapp-web.service",
+        "v1: systemctl start demoapp-web-handover.service",
+        "v1: systemctl restart demoapp-web.service",
         "v1: systemctl restart demoapp-celery.service",
       ],
     );
@@ -706,7 +741,11 @@ describe("ayna-release: rollback", () => {
         .calls("systemctl")
         .filter((c) => /^systemctl (start|reload|restart) /.test(c.line))
         .map((c) => `${c.current}: ${c.line}`),
-      ["v1: systemctl reload demoapp-web.service", "v1: systemctl restart demoapp-celery.service"],
+      [
+        "v1: systemctl start demoapp-web-handover.service",
+        "v1: systemctl restart demoapp-web.service",
+        "v1: systemctl restart demoapp-celery.service",
+      ],
     );
     assert.equal(r.stdout, "release=v1 previous=v2\n");
   });

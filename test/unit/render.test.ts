@@ -1,7 +1,17 @@
+import { spawnSync } from "node:child_process";
 import { strict as assert } from "node:assert";
 import { execFileSync } from "node:child_process";
 import { renderEnvFile, quoteEnvValue } from "../../builders/envFile";
-import { candidateCommand, hardening, renderSocket, renderUnit, unitFiles, UnitSpec } from "../../builders/units";
+import {
+  candidateCommand,
+  hardening,
+  renderHandover,
+  renderSocket,
+  renderUnit,
+  unitFiles,
+  UnitSpec,
+} from "../../builders/units";
+import { uvicornWorkerSource } from "../../builders/uvicornWorker";
 import { assertGolden } from "../support/golden";
 
 const base: Omit<UnitSpec, "role"> = {
@@ -22,10 +32,13 @@ describe("systemd unit rendering (golden files)", () => {
     assert.match(unit, /--bind 127\.0\.0\.1:8150/);
   });
 
-  it("api: uvicorn workers under gunicorn (graceful HUP) on 127.0.0.1:API_PORT", () => {
+  it("api: uvicorn workers under gunicorn (ayna's draining worker class) on 127.0.0.1:API_PORT", () => {
     const unit = renderUnit({ ...base, role: "api", port: 8151, module: "api.main:app" });
     assertGolden("demoapp-api.service", unit);
-    assert.match(unit, /--worker-class uvicorn_worker\.UvicornWorker/);
+    assert.match(
+      unit,
+      /--worker-class ayna_uvicorn\.GracefulUvicornWorker \\\n {4}--pythonpath \/opt\/ayna\/demoapp\/lib /,
+    );
     assert.match(unit, /--bind 127\.0\.0\.1:8151/);
     assert.match(unit, /^ExecReload=\/bin\/kill -s HUP \$MAINPID$/m);
   });
@@ -46,7 +59,7 @@ describe("systemd unit rendering (golden files)", () => {
     assert.match(socket ?? "", /^ListenStream=127\.0\.0\.1:8150$/m);
     assert.deepEqual(
       unitFiles(web).map((f) => f.name),
-      ["demoapp-web.service", "demoapp-web.socket"],
+      ["demoapp-web.service", "demoapp-web.socket", "demoapp-web-handover.service"],
     );
     const api = { ...base, role: "api" as const, port: 8151, module: "api.main:app" };
     assert.match(renderSocket(api) ?? "", /^ListenStream=127\.0\.0\.1:8151$/m);
@@ -55,6 +68,23 @@ describe("systemd unit rendering (golden files)", () => {
     assert.deepEqual(
       unitFiles({ ...base, role: "celery", celeryApp: "config" }).map((f) => f.name),
       ["demoapp-celery.service"],
+    );
+  });
+
+  it("the handover unit: the role's server on the role's socket, from current, never enabled or restarted by systemd", () => {
+    const web = { ...base, role: "web" as const, port: 8150, module: "config.wsgi:application" };
+    const handover = renderHandover(web) ?? "";
+    assertGolden("demoapp-web-handover.service", handover);
+    assert.match(handover, /^Sockets=demoapp-web\.socket$/m);
+    assert.match(handover, /^Restart=no$/m);
+    assert.doesNotMatch(handover, /^\[Install\]$/m);
+    // The same command and environment as the unit it stands in for.
+    const execOf = (u: string) => /^ExecStart=[\s\S]*?^(?=\S)/m.exec(u)?.[0];
+    assert.equal(execOf(handover), execOf(renderUnit(web)));
+    assert.match(handover, /^EnvironmentFile=\/opt\/ayna\/demoapp\/shared\/\.env\.production$/m);
+    assert.equal(
+      renderHandover({ ...base, role: "api", port: 8151, module: "api.main:app", apiServer: "uvicorn" }),
+      undefined,
     );
   });
 
@@ -84,6 +114,7 @@ describe("systemd unit rendering (golden files)", () => {
         "127.0.0.1:8155",
         "--workers",
         "1",
+        "--preload",
         "--timeout",
         "120",
         "--chdir",
@@ -94,11 +125,14 @@ describe("systemd unit rendering (golden files)", () => {
     assert.deepEqual(candidateCommand({ ...base, role: "api", port: 8151, module: "api.main:app" }, dir, 8156), [
       `${dir}/.venv/bin/gunicorn`,
       "--worker-class",
-      "uvicorn_worker.UvicornWorker",
+      "ayna_uvicorn.GracefulUvicornWorker",
+      "--pythonpath",
+      "/opt/ayna/demoapp/lib",
       "--bind",
       "127.0.0.1:8156",
       "--workers",
       "1",
+      "--preload",
       "--chdir",
       dir,
       "api.main:app",
@@ -132,5 +166,22 @@ describe("env file rendering", () => {
     const value = `q"uo'te $(touch /tmp/x) \`id\` back\\slash\nsecond line`;
     const out = execFileSync("sh", ["-c", `V=${quoteEnvValue(value)}; printf %s "$V"`]).toString();
     assert.equal(out, value);
+  });
+});
+
+describe("the api's worker class (ayna_uvicorn)", () => {
+  it("is valid Python that closes its listeners and waits before uvicorn's own shutdown closes idle connections", () => {
+    const r = spawnSync("python3", ["-c", "import ast, sys; ast.parse(sys.stdin.read())"], {
+      input: uvicornWorkerSource,
+      encoding: "utf8",
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const shutdown = /async def shutdown\(self, sockets=None\):\n([\s\S]*?)\n\n/.exec(uvicornWorkerSource)?.[1] ?? "";
+    const order = ["server.close()", "sock.close()", "await asyncio.sleep(DRAIN_SECONDS)", "await super().shutdown("];
+    const at = order.map((s) => shutdown.indexOf(s));
+    assert.ok(
+      at.every((i, n) => i >= 0 && (n === 0 || i > at[n - 1]!)),
+      `listeners closed, then the drain, then uvicorn's shutdown:\n${shutdown}`,
+    );
   });
 });

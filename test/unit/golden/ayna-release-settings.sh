@@ -9,5 +9,5 @@ HEALTH_TIMEOUT=60
 HEALTH_PASSES=2
 WORKER_SETTLE=3
 LOCK_WAIT=120
-SERVICES=(web:8150:hup:8155 celery::restart:)
+SERVICES=(web:8150:handover:8155 celery::restart:)
 CANDIDATE_web=(@RELEASE@/.venv/bin/gunicorn --bind 127.0.0.1:8155 config.wsgi:application)

@@ -1,5 +1,5 @@
 // systemd unit files for a project's services, rendered from standard v2.0's
-// templates (web = gunicorn Type=notify with HUP reload, api = uvicorn,
+// templates (web = gunicorn Type=notify, api = uvicorn workers under gunicorn,
 // celery worker, beat), plus hardening that keeps the app working.
 import { paths } from "../standard/paths";
 import { uvicornWorker } from "./uvicornWorker";
@@ -27,9 +27,9 @@ export interface UnitSpec {
   /** Extra units to order after (local postgresql.service / redis-server.service). */
   after?: string[];
   /**
-   * api: "gunicorn" runs uvicorn workers under gunicorn, which reloads on HUP
-   * without dropping requests; "uvicorn" is the standard's literal command,
-   * which can only restart. @default "gunicorn"
+   * api: "gunicorn" runs uvicorn workers under gunicorn, on a systemd socket
+   * handed over to each release without dropping requests; "uvicorn" is the
+   * standard's literal command, which can only restart. @default "gunicorn"
    */
   apiServer?: "gunicorn" | "uvicorn";
 }
@@ -38,7 +38,7 @@ function usesGunicorn(s: Pick<UnitSpec, "role" | "apiServer">): boolean {
   return s.role === "web" || (s.role === "api" && (s.apiServer ?? "gunicorn") === "gunicorn");
 }
 
-/** Whether a unit picks up a new release with a graceful HUP (else a restart). */
+/** Whether the server is gunicorn: Type=notify, and a HUP recycles its workers gracefully. */
 export function reloadsGracefully(s: Pick<UnitSpec, "role" | "apiServer">): boolean {
   return usesGunicorn(s);
 }

@@ -93,7 +93,7 @@ function serviceFields(role: "web" | "api", module: string, workers: number): Re
       ? {
           server: {
             kind: "enum",
-            doc: "gunicorn: uvicorn workers under gunicorn (graceful HUP reload, no dropped requests); uvicorn: the standard's literal command (restarted on each release).",
+            doc: "gunicorn: uvicorn workers under gunicorn, on a socket systemd holds, handed over to each new release without a dropped request; uvicorn: the standard's literal command (restarted on each release, with a gap).",
             values: ["gunicorn", "uvicorn"],
             default: "gunicorn",
           } as Field,

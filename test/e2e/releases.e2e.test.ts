@@ -105,7 +105,11 @@ describe("releases: health-gated switch, automatic rollback, rollback command", 
     const res = await load.stop();
     process.stderr.write(`      load through env change on v3: ${describeLoad(res)}\n`);
     assertNoLoss(res);
-    assert.match(r.stdout, /release v3 with a new env file: checking candidates first/);
+    assert.equal(r.code, 0);
+    assert.match(
+      await sh(host, `sudo tail -n 1 /opt/ayna/${project}/logs/deploy-audit.log`),
+      /from=v3\tto=v3\t.*result=ok\tconfig \(env file\)/,
+    );
     assert.match(
       await sh(host, `sudo grep FEATURE_FLAG /opt/ayna/${project}/shared/.env.staging`),
       /FEATURE_FLAG="on"/,

@@ -201,13 +201,22 @@ export function usesSocket(s: Pick<UnitSpec, "role" | "apiServer">): boolean {
 const header =
   "# Installed by ayna-release from Ayna Deployment Standard v2.0. Do not edit on the host: refresh reports it, up puts it back.";
 
+const roleTitles: Record<ServiceRole, string> = {
+  web: "Web Server",
+  api: "API Server",
+  celery: "Celery Worker",
+  beat: "Celery Beat Scheduler",
+};
+
+/** The first lines of every unit file: where it lives, who installs it, what it is. */
+function unitHead(path: string, s: UnitSpec, what: string): string[] {
+  return [`# ${path}`, header, "[Unit]", `Description=${title(s.project)} ${roleTitles[s.role]}${what}`];
+}
+
 export function renderSocket(s: UnitSpec): string | undefined {
   if (!usesSocket(s)) return undefined;
   return [
-    `# ${paths.socketUnit(s.project, s.role)}`,
-    header,
-    "[Unit]",
-    `Description=${title(s.project)} ${s.role === "web" ? "Web Server" : "API Server"} listening socket`,
+    ...unitHead(paths.socketUnit(s.project, s.role), s, " listening socket"),
     "",
     "[Socket]",
     `ListenStream=127.0.0.1:${need(s.port, "a port", s.role)}`,
@@ -246,10 +255,7 @@ export function unitFiles(s: UnitSpec): UnitFile[] {
 export function renderHandover(s: UnitSpec): string | undefined {
   if (!usesSocket(s)) return undefined;
   return [
-    `# ${paths.handoverUnit(s.project, s.role)}`,
-    header,
-    "[Unit]",
-    `Description=${title(s.project)} ${s.role === "web" ? "Web Server" : "API Server"} (handover while a release restarts it)`,
+    ...unitHead(paths.handoverUnit(s.project, s.role), s, " (handover while a release restarts it)"),
     `After=${["network.target", ...(s.after ?? [])].join(" ")}`,
     "",
     "[Service]",
@@ -283,20 +289,11 @@ function serviceLines(s: UnitSpec): string[] {
 }
 
 export function renderUnit(s: UnitSpec): string {
-  const descriptions: Record<ServiceRole, string> = {
-    web: "Web Server",
-    api: "API Server",
-    celery: "Celery Worker",
-    beat: "Celery Beat Scheduler",
-  };
   const after = ["network.target", ...(s.after ?? [])];
   const service = [...serviceLines(s), "Restart=always", "RestartSec=3", ...hardening(s.project)];
 
   return [
-    `# ${paths.unit(s.project, s.role)}`,
-    header,
-    "[Unit]",
-    `Description=${title(s.project)} ${descriptions[s.role]}`,
+    ...unitHead(paths.unit(s.project, s.role), s, ""),
     `After=${after.join(" ")}`,
     ...(s.after && s.after.length > 0 ? [`Wants=${s.after.join(" ")}`] : []),
     "",

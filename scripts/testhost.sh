@@ -4,10 +4,16 @@
 #
 #   testhost.sh deps                         install the tools this script needs
 #   testhost.sh image [--suite S] [--force]  build (once) and cache the base image
-#   testhost.sh up NAME [--suite S] [--owner-pid PID] [--address A]
+#   testhost.sh up NAME [--suite S] [--owner-pid PID] [--address A] [--disk-mb N]
 #                                            boot a fresh host; prints one JSON object;
 #                                            --address takes an address kept by
-#                                            `down --keep-address` (a host rebuilt in place)
+#                                            `down --keep-address` (a host rebuilt in place);
+#                                            --disk-mb: its writable layer is a tmpfs of N MiB
+#                                            (its / is N MiB; full gives ENOSPC inside)
+#   testhost.sh reboot NAME [--hard]         reboot a running host in place (files, address,
+#                                            keys, machine-id kept): clean poweroff, or with
+#                                            --hard SIGKILL to all its processes; then boots
+#                                            and waits as `up` does; prints the JSON of `up`
 #   testhost.sh down NAME...                 stop hosts and remove everything they used
 #   testhost.sh down NAME --keep-address     the same, but keep its address for one `up --address`
 #   testhost.sh alias NAME                   give a running host a second address; prints it
@@ -596,104 +602,28 @@ ssh_opts() { # KEY KNOWN_HOSTS
     -o ConnectTimeout=2 -o LogLevel=ERROR
 }
 
-cmd_up() {
-  need_root
-  local name="" suite=$DEFAULT_SUITE owner="" wanted_addr=""
-  while (($#)); do
-    case $1 in
-      --address) wanted_addr=${2:?--address needs a value}; shift 2 ;;
-      --address=*) wanted_addr=${1#*=}; shift ;;
-      --suite) suite=${2:?--suite needs a value}; shift 2 ;;
-      --suite=*) suite=${1#*=}; shift ;;
-      --owner-pid) owner=${2:?--owner-pid needs a value}; shift 2 ;;
-      --owner-pid=*) owner=${1#*=}; shift ;;
-      -*) die "up: unknown option '$1'" ;;
-      *)
-        [[ -z $name ]] || die "up: one NAME only"
-        name=$1
-        shift
-        ;;
-    esac
-  done
-  [[ -n $name ]] || die "usage: $0 up NAME [--suite trixie|bookworm] [--owner-pid PID]"
-  valid_name "$name" || die "bad host name '$name' (a-z, 0-9, '-', at most 32 characters)"
-  valid_suite "$suite"
-  # From here on, any exit but success undoes what this `up` did (traps are
-  # set before the first side effect; SIGINT/SIGTERM run them too).
-  UP_NAME=$name
-  UP_CREATED=0
-  trap up_failed EXIT
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
-  cmd_deps
-  local t_start img key hd="$HOSTS/$name" addr
-  img=$(ensure_image "$suite")
+# The host's overlay upper dir: on a tmpfs of its own with `up --disk-mb`.
+upper_dir() { # HD
+  if [[ -f $1/disk-mb ]]; then echo "$1/disk/upper"; else echo "$1/upper"; fi
+}
+
+# Boots host dir HD (overlay mounted on $HD/root, identity written) and waits
+# until sshd lets us in with the recorded host key and systemd says running
+# (or degraded); dies BOOT_TIMEOUT seconds after T_START (ms, also the clock
+# of the log line). Writes info.json; its line is left in BOOT_JSON. WHAT
+# names the event in the log line ("up", "rebooted (hard)").
+BOOT_JSON=""
+boot_host() {
+  local hd=$1 t_start=$2 what=$3 name=${1##*/} r="$1/root" addr suite key hostkey
+  addr=$(<"$hd/address")
+  suite=$(<"$hd/suite")
   key=$(client_key)
-  t_start=$(now_ms) # the clock for "up" starts once the image is there
+  hostkey=$(cut -d' ' -f2,3 "$hd/known_hosts")
 
-  lock_state
-  [[ ! -e $hd ]] || die "host $name already exists (run: $0 down $name)"
-  ensure_network
-  if [[ -n $wanted_addr ]]; then
-    [[ -f $RESERVED/$wanted_addr ]] || die "address $wanted_addr is not reserved (stop its host with: $0 down NAME --keep-address)"
-    rm -f "$RESERVED/$wanted_addr"
-    addr=$wanted_addr
-  else
-    addr=$(alloc_address) || die "no free address on $NET.0/24"
-  fi
-  mkdir -p "$hd"
-  UP_CREATED=1
-  echo "$addr" >"$hd/address"
-  unlock_state
-
-  echo "$suite" >"$hd/suite"
-  echo "$img" >"$hd/image"
-  if [[ -n $owner ]]; then
-    [[ $owner =~ ^[0-9]+$ ]] || die "bad --owner-pid '$owner'"
-    local st
-    st=$(proc_stat "$owner") || die "owner process $owner does not exist"
-    echo "$owner ${st#* }" >"$hd/owner"
-  fi
-
-  # Fresh writable layer over the read-only image.
-  mkdir -p "$hd/upper" "$hd/work" "$hd/root"
-  mount -t overlay overlay -o "lowerdir=$img/rootfs,upperdir=$hd/upper,workdir=$hd/work" "$hd/root"
-  local r="$hd/root"
-
-  # Identity: hostname, machine id, address, resolver, host key, authorized keys.
-  write_file "$r/etc/hostname" 0644 "$name"$'\n'
-  local mid
-  mid=$(tr -d '-' </proc/sys/kernel/random/uuid)
-  write_file "$r/etc/machine-id" 0444 "$mid"$'\n'
-  local hosts
-  hosts=$(printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' "$name")
-  # The machine's non-loopback /etc/hosts lines (e.g. registry addresses).
-  hosts+=$'\n'$(awk '$1 !~ /^(#|127\.|::1|fe00:|ff0[02]:)/ && NF >= 2' /etc/hosts || true)
-  write_file "$r/etc/hosts" 0644 "$hosts"$'\n'
-  rm -f "$r/etc/resolv.conf"
-  local resolv=/etc/resolv.conf
-  if ! awk '$1 == "nameserver" && $2 !~ /^127\./ && $2 != "::1" { f = 1 } END { exit !f }' "$resolv" &&
-    [[ -r /run/systemd/resolve/resolv.conf ]]; then
-    resolv=/run/systemd/resolve/resolv.conf # the machine's stub 127.0.0.53 is not reachable inside
-  fi
-  cp -L "$resolv" "$r/etc/resolv.conf"
-  chmod 0644 "$r/etc/resolv.conf"
-  write_file "$r/etc/systemd/network/10-host0.network.d/50-address.conf" 0644 \
-    "$(printf '[Network]\nAddress=%s/24\nGateway=%s.1\n' "$addr" "$NET")"$'\n'
-  ssh-keygen -q -t ed25519 -N '' -C "root@$name" -f "$r/etc/ssh/ssh_host_ed25519_key" </dev/null >/dev/null
-  local hostkey
-  hostkey=$(cut -d' ' -f1,2 "$r/etc/ssh/ssh_host_ed25519_key.pub")
-  echo "$addr $hostkey" >"$hd/known_hosts"
-  local pub uid gid
-  pub=$(<"$key.pub")
-  write_file "$r/root/.ssh/authorized_keys" 0600 "$pub"$'\n'
-  uid=$(awk -F: '$1 == "deploy" { print $3 }' "$r/etc/passwd")
-  gid=$(awk -F: '$1 == "deploy" { print $4 }' "$r/etc/passwd")
-  write_file "$r/home/deploy/.ssh/authorized_keys" 0600 "$pub"$'\n'
-  chown "$uid:$gid" "$r/home/deploy/.ssh/authorized_keys"
-
-  # Boot. The pid is written by the process that becomes nspawn (exec).
+  # The pid is written by the process that becomes nspawn (exec); the old one
+  # goes first, so that nspawn.pid names the running nspawn or nothing.
   # fds 7-9 are closed so that nspawn holds none of our locks.
+  rm -f "$hd/nspawn.pid"
   local t_boot
   t_boot=$(now_ms)
   # shellcheck disable=SC2016
@@ -753,13 +683,209 @@ cmd_up() {
   fi
 
   local json
-  json=$(printf '{"name":%s,"address":%s,"port":22,"user":"deploy","privateKeyPath":%s,"hostKey":%s,"knownHostsPath":%s,"suite":%s,"pid":%d}' \
+  json=$(printf '{"name":%s,"address":%s,"port":22,"user":"deploy","privateKeyPath":%s,"hostKey":%s,"knownHostsPath":%s,"suite":%s,"pid":%d,"upperDir":%s}' \
     "$(json_str "$name")" "$(json_str "$addr")" "$(json_str "$key")" "$(json_str "$hostkey")" \
-    "$(json_str "$hd/known_hosts")" "$(json_str "$suite")" "$pid")
+    "$(json_str "$hd/known_hosts")" "$(json_str "$suite")" "$pid" "$(json_str "$(upper_dir "$hd")")")
   echo "$json" >"$hd/info.json"
+  log "$name $what at $addr: ssh after ${t_ssh}s, system $state after ${t_run}s"
+  BOOT_JSON=$json
+}
+
+cmd_up() {
+  need_root
+  local name="" suite=$DEFAULT_SUITE owner="" wanted_addr="" disk_mb=""
+  while (($#)); do
+    case $1 in
+      --address) wanted_addr=${2:?--address needs a value}; shift 2 ;;
+      --address=*) wanted_addr=${1#*=}; shift ;;
+      --disk-mb) disk_mb=${2:?--disk-mb needs a value}; shift 2 ;;
+      --disk-mb=*) disk_mb=${1#*=}; shift ;;
+      --suite) suite=${2:?--suite needs a value}; shift 2 ;;
+      --suite=*) suite=${1#*=}; shift ;;
+      --owner-pid) owner=${2:?--owner-pid needs a value}; shift 2 ;;
+      --owner-pid=*) owner=${1#*=}; shift ;;
+      -*) die "up: unknown option '$1'" ;;
+      *)
+        [[ -z $name ]] || die "up: one NAME only"
+        name=$1
+        shift
+        ;;
+    esac
+  done
+  [[ -n $name ]] || die "usage: $0 up NAME [--suite trixie|bookworm] [--owner-pid PID] [--address A] [--disk-mb N]"
+  valid_name "$name" || die "bad host name '$name' (a-z, 0-9, '-', at most 32 characters)"
+  valid_suite "$suite"
+  # (a smaller writable layer does not hold what a first boot writes)
+  if [[ -n $disk_mb ]] && ! { [[ $disk_mb =~ ^[1-9][0-9]{0,6}$ ]] && ((disk_mb >= 32)); }; then
+    die "bad --disk-mb '$disk_mb' (MiB, at least 32)"
+  fi
+  # From here on, any exit but success undoes what this `up` did (traps are
+  # set before the first side effect; SIGINT/SIGTERM run them too).
+  UP_NAME=$name
+  UP_CREATED=0
+  trap up_failed EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  cmd_deps
+  local t_start img key hd="$HOSTS/$name" addr
+  img=$(ensure_image "$suite")
+  key=$(client_key)
+  t_start=$(now_ms) # the clock for "up" starts once the image is there
+
+  lock_state
+  [[ ! -e $hd ]] || die "host $name already exists (run: $0 down $name)"
+  ensure_network
+  if [[ -n $wanted_addr ]]; then
+    [[ -f $RESERVED/$wanted_addr ]] || die "address $wanted_addr is not reserved (stop its host with: $0 down NAME --keep-address)"
+    rm -f "$RESERVED/$wanted_addr"
+    addr=$wanted_addr
+  else
+    addr=$(alloc_address) || die "no free address on $NET.0/24"
+  fi
+  mkdir -p "$hd"
+  UP_CREATED=1
+  echo "$addr" >"$hd/address"
+  unlock_state
+
+  echo "$suite" >"$hd/suite"
+  echo "$img" >"$hd/image"
+  if [[ -n $owner ]]; then
+    [[ $owner =~ ^[0-9]+$ ]] || die "bad --owner-pid '$owner'"
+    local st
+    st=$(proc_stat "$owner") || die "owner process $owner does not exist"
+    echo "$owner ${st#* }" >"$hd/owner"
+  fi
+
+  # Fresh writable layer over the read-only image; with --disk-mb on a tmpfs
+  # of its own, which the host's / then reports as its size (and fills).
+  local layer=$hd
+  if [[ -n $disk_mb ]]; then
+    echo "$disk_mb" >"$hd/disk-mb"
+    layer=$hd/disk
+    mkdir -p "$layer"
+    mount -t tmpfs -o "size=${disk_mb}m,mode=0755" "ayna-testhost-$name" "$layer"
+  fi
+  mkdir -p "$layer/upper" "$layer/work" "$hd/root"
+  mount -t overlay overlay -o "lowerdir=$img/rootfs,upperdir=$layer/upper,workdir=$layer/work" "$hd/root"
+  local r="$hd/root"
+
+  # Identity: hostname, machine id, address, resolver, host key, authorized keys.
+  write_file "$r/etc/hostname" 0644 "$name"$'\n'
+  local mid
+  mid=$(tr -d '-' </proc/sys/kernel/random/uuid)
+  write_file "$r/etc/machine-id" 0444 "$mid"$'\n'
+  local hosts
+  hosts=$(printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' "$name")
+  # The machine's non-loopback /etc/hosts lines (e.g. registry addresses).
+  hosts+=$'\n'$(awk '$1 !~ /^(#|127\.|::1|fe00:|ff0[02]:)/ && NF >= 2' /etc/hosts || true)
+  write_file "$r/etc/hosts" 0644 "$hosts"$'\n'
+  rm -f "$r/etc/resolv.conf"
+  local resolv=/etc/resolv.conf
+  if ! awk '$1 == "nameserver" && $2 !~ /^127\./ && $2 != "::1" { f = 1 } END { exit !f }' "$resolv" &&
+    [[ -r /run/systemd/resolve/resolv.conf ]]; then
+    resolv=/run/systemd/resolve/resolv.conf # the machine's stub 127.0.0.53 is not reachable inside
+  fi
+  cp -L "$resolv" "$r/etc/resolv.conf"
+  chmod 0644 "$r/etc/resolv.conf"
+  write_file "$r/etc/systemd/network/10-host0.network.d/50-address.conf" 0644 \
+    "$(printf '[Network]\nAddress=%s/24\nGateway=%s.1\n' "$addr" "$NET")"$'\n'
+  ssh-keygen -q -t ed25519 -N '' -C "root@$name" -f "$r/etc/ssh/ssh_host_ed25519_key" </dev/null >/dev/null
+  local hostkey
+  hostkey=$(cut -d' ' -f1,2 "$r/etc/ssh/ssh_host_ed25519_key.pub")
+  echo "$addr $hostkey" >"$hd/known_hosts"
+  local pub uid gid
+  pub=$(<"$key.pub")
+  write_file "$r/root/.ssh/authorized_keys" 0600 "$pub"$'\n'
+  uid=$(awk -F: '$1 == "deploy" { print $3 }' "$r/etc/passwd")
+  gid=$(awk -F: '$1 == "deploy" { print $4 }' "$r/etc/passwd")
+  write_file "$r/home/deploy/.ssh/authorized_keys" 0600 "$pub"$'\n'
+  chown "$uid:$gid" "$r/home/deploy/.ssh/authorized_keys"
+
+  boot_host "$hd" "$t_start" up
   trap - EXIT INT TERM
-  log "$name up at $addr: ssh after ${t_ssh}s, system $state after ${t_run}s"
-  echo "$json"
+  echo "$BOOT_JSON"
+}
+
+# ---------------------------------------------------------------- reboot
+
+# The bridge port (host side of the veth pair) of host dir HD's running
+# container, found through its init's network namespace.
+host_veth() { # HD
+  local kind pid idx="" line
+  while read -r kind pid; do
+    [[ $kind == init ]] || continue
+    line=$(nsenter -t "$pid" -n ip -o link show dev host0 2>/dev/null) || continue
+    [[ $line =~ ^[0-9]+:\ host0@if([0-9]+): ]] && idx=${BASH_REMATCH[1]}
+  done < <(our_pids "$1/")
+  [[ -n $idx ]] || return 1
+  ip -o link show | awk -F': ' -v i="$idx" '$1 == i { sub(/@.*/, "", $2); print $2; f = 1 } END { exit !f }'
+}
+
+REBOOT_NAME=""
+
+# EXIT trap of a failed `reboot`: no half-booted host is left running; its
+# state stays for its owner's `down` (or `gc`).
+reboot_failed() {
+  local rc=$?
+  trap - EXIT
+  trap '' INT TERM
+  log "reboot $REBOOT_NAME failed; host stopped (remove it with: $0 down $REBOOT_NAME)"
+  stop_processes "$HOSTS/$REBOOT_NAME" 0 || true
+  exit "$rc"
+}
+
+# reboot NAME [--hard]: the same host boots again on the same overlay (and
+# tmpfs, with --disk-mb), so its files, name, address, host keys, machine-id
+# and owner stay. Graceful: a clean poweroff as `down` does; --hard: a power
+# cut, SIGKILL to nspawn and the container's init at once.
+cmd_reboot() {
+  need_root
+  local name="" hard=0
+  while (($#)); do
+    case $1 in
+      --hard) hard=1; shift ;;
+      -*) die "reboot: unknown option '$1'" ;;
+      *)
+        [[ -z $name ]] || die "reboot: one NAME only"
+        name=$1
+        shift
+        ;;
+    esac
+  done
+  [[ -n $name ]] || die "usage: $0 reboot NAME [--hard]"
+  valid_name "$name" || die "bad host name '$name'"
+  local hd=$HOSTS/$name how=graceful t0 veth lockfile
+  ((hard)) && how=hard
+  if ! { [[ -f $hd/info.json ]] && nspawn_pid "$hd" >/dev/null && mountpoint -q "$hd/root"; }; then
+    die "host $name is not running"
+  fi
+  t0=$(now_ms)
+  REBOOT_NAME=$name
+  trap reboot_failed EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  # Without info.json, `gc --stale` takes it for a host being started and
+  # leaves it to us while its nspawn is down; boot_host writes it again.
+  rm -f "$hd/info.json"
+  veth=$(host_veth "$hd") || veth=""
+  stop_processes "$hd" $((!hard))
+  [[ -z $(our_pids "$hd/") ]] || die "processes of $name are still alive"
+  lockfile=$(nspawn_lockfile "$hd")
+  rm -f "$lockfile" "$hd/.#root.lck"
+  rm_propagate_dir "$name"
+  # The kernel removes the veth pair of a dead container a little later; a
+  # new nspawn cannot create its own under the same name before.
+  if [[ -n $veth ]]; then
+    local deadline=$(($(now_ms) + 10000))
+    while [[ -e /sys/class/net/$veth ]]; do
+      (($(now_ms) < deadline)) || die "interface $veth of $name is still there"
+      sleep 0.05
+    done
+  fi
+  log "$name stopped ($how) in $(secs_since "$t0")s"
+  boot_host "$hd" "$t0" "rebooted ($how)"
+  trap - EXIT INT TERM
+  echo "$BOOT_JSON"
 }
 
 # ---------------------------------------------------------------- down
@@ -783,18 +909,28 @@ up_failed() {
 # Stop host NAME (GRACEFUL: see stop_processes) and remove its state; does
 # not touch the network.
 down_host() {
-  local name=$1 hd="$HOSTS/$1" lockfile=""
+  local name=$1 hd="$HOSTS/$1" lockfile
   stop_processes "$hd" "${2:-1}"
-  # A SIGKILLed nspawn leaves its image lock and propagation dir in /run.
-  if mountpoint -q "$hd/root"; then
-    lockfile=/run/systemd/nspawn/locks/inode-$(stat -c '%d:%i' "$hd/root")
-  fi
+  lockfile=$(nspawn_lockfile "$hd")
   umount_under "$hd"
   rm_tree "$hd"
   # (the overlay's device number was ours alone while it was mounted)
   [[ -z $lockfile ]] || rm -f "$lockfile"
-  if [[ -d /run/systemd/nspawn/propagate/$name ]] && ! nspawn_named "$name"; then
-    rm -rf --one-file-system "/run/systemd/nspawn/propagate/$name"
+  rm_propagate_dir "$name"
+}
+
+# A SIGKILLed nspawn leaves its image lock and propagation dir in /run (and a
+# lock file beside the root dir). The global image lock of host dir HD's root,
+# keyed by the overlay's device and inode; nothing while it is not mounted.
+nspawn_lockfile() { # HD
+  if mountpoint -q "$1/root"; then
+    echo "/run/systemd/nspawn/locks/inode-$(stat -c '%d:%i' "$1/root")"
+  fi
+}
+
+rm_propagate_dir() { # NAME
+  if [[ -d /run/systemd/nspawn/propagate/$1 ]] && ! nspawn_named "$1"; then
+    rm -rf --one-file-system "/run/systemd/nspawn/propagate/$1"
   fi
 }
 
@@ -944,7 +1080,9 @@ cmd_alias() {
   need_root
   (($# == 1)) || die "usage: $0 alias NAME"
   local hd=$HOSTS/$1 addr key
-  valid_name "$1" && [[ -f $hd/info.json ]] || die "host $1 is not running"
+  if ! { valid_name "$1" && [[ -f $hd/info.json ]]; }; then
+    die "host $1 is not running"
+  fi
   lock_state
   addr=$(alloc_address) || die "no free address on $NET.0/24"
   echo "$addr" >>"$hd/aliases"
@@ -1045,6 +1183,7 @@ main() {
     deps) cmd_deps "$@" ;;
     image) cmd_image "$@" ;;
     up) cmd_up "$@" ;;
+    reboot) cmd_reboot "$@" ;;
     down) cmd_down "$@" ;;
     down-all) cmd_gc "$@" ;;
     gc) cmd_gc "$@" ;;

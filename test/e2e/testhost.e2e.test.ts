@@ -1,7 +1,26 @@
 // End-to-end check of the test-host harness itself: two real hosts in
-// parallel, systemd as PID 1, sshd with pinned host keys, Python, NAT.
+// parallel, systemd as PID 1, sshd with pinned host keys, Python, NAT;
+// reboots in place (hard and graceful); a host with a size-limited disk.
 import * as assert from "node:assert/strict";
-import { assertClean, sshExec, startHost, stopAllHosts, stopHost, TestHost } from "../support/testhost";
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import {
+  assertClean,
+  rebootHost,
+  sshArgs,
+  sshExec,
+  startHost,
+  stopAllHosts,
+  stopHost,
+  TestHost,
+} from "../support/testhost";
+
+/** Available MiB on this machine's / (`df -m`). */
+function hostFreeMb(): number {
+  const out = execFileSync("df", ["-m", "--output=avail", "/"], { encoding: "utf8" });
+  return Number(out.trim().split("\n").pop());
+}
 
 describe("test hosts (systemd-nspawn)", function () {
   // A cold cache builds the image first (about a minute); a warm `up` takes seconds.
@@ -85,11 +104,87 @@ describe("test hosts (systemd-nspawn)", function () {
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
   });
 
+  /**
+   * Writes a file on host A, reboots it (hard or graceful) and checks: the
+   * file is still there, the boot id and the nspawn pid changed, and ssh with
+   * strict host key checking logs in to the same address with the same host key.
+   */
+  async function rebootKeepsFile(hard: boolean): Promise<void> {
+    const [before] = hosts();
+    const marker = `written before the ${hard ? "hard" : "graceful"} reboot ${Date.now()}`;
+    const file = `reboot-${hard ? "hard" : "graceful"}.txt`;
+    const w = await sshExec(before, `echo '${marker}' > ~/${file} && cat /proc/sys/kernel/random/boot_id`);
+    assert.equal(w.code, 0, w.stderr);
+    const bootBefore = w.stdout.trim();
+    assert.match(bootBefore, /^[0-9a-f-]{36}$/);
+
+    const t0 = Date.now();
+    const after = await rebootHost(before, { hard });
+    a = after;
+    process.stderr.write(`      ${hard ? "hard" : "graceful"} reboot: ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+
+    assert.notEqual(after.pid, before.pid, "nspawn pid");
+    assert.equal(after.address, before.address);
+    assert.equal(after.hostKey, before.hostKey);
+    assert.ok(sshArgs(after).includes("StrictHostKeyChecking=yes"));
+    const r = await sshExec(after, `cat ~/${file} /proc/sys/kernel/random/boot_id`);
+    assert.equal(r.code, 0, `ssh with strict host key checking after the reboot: ${r.stderr}`);
+    const [content, bootAfter] = r.stdout.trim().split("\n");
+    assert.equal(content, marker);
+    assert.match(bootAfter ?? "", /^[0-9a-f-]{36}$/);
+    assert.notEqual(bootAfter, bootBefore, "boot id");
+  }
+
+  it("hard reboot (SIGKILL to nspawn and init at once): a file written before is still there, boot id and nspawn pid change, ssh with strict host key checking logs in to the same address and host key", async function () {
+    this.timeout(5 * 60 * 1000);
+    await rebootKeepsFile(true);
+  });
+
+  it("graceful reboot (clean poweroff): a file written before is still there, boot id and nspawn pid change, ssh with strict host key checking logs in to the same address and host key", async function () {
+    this.timeout(5 * 60 * 1000);
+    await rebootKeepsFile(false);
+  });
+
   it("stops both hosts and leaves nothing behind", async function () {
     this.timeout(2 * 60 * 1000);
     const [x, y] = hosts();
     await Promise.all([stopHost(x), stopHost(y)]);
     a = b = undefined;
+    await assertClean();
+  });
+});
+
+describe("test host with a size-limited disk (diskMb)", function () {
+  this.timeout(10 * 60 * 1000);
+
+  let c: TestHost | undefined;
+
+  after(async function () {
+    if (c) await stopHost(c);
+  });
+
+  it("diskMb 400: df -m / inside totals at most 400; fallocate -l 1G and a 500 MiB dd fail with 'No space left on device'; dd's partial file is in upperDir; this machine's free space on / moves less than 150 MiB; check-clean passes after stopHost", async function () {
+    c = await startHost({ diskMb: 400 });
+    const df = await sshExec(c, "df -m --output=size / | tail -n 1");
+    assert.equal(df.code, 0, df.stderr);
+    const total = Number(df.stdout.trim());
+    assert.ok(total > 0 && total <= 400, `df -m / inside: ${df.stdout}`);
+
+    const freeBefore = hostFreeMb();
+    const fa = await sshExec(c, "fallocate -l 1G ~/big");
+    assert.notEqual(fa.code, 0, "fallocate -l 1G succeeded");
+    assert.match(fa.stderr, /No space left on device/);
+    const dd = await sshExec(c, "dd if=/dev/zero of=~/fill bs=1M count=500 status=none", { timeoutMs: 120_000 });
+    assert.notEqual(dd.code, 0, "dd of 500 MiB succeeded");
+    assert.match(dd.stderr, /No space left on device/);
+    // The host's disk is full now; this machine's is not touched.
+    const fill = fs.statSync(path.join(c.upperDir, "home", "deploy", "fill"));
+    assert.ok(fill.size > 300 * 1024 * 1024, `fill is ${fill.size} bytes`);
+    const freeAfter = hostFreeMb();
+    assert.ok(Math.abs(freeAfter - freeBefore) < 150, `free MiB on / here: ${freeBefore} before, ${freeAfter} after`);
+
+    await stopHost(c);
+    c = undefined;
     await assertClean();
   });
 });

@@ -24,6 +24,11 @@ export interface TestHost {
   suite: Suite;
   /** pid of the systemd-nspawn process */
   pid: number;
+  /**
+   * On this machine: the host's writable layer (overlay upper dir), every file
+   * the host has written since `up`, reboots included; on its own tmpfs with `diskMb`.
+   */
+  upperDir: string;
 }
 
 export interface ExecResult {
@@ -150,11 +155,30 @@ function installHandlers(): void {
 
 // ------------------------------------------------------------------ API
 
+/** Parses the JSON line `testhost.sh up` and `reboot` print last. */
+function parseHostLine(what: string, out: string): Omit<TestHost, "privateKey"> {
+  const line = out.trim().split("\n").pop() ?? "";
+  try {
+    return JSON.parse(line) as Omit<TestHost, "privateKey">;
+  } catch {
+    throw new Error(`testhost.sh ${what}: unexpected output: ${out}`);
+  }
+}
+
 /**
- * Boots a fresh host. `address` takes the address a host stopped with
- * `stopHost(h, { keepAddress: true })` left reserved: a machine rebuilt in place.
+ * Boots a fresh host.
+ *
+ * @param opts.address - the address a host stopped with
+ *   `stopHost(h, { keepAddress: true })` left reserved: a machine rebuilt in place.
+ * @param opts.diskMb - the size in MiB of the host's disk: its writable layer
+ *   lives on a tmpfs of its own of that size (at least 32), so `df /` inside
+ *   reports it and filling it gives ENOSPC inside the host, not on this
+ *   machine's disk. Without it the writable layer is a plain directory in
+ *   the harness's state dir (AYNA_TESTHOST_STATE) on this machine.
  */
-export async function startHost(opts: { suite?: Suite; name?: string; address?: string } = {}): Promise<TestHost> {
+export async function startHost(
+  opts: { suite?: Suite; name?: string; address?: string; diskMb?: number } = {},
+): Promise<TestHost> {
   installHandlers();
   // Once per process: remove hosts whose owner died (an earlier run killed with -9).
   staleCollected ??= runScript(["gc", "--stale"], DOWN_TIMEOUT_MS).then(
@@ -181,6 +205,7 @@ export async function startHost(opts: { suite?: Suite; name?: string; address?: 
         "--owner-pid",
         String(process.pid),
         ...(opts.address ? ["--address", opts.address] : []),
+        ...(opts.diskMb !== undefined ? ["--disk-mb", String(opts.diskMb)] : []),
       ],
       UP_TIMEOUT_MS,
     ));
@@ -188,15 +213,27 @@ export async function startHost(opts: { suite?: Suite; name?: string; address?: 
     started.delete(name); // a failed `up` has taken its host down again
     throw err;
   }
-  const line = out.trim().split("\n").pop() ?? "";
-  let info: Omit<TestHost, "privateKey">;
-  try {
-    info = JSON.parse(line) as Omit<TestHost, "privateKey">;
-  } catch {
-    throw new Error(`testhost.sh up ${name}: unexpected output: ${out}`);
-  }
+  const info = parseHostLine(`up ${name}`, out);
   const privateKey = fs.readFileSync(info.privateKeyPath, "utf8");
   return { ...info, privateKey };
+}
+
+/**
+ * Reboots a running host in place and waits until it is up again as
+ * {@link startHost} does (ssh login with its pinned host key, systemd running).
+ * Its files (the overlay, and the tmpfs of `diskMb`), name, address, ssh host
+ * keys and machine-id stay; it stays this process's host (stopped on exit).
+ *
+ * @param opts.hard - a power cut: SIGKILL to systemd-nspawn and the
+ *   container's init at once. Default: a clean poweroff first, as
+ *   {@link stopHost} does.
+ * @returns the same host with its new {@link TestHost.pid}. If the reboot
+ *   fails, the host is left stopped (not removed): {@link stopHost} removes it.
+ */
+export async function rebootHost(host: TestHost, opts: { hard?: boolean } = {}): Promise<TestHost> {
+  const args = ["reboot", host.name, ...(opts.hard ? ["--hard"] : [])];
+  const { stdout } = await runScript(args, UP_TIMEOUT_MS);
+  return { ...parseHostLine(args.join(" "), stdout), privateKey: host.privateKey };
 }
 
 export async function stopHost(host: TestHost | string, opts: { keepAddress?: boolean } = {}): Promise<void> {

@@ -3,9 +3,24 @@
 // standard v2.0 ("Port Registry": all bind 127.0.0.1; "Systemd Service
 // Pattern"; "Environment Configuration": shared/.env.{stage}).
 import { strict as assert } from "node:assert";
+import * as crypto from "node:crypto";
 import * as fs from "node:fs";
-import { PulumiStack, resourceSummary } from "../support/pulumi";
-import { startHost, stopHost, TestHost } from "../support/testhost";
+import * as os from "node:os";
+import * as path from "node:path";
+import { archiveDir } from "../../local/archive";
+import {
+  findLeaks,
+  grepPatterns,
+  grepTree,
+  hitsFromMatches,
+  ProcSample,
+  Secrets,
+  startProcSampler,
+  TreeHits,
+  treeLeaks,
+} from "../support/leaks";
+import { CliResult, PulumiStack, resourceSummary } from "../support/pulumi";
+import { sshExec, startHost, stopHost, TestHost } from "../support/testhost";
 import { sh } from "../support/sampleApp";
 
 const project = "demoapp";
@@ -17,6 +32,18 @@ async function logins(host: TestHost): Promise<number> {
   return Number(
     (await sh(host, "sudo journalctl --no-pager -o cat -u ssh.service | grep -c 'Accepted publickey' || true")).trim(),
   );
+}
+
+/** Files in the host's tmpfs mounts (outside its overlay upper dir) that hold a secret; the patterns go on stdin. */
+async function hostTmpfsHits(host: TestHost, secrets: Secrets): Promise<TreeHits> {
+  const r = await sshExec(host, "sudo grep -rFaoZ -D skip -f /dev/stdin -- /run /tmp /dev/shm", {
+    input: grepPatterns(secrets),
+    timeoutMs: 120_000,
+  });
+  // 1: nothing found; 2 is fine only for files that went away during the walk.
+  const complaints = r.stderr.split("\n").filter((l) => l && !/No such file or directory$/.test(l));
+  assert.ok(r.code <= 2 && complaints.length === 0, `grep on the host's tmpfs exited ${r.code}: ${r.stderr}`);
+  return hitsFromMatches(r.stdout, secrets);
 }
 
 describe("venv/systemd mode: the sample app on a fresh host", function () {
@@ -124,15 +151,95 @@ describe("venv/systemd mode: the sample app on a fresh host", function () {
     );
   });
 
-  it("keeps secrets out of state, outputs and process lists", async () => {
-    const state = await stack.exportState();
-    assert.ok(!state.includes("second line"), "the hostile secret is encrypted in state");
+  it("a secret changed by up appears nowhere but the env file: CLI output, stack outputs, state, config file, host journal, audit log, host files, deployer files, process arguments on both machines sampled during up", async () => {
+    const started = Date.now();
+    const envRel = `opt/ayna/${project}/shared/.env.staging`;
+    const token = `sweep-${crypto.randomBytes(24).toString("hex")}`;
+    // Everything the run writes to temp lands in the stack's dir, searched below.
+    const tmp = path.join(stack.dir, "tmp");
+    fs.mkdirSync(tmp, { recursive: true });
+    const marker = path.join(stack.dir, "sweep-start");
+    fs.writeFileSync(marker, "");
+    const savedTmp = stack.env["TMPDIR"];
+    stack.env["TMPDIR"] = tmp;
+    const sampler = await startProcSampler();
+    let preview: CliResult, up: CliResult;
+    let sample: ProcSample;
+    try {
+      await stack.setConfig("secretEnv.SWEEP_TOKEN", token, { path: true, secret: true });
+      preview = await stack.ok(["preview", "--diff"]);
+      up = await stack.ok(["up", "--yes", "--skip-preview"]);
+    } finally {
+      sample = await sampler.stop();
+      if (savedTmp === undefined) delete stack.env["TMPDIR"];
+      else stack.env["TMPDIR"] = savedTmp;
+    }
+    const runMs = Date.now() - started;
+    assert.equal(resourceSummary(up.stdout)["updated"], 1, `the env change is a release:\n${up.stdout}`);
+
     const key = (
       await sh(host, `sudo sed -n 's/^SECRET_KEY="\\(.*\\)"$/\\1/p' /opt/ayna/${project}/shared/.env.staging`)
     ).trim();
-    assert.equal(key.length, 50);
-    assert.ok(!state.includes(key), "the generated SECRET_KEY is encrypted in state");
-    assert.ok(!fs.readFileSync(stack.configFile, "utf8").includes("second line"));
+    assert.equal(key.length, 50, "a generated SECRET_KEY in the env file");
+    const keyLines = host.privateKey.split("\n").filter((l) => /^[A-Za-z0-9+/=]{40,}$/.test(l));
+    // A line from the middle: the first lines of every OpenSSH key are alike, the middle ones are the key's own.
+    assert.ok(keyLines.length >= 3, "the SSH private key has base64 lines");
+    const secrets = {
+      SWEEP_TOKEN: token,
+      SECRET_KEY: key,
+      "an SSH private key line": keyLines[Math.floor(keyLines.length / 2)]!,
+    };
+
+    // Positive controls: the token is where it belongs, and the sampler ran on both machines during the up.
+    const envFile = await sh(host, `sudo cat /opt/ayna/${project}/shared/.env.staging`);
+    assert.ok(envFile.includes(`SWEEP_TOKEN="${token}"`), "the env file holds the token");
+    const hostCmds = sample.cmdlines.host;
+    const machineCmds = sample.cmdlines.machine;
+    assert.ok(
+      hostCmds.some((c) => c.includes("ayna-release")),
+      `the sampler saw ayna-release on the host (${sample.processes.host} host processes)`,
+    );
+    assert.ok(
+      machineCmds.some((c) => c.includes("pulumi-resource-ayna")),
+      `the sampler saw the provider on this machine (${sample.processes.machine} processes)`,
+    );
+
+    const sweepStarted = Date.now();
+    const texts: Record<string, string> = {
+      "preview output": preview.stdout + preview.stderr,
+      "up output": up.stdout + up.stderr,
+      "stack outputs": (await stack.ok(["stack", "output", "--json"])).stdout,
+      state: await stack.exportState(),
+      "config file": fs.readFileSync(stack.configFile, "utf8"),
+      // Every field of every entry: messages, and the command lines journald records with them.
+      "host journal": await sh(host, "sudo journalctl --no-pager -o export"),
+      "audit log": await sh(host, `sudo cat /opt/ayna/${project}/logs/deploy-audit.log`),
+      "host process arguments": hostCmds.join("\n"),
+      "deployer process arguments": machineCmds.join("\n"),
+    };
+    const upper = await grepTree(host.upperDir, secrets);
+    assert.deepEqual(upper["SWEEP_TOKEN"], [envRel], "the search of the host's files finds the env file");
+    const hostTmpfs = await hostTmpfsHits(host, secrets);
+    const archives = archiveDir(stack.env);
+    const leaks = [
+      ...findLeaks(texts, secrets),
+      ...findLeaks(
+        { state: texts["state"]!, "config file": texts["config file"]! },
+        { "the hostile value": "second line" },
+      ),
+      ...treeLeaks(upper, "host file", [envRel]),
+      ...treeLeaks(hostTmpfs, "host tmpfs file"),
+      ...treeLeaks(await grepTree(stack.dir, secrets), `deployer file ${stack.dir}/`),
+      ...treeLeaks(await grepTree(archives, secrets), `deployer file ${archives}/`),
+      ...treeLeaks(await grepTree(os.homedir(), secrets, { newer: marker, prune: [archives] }), "deployer file ~/"),
+    ];
+    process.stderr.write(
+      `      sampler: ${sample.rounds} rounds; ${sample.processes.host} host and ${sample.processes.machine} machine processes, ` +
+        `${hostCmds.length} and ${machineCmds.length} distinct command lines` +
+        `${sample.dropped ? ` (${sample.dropped} dropped)` : ""}\n` +
+        `      sweep: preview + up ${(runMs / 1000).toFixed(1)} s, search ${((Date.now() - sweepStarted) / 1000).toFixed(1)} s\n`,
+    );
+    assert.deepEqual(leaks, [], `secrets where they must not be:\n${leaks.join("\n")}`);
   });
 
   it("scores 5.0 or lower on systemd-analyze security for every unit", async () => {

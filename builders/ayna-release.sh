@@ -21,8 +21,9 @@ AUDIT=$ROOT/logs/deploy-audit.log
 POLL_INTERVAL=0.3 # seconds between two health requests
 OWN_LOCK=
 HEALTH_ANSWER= # the last answer poll_health got, for the failure message
-APPLIED_AT=0
-declare -A RESTARTS=()
+PROC=${AYNA_PROC:-/proc} # only the unit tests move it
+declare -A RESTARTS=() # per role: NRestarts once the release was applied
+declare -A STARTED=()  # per role: when its unit was (re)started for the release
 # The bundle (--bundle): the env file and unit files this release runs with,
 # staged in a root-only directory and installed only inside the gated switch.
 STAGING=$ROOT/.staging
@@ -83,6 +84,16 @@ release_lock() { if [ -n "$OWN_LOCK" ]; then rm -rf "$LOCK"; OWN_LOCK=; fi; }
 
 # --- releases on disk ---
 
+# For a write that failed: when the disk is (nearly) full, say so and how to
+# make room, since that is then the cause.
+space_note() {
+  local free
+  free=$(df -Pm "$ROOT" 2>/dev/null | awk 'NR == 2 { print $4 }')
+  if [ -n "$free" ] && [ "$free" -lt 64 ]; then
+    printf ': the disk holding %s is full (%s MB free) - make room (old logs, journalctl --vacuum-size, files outside %s) and run pulumi up again' "$ROOT" "$free" "$ROOT"
+  fi
+}
+
 serving() { if [ "$1" = none ]; then echo "nothing was serving before"; else echo "$1 is still serving"; fi; }
 
 previous_release() { cat "$ROOT/.previous-release" 2>/dev/null || true; }
@@ -137,11 +148,11 @@ read_bundle() { # two base64 lines on stdin: the env file, then "name<TAB>base64
   rm -rf "$STAGING"
   mkdir -m 0700 "$STAGING"
   mkdir -m 0700 "$STAGING/units" "$STAGING/old-units"
-  (umask 077 && printf '%s' "$env_b64" | base64 -d >"$STAGING/env") || die "deploy: the env file in the bundle is not base64"
+  (umask 077 && printf '%s' "$env_b64" | base64 -d >"$STAGING/env") || die "deploy: the env file in the bundle could not be stored$(space_note)"
   while IFS=$'\t' read -r name b64; do
     [ -n "$name" ] || continue
     unit_name_ok "$name" || die "deploy: refusing unit file name '$name' (not $PROJECT-<role>.service, .socket or -handover.service)"
-    printf '%s' "$b64" | base64 -d >"$STAGING/units/$name" || die "deploy: unit $name in the bundle is not base64"
+    printf '%s' "$b64" | base64 -d >"$STAGING/units/$name" || die "deploy: unit $name in the bundle could not be stored$(space_note)"
   done < <(printf '%s' "$units_b64" | base64 -d)
   BUNDLE=1
   RUN_ENV=$STAGING/env
@@ -271,10 +282,9 @@ enabled() { systemctl is-enabled --quiet "$1" 2>/dev/null; }
 unit_changed() { local u; for u in "${UNITS_CHANGED[@]}"; do [ "$u" = "$1" ] && return 0; done; return 1; }
 
 apply_release() { # from to: make services serve 'to', with the env file and units now installed
-  local entry role port mode unit sock
-  APPLIED_AT=$(date +%s)
+  local entry role port mode cport ready unit sock
   for entry in "${SERVICES[@]}"; do
-    IFS=: read -r role port mode _ <<<"$entry"
+    IFS=: read -r role port mode cport ready <<<"$entry"
     unit=$(unit_of "$role")
     sock="$PROJECT-$role.socket"
     enabled "$unit" || continue
@@ -288,11 +298,12 @@ apply_release() { # from to: make services serve 'to', with the env file and uni
     if ! systemctl is-active --quiet "$unit"; then
       systemctl start "$unit" || say "warning: $unit did not start"
     elif [ "$mode" = handover ]; then
-      handover "$role" "$unit"
+      handover "$role" "$unit" "$ready" "$port"
     else
       systemctl restart "$unit" || say "warning: $unit did not restart"
     fi
     RESTARTS[$role]=$(systemctl show -P NRestarts "$unit")
+    STARTED[$role]=$(date +%s)
   done
 }
 
@@ -303,13 +314,13 @@ apply_release() { # from to: make services serve 'to', with the env file and uni
 # ready (--preload), so neither takes requests it cannot answer yet. Requests
 # in flight finish in the process that took them; queued connections stay in
 # the one socket for whichever process accepts next.
-handover() { # role unit
+handover() { # role unit ready port
   local h
   h=$(handover_unit "$1")
   if systemctl start "$h"; then
-    serving_workers "$h"
+    serving_workers "$h" "$3" "$4"
     systemctl restart "$2" || say "warning: $2 did not restart"
-    serving_workers "$2"
+    serving_workers "$2" "$3" "$4"
     systemctl stop "$h" || say "warning: $h did not stop"
   else
     say "warning: $h did not start; restarting $2 without a handover"
@@ -320,15 +331,35 @@ handover() { # role unit
 
 handover_unit() { echo "$PROJECT-$1-handover.service"; }
 
-serving_workers() { # unit: its server has forked a worker (the app is preloaded: a worker serves at once)
-  local deadline pid
+listener_inode() { # port: the inode (hex, as fdinfo shows it) of the socket listening on 127.0.0.1:port
+  awk -v a="0100007F:$(printf '%04X' "$1")" '$2 == a && $4 == "0A" { printf "%x\n", $10; exit }' "$PROC/net/tcp" 2>/dev/null
+}
+
+# A server is serving once it has workers and each of them accepts. The app is
+# preloaded, so a synchronous worker ("fork") accepts as soon as it exists; an
+# event-loop worker ("listening") only once the listening socket is registered
+# in its epoll set (an fdinfo line naming the socket's inode), which takes a
+# moment after the fork and longer when the host is busy.
+serving_workers() { # unit fork|listening port
+  local deadline pid kids k ready ino=
   deadline=$(($(date +%s) + 10))
   while [ "$(date +%s)" -lt "$deadline" ]; do
     pid=$(systemctl show -P MainPID "$1")
-    if [ "${pid:-0}" != 0 ] && pgrep -P "$pid" >/dev/null; then return 0; fi
+    kids=
+    if [ "${pid:-0}" != 0 ]; then kids=$(pgrep -P "$pid" || true); fi
+    if [ -n "$kids" ]; then
+      ready=1
+      if [ "${2:-fork}" = listening ]; then
+        [ -n "$ino" ] || ino=$(listener_inode "$3")
+        for k in $kids; do
+          [ -n "$ino" ] && grep -qs "^tfd: .* ino:$ino " "$PROC/$k"/fdinfo/* || ready=0
+        done
+      fi
+      [ "$ready" = 0 ] || return 0
+    fi
     sleep 0.1
   done
-  say "warning: $1 has no worker after 10s"
+  say "warning: $1 has no worker accepting after 10s"
 }
 
 # After an interrupted release: a handover still serving beside a running unit stops.
@@ -368,7 +399,7 @@ poll_health() { # url release deadline [unit]
   done
 }
 
-health_gate() { # release: every HTTP service answers 200 naming it, every worker runs steadily
+health_gate() { # release [nowatch]: every HTTP service answers 200 naming it, every service stays up through the watch window
   local rel=$1 entry role port mode unit url deadline
   deadline=$(($(date +%s) + HEALTH_TIMEOUT))
   for entry in "${SERVICES[@]}"; do
@@ -385,24 +416,49 @@ health_gate() { # release: every HTTP service answers 200 naming it, every worke
     fi
     say "health ok: $url serves $rel"
   done
-  workers_steady
+  [ "${2:-}" = nowatch ] || watch_services "$rel"
 }
 
-workers_steady() { # workers have no URL: running, and not restarted (crash-looped) since the release was applied
-  local entry role port mode unit
+# The watch window: a service that answers at once but dies a few seconds
+# later (a crash on a timer, a worker that exits after its first task) must
+# fail the release while the previous one can still come back. Every service
+# keeps the same main process, with no restart, until WATCH seconds after its
+# own start; then the HTTP services answer once more.
+watch_services() { # release
+  local rel=$1 entry role port mode unit until=0 t
+  local -A pids=()
   for entry in "${SERVICES[@]}"; do
     IFS=: read -r role port mode _ <<<"$entry"
-    [ -z "$port" ] || continue
     unit=$(unit_of "$role")
     enabled "$unit" || continue
-    while [ "$(date +%s)" -lt $((APPLIED_AT + WORKER_SETTLE)) ]; do sleep 0.3; done
-    if ! systemctl is-active --quiet "$unit" || [ "$(systemctl show -P NRestarts "$unit")" != "${RESTARTS[$role]:-0}" ]; then
-      say "health check failed: $unit is not running steadily"
-      journalctl -u "$unit" -n 20 --no-pager -o cat >&2 || true
+    pids[$role]=$(systemctl show -P MainPID "$unit")
+    t=$((${STARTED[$role]:-0} + WATCH))
+    [ "$t" -le "$until" ] || until=$t
+  done
+  while :; do
+    for role in "${!pids[@]}"; do
+      unit=$(unit_of "$role")
+      if ! systemctl is-active --quiet "$unit" || [ "$(systemctl show -P MainPID "$unit")" != "${pids[$role]}" ] ||
+        [ "$(systemctl show -P NRestarts "$unit")" != "${RESTARTS[$role]:-0}" ]; then
+        say "health check failed: $unit stopped or restarted $(($(date +%s) - ${STARTED[$role]:-0}))s after it started (it must stay up for ${WATCH}s)"
+        say "last log lines of $unit:"
+        journalctl -u "$unit" -n 20 --no-pager -o cat >&2 || true
+        return 1
+      fi
+    done
+    [ "$(date +%s)" -lt "$until" ] || break
+    sleep 0.5
+  done
+  [ "$WATCH" -gt 0 ] || return 0
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r role port mode _ <<<"$entry"
+    if [ -z "$port" ] || [ -z "${pids[$role]:-}" ]; then continue; fi
+    if ! poll_health "http://127.0.0.1:$port$HEALTH_PATH" "$rel" "$(($(date +%s) + HEALTH_TIMEOUT))"; then
+      say "health check failed: http://127.0.0.1:$port$HEALTH_PATH stopped answering for release $rel during the watch window; last answer: ${HEALTH_ANSWER:0:300}"
       return 1
     fi
-    say "health ok: $unit running"
   done
+  say "health ok: every service of $rel stayed up for ${WATCH}s"
 }
 
 # --- candidates: blue-green before the switch ---
@@ -415,7 +471,7 @@ candidate_unit() { printf '%s-%s-candidate.service' "$PROJECT" "$1"; }
 stop_candidates() {
   local entry role port mode cport
   for entry in "${SERVICES[@]}"; do
-    IFS=: read -r role port mode cport <<<"$entry"
+    IFS=: read -r role port mode cport _ <<<"$entry"
     [ -n "$cport" ] || continue
     systemctl stop "$(candidate_unit "$role")" 2>/dev/null || true
     systemctl reset-failed "$(candidate_unit "$role")" 2>/dev/null || true
@@ -426,7 +482,7 @@ start_candidates() { # dir
   local dir=$1 entry role port mode cport ref
   local -a cmd
   for entry in "${SERVICES[@]}"; do
-    IFS=: read -r role port mode cport <<<"$entry"
+    IFS=: read -r role port mode cport _ <<<"$entry"
     [ -n "$cport" ] || continue
     ref="CANDIDATE_${role}[@]"
     cmd=("${!ref}")
@@ -443,7 +499,7 @@ workers_load() { # dir release: a worker has no port; its code must at least loa
   local dir=$1 rel=$2 entry role port mode cport ref out
   local -a cmd
   for entry in "${SERVICES[@]}"; do
-    IFS=: read -r role port mode cport <<<"$entry"
+    IFS=: read -r role port mode cport _ <<<"$entry"
     declare -p "CHECK_$role" >/dev/null 2>&1 || continue
     ref="CHECK_${role}[@]"
     cmd=("${!ref}")
@@ -466,7 +522,7 @@ candidate_check() { # dir release
   fi
   deadline=$(($(date +%s) + HEALTH_TIMEOUT))
   for entry in "${SERVICES[@]}"; do
-    IFS=: read -r role port mode cport <<<"$entry"
+    IFS=: read -r role port mode cport _ <<<"$entry"
     [ -n "$cport" ] || continue
     url="http://127.0.0.1:$cport$HEALTH_PATH"
     if ! poll_health "$url" "$rel" "$deadline" "$(candidate_unit "$role")"; then
@@ -546,10 +602,11 @@ unpack_release() { # to sha checksum venv; tar.gz on stdin. (1)-(3): the release
   rm -rf "$tmp"
   mkdir -p "$tmp"
   # The archive's checksum is verified before use.
-  cat >"$tmp/.archive.tar.gz"
+  cat >"$tmp/.archive.tar.gz" || { rm -rf "$tmp"; die "deploy: the upload could not be stored$(space_note); nothing changed"; }
   [ "$(sha256sum "$tmp/.archive.tar.gz" | cut -d' ' -f1)" = "$checksum" ] ||
-    { rm -rf "$tmp"; die "deploy: archive checksum mismatch (upload damaged); nothing changed"; }
-  tar -xzf "$tmp/.archive.tar.gz" -C "$tmp" --no-same-owner
+    { rm -rf "$tmp"; die "deploy: archive checksum mismatch (upload damaged or cut off); nothing changed"; }
+  tar -xzf "$tmp/.archive.tar.gz" -C "$tmp" --no-same-owner ||
+    { rm -rf "$tmp"; die "deploy: the archive could not be unpacked$(space_note); nothing changed"; }
   rm -f "$tmp/.archive.tar.gz"
   printf '{"release": "%s", "sha": "%s", "checksum": "%s", "venv": "%s", "created": "%s"}\n' "$to" "$sha" "$checksum" "$venv" "$(now)" >"$tmp/.ayna-release.json.part"
   # The release's dependencies: the environment keyed by its lockfile.
@@ -586,9 +643,30 @@ prepare_release() { # from to sha. (4)-(5): migrations once per release and stat
     { rm -rf "$dir"; audit failed "$from" "$to" "$sha" "collectstatic failed"; die "deploy: collectstatic failed; $(serving "$from")" 4; }
 }
 
+# While a switch is unconfirmed (from the bundle's install until the gate's
+# verdict), .in-flight names both releases: a tool killed in between (a
+# reboot, a kill) leaves it, and the next deploy knows `current` was never
+# checked and what served before it.
+IN_FLIGHT=$ROOT/.in-flight
+
+interrupted_from() { # current: the release that served before an interrupted switch to it, else current
+  local f t
+  if [ ! -f "$IN_FLIGHT" ]; then echo "$1"; return 0; fi
+  f=$(sed -n 's/^from=//p' "$IN_FLIGHT")
+  t=$(sed -n 's/^to=//p' "$IN_FLIGHT")
+  rm -f "$IN_FLIGHT"
+  if [ "$t" = "$1" ] && [ "$f" != "$t" ] && [ -n "$f" ] && [ "$f" != none ] && [ -f "$RELEASES/$f/.ayna-release.json" ]; then
+    say "the switch from $f to $t was interrupted before its health gate passed: $t is checked now, and $f comes back if it fails"
+    echo "$f"
+  else
+    echo "$1"
+  fi
+}
+
 activate() { # from to sha action: env file and units, (6) switch, (7) reload, (8) health gate, (9) rollback
   local from=$1 to=$2 sha=$3 action=$4 changes
   changes=$(bundle_summary)
+  printf 'from=%s\nto=%s\n' "$from" "$to" >"$IN_FLIGHT"
   install_bundle
   switch_to "$to"
   apply_release "$from" "$to"
@@ -596,6 +674,7 @@ activate() { # from to sha action: env file and units, (6) switch, (7) reload, (
     rm -f "$RELEASES/$to/.ayna-failed"
     [ "$from" = none ] || [ "$from" = "$to" ] || echo "$from" >"$ROOT/.previous-release"
     record_bundle
+    rm -f "$IN_FLIGHT"
     audit ok "$from" "$to" "$sha" "$action${changes:+ ($changes)}"
     prune
     result "$to" "$(previous_release)"
@@ -607,7 +686,8 @@ activate() { # from to sha action: env file and units, (6) switch, (7) reload, (
     restore_bundle
     switch_to "$from"
     apply_release "$to" "$from"
-    health_gate "$from" || say "warning: $from is not healthy after the rollback either"
+    health_gate "$from" nowatch || say "warning: $from is not healthy after the rollback either"
+    rm -f "$IN_FLIGHT"
     audit rolled-back "$from" "$to" "$sha" "health check failed${changes:+ ($changes)}"
     if [ "$from" = "$to" ] && [ -n "$changes" ]; then
       die "$to with the new ${changes} failed its health check; the previous env file and units are back and $from is serving" 3
@@ -617,6 +697,7 @@ activate() { # from to sha action: env file and units, (6) switch, (7) reload, (
     die "release $to failed its health check and was rolled back; $from is serving" 3
   fi
   restore_bundle
+  rm -f "$IN_FLIGHT"
   audit failed "$from" "$to" "$sha" "health check failed, nothing to roll back to"
   die "release $to failed its health check (first release: nothing to roll back to)" 3
 }
@@ -669,7 +750,7 @@ cmd_deploy() { # --sha S --checksum C --venv H [--reason R] [--bundle]; [bundle 
   [ -z "$bundle" ] || read_bundle
   bundle_changes
   local from to
-  from=$(current_release)
+  from=$(interrupted_from "$(current_release)")
   # An archive already released (a rollback by re-applying old inputs) switches
   # back to that release instead of building it again.
   to=$(existing_release "$checksum" "$venv")

@@ -15,6 +15,12 @@ export interface ReleaseService {
   /** How a new release is picked up: a handover on the socket systemd holds (no gap), or a restart. */
   reload: "handover" | "restart";
   /**
+   * When a server's worker accepts, for the handover: at once after the fork
+   * (synchronous workers of a preloaded app), or once the listening socket is
+   * in its event loop (uvicorn workers). @default "fork"
+   */
+  ready?: "fork" | "listening";
+  /**
    * A reserved port where the new release runs as a candidate and must pass
    * its health check before `current` is switched (web and api).
    */
@@ -41,8 +47,11 @@ export interface ReleaseToolSpec {
   healthTimeoutSeconds: number;
   /** Consecutive good answers required per service. */
   healthPasses: number;
-  /** Seconds a worker must stay up without a restart to count as healthy. @default 3 */
-  workerSettleSeconds?: number;
+  /**
+   * Seconds every service must keep its main process, without a restart,
+   * after its start for the release to pass (the watch window). @default 15
+   */
+  watchSeconds?: number;
   /** Seconds to wait for another deploy's lock before giving up. @default 120 */
   lockWaitSeconds?: number;
 }
@@ -65,9 +74,9 @@ export function renderReleaseSettings(s: ReleaseToolSpec): string {
     assign("HEALTH_PATH", s.healthPath),
     assign("HEALTH_TIMEOUT", s.healthTimeoutSeconds),
     assign("HEALTH_PASSES", s.healthPasses),
-    assign("WORKER_SETTLE", s.workerSettleSeconds ?? 3),
+    assign("WATCH", s.watchSeconds ?? 15),
     assign("LOCK_WAIT", s.lockWaitSeconds ?? 120),
-    `SERVICES=(${s.services.map((x) => argv(`${x.role}:${x.port ?? ""}:${x.reload}:${x.candidatePort ?? ""}`)).join(" ")})`,
+    `SERVICES=(${s.services.map((x) => argv([x.role, x.port ?? "", x.reload, x.candidatePort ?? "", x.ready ?? "fork"].join(":"))).join(" ")})`,
     ...s.services
       .filter((x) => x.candidateCommand)
       .map((x) => `CANDIDATE_${x.role}=(${x.candidateCommand!.map((w) => argv(w)).join(" ")})`),

@@ -57,6 +57,7 @@ export interface StackConfig {
     healthPath: string;
     healthTimeoutSeconds: number;
     healthPasses: number;
+    watchSeconds: number;
     pin?: string;
     batchSize: number;
     lockWaitSeconds: number;

@@ -57,6 +57,8 @@ export function releaseServices(c: StackConfig): ReleaseService[] {
       role,
       port: role === "web" || role === "api" ? c.services[role].port : undefined,
       reload: usesSocket(spec) ? "handover" : "restart",
+      // api's gunicorn runs uvicorn workers: an event loop takes the socket after the fork.
+      ready: role === "api" ? "listening" : "fork",
       candidatePort: port,
       candidateCommand: port ? candidateCommand(spec, releaseDirToken, port) : undefined,
       checkCommand: workerCheckCommand(spec, releaseDirToken),
@@ -75,6 +77,7 @@ export function releaseToolSpec(c: StackConfig): ReleaseToolSpec {
     healthPath: c.release.healthPath,
     healthTimeoutSeconds: c.release.healthTimeoutSeconds,
     healthPasses: c.release.healthPasses,
+    watchSeconds: c.release.watchSeconds,
     lockWaitSeconds: c.release.lockWaitSeconds,
   };
 }

@@ -235,6 +235,13 @@ export const schema: Record<string, Field> = {
         max: 900,
       },
       healthPasses: { kind: "int", doc: "Consecutive healthy answers required.", default: 2, min: 1, max: 20 },
+      watchSeconds: {
+        kind: "int",
+        doc: "After the switch, how long every service must keep running in the same process (no crash, no restart) for the release to pass; a service that dies within it rolls the release back. 0 checks once.",
+        default: 15,
+        min: 0,
+        max: 600,
+      },
       pin: {
         kind: "string",
         doc: "Serve this release (e.g. v2) that is still on the hosts instead of the source: rollback by plain `pulumi up`. Remove the key to deploy again.",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,10 @@ RELEASE_FILE = ".ayna-release.json"
 FAIL_FILE = "FAIL_HEALTH"
 #: Environment variable that makes /health fail (500) when set to 1/true/yes/on.
 FAIL_ENV = "SAMPLE_FAIL_HEALTH"
+#: A file of this name in the release root, "<seconds> <unit>", makes a process
+#: of that systemd unit exit (status 3) that many seconds after it loaded the
+#: code: a service that starts fine and crashes later.
+CRASH_FILE = "CRASH_AFTER"
 
 UNKNOWN = "unknown"
 _TRUE = {"1", "true", "yes", "on"}
@@ -101,3 +106,37 @@ def health_payload(service: str, status: str = "ok", **extra: str) -> dict[str, 
         "sha": RELEASE["sha"],
         **extra,
     }
+
+
+def own_unit(cgroup_file: str = "/proc/self/cgroup") -> str | None:
+    """The systemd unit this process runs in (e.g. ``demoapp-web.service``), if any."""
+    try:
+        text = Path(cgroup_file).read_text(encoding="utf-8")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        for part in reversed(line.rsplit(":", 1)[-1].split("/")):
+            if part.endswith(".service"):
+                return part
+    return None
+
+
+def arm_crash_switch(root: str | os.PathLike[str] | None = None, unit: str | None = None) -> threading.Timer | None:
+    """Starts the timer of the crash switch when ``CRASH_AFTER`` names this process's unit.
+
+    Called once where a server loads the app (the master, with --preload);
+    the exit takes the whole process down, as a crash would.
+    """
+    base = Path(root) if root is not None else RELEASE_ROOT
+    try:
+        words = (base / CRASH_FILE).read_text(encoding="utf-8").split()
+    except FileNotFoundError:
+        return None
+    if len(words) != 2 or words[1] != (unit if unit is not None else own_unit()):
+        return None
+    seconds = float(words[0])
+    logger.warning("%s: this process exits in %s s", CRASH_FILE, seconds)
+    timer = threading.Timer(seconds, os._exit, args=(3,))
+    timer.daemon = True
+    timer.start()
+    return timer

@@ -105,3 +105,31 @@ def test_fail_file_listing_ports_fails_only_those_ports(tmp_path):
     assert release.failure_reason(tmp_path, port=8155) is None
     (tmp_path / "FAIL_HEALTH").write_text("")
     assert release.failure_reason(tmp_path, port=8155) == "FAIL_HEALTH exists in the release directory"
+
+
+def test_own_unit_reads_the_service_from_the_cgroup(tmp_path):
+    cg = tmp_path / "cgroup"
+    cg.write_text("0::/system.slice/demoapp-web.service\n")
+    assert release.own_unit(str(cg)) == "demoapp-web.service"
+    cg.write_text("0::/user.slice/user-0.slice/session-3.scope\n")
+    assert release.own_unit(str(cg)) is None
+
+
+def test_crash_switch_arms_only_for_the_named_unit_and_exits_the_process(tmp_path, app_root):
+    import time
+
+    (tmp_path / "CRASH_AFTER").write_text("0.2 demoapp-web.service\n")
+    assert release.arm_crash_switch(tmp_path, unit="demoapp-web-candidate.service") is None
+    assert release.arm_crash_switch(tmp_path / "nowhere", unit="demoapp-web.service") is None
+    # In a child process: the exit takes the whole process down, with status 3.
+    code = (
+        "import time, sys\n"
+        "from core import release\n"
+        f"release.arm_crash_switch({str(tmp_path)!r}, unit='demoapp-web.service')\n"
+        "time.sleep(5)\n"
+        "sys.exit(0)\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], cwd=app_root, timeout=30)
+    assert done.returncode == 3
+    assert time.monotonic() - started < 4

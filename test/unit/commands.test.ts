@@ -137,7 +137,7 @@ describe("host command builders (golden files)", () => {
     assertGolden("ayna-release-settings.sh", renderReleaseSettings(spec));
     const tool = renderReleaseTool(spec);
     assert.ok(tool.includes(`\n${renderReleaseSettings(spec)}`) && !tool.includes("#@SETTINGS@"));
-    assert.match(tool, /^SERVICES=\(web:8150:handover:8155 celery::restart:\)$/m);
+    assert.match(tool, /^SERVICES=\(web:8150:handover:8155:fork celery::restart::fork\)$/m);
     assert.match(
       tool,
       /^CANDIDATE_web=\(@RELEASE@\/\.venv\/bin\/gunicorn --bind 127\.0\.0\.1:8155 config\.wsgi:application\)$/m,

@@ -41,7 +41,8 @@ const baseSpec: ReleaseToolSpec = {
   healthPath: "/health",
   healthTimeoutSeconds: 10,
   healthPasses: 2,
-  workerSettleSeconds: 0,
+  // Unit tests do not wait out the watch window (one liveness check); its own tests set it.
+  watchSeconds: 0,
   lockWaitSeconds: 1,
 };
 
@@ -78,8 +79,8 @@ esac
 `,
   journalctl: `echo "last words of $2"
 `,
-  // pgrep -P PID: the server has a worker.
-  pgrep: `exit 0
+  // pgrep -P PID: the server has one worker, 4343.
+  pgrep: `echo 4343
 `,
   // --wait runs the command after "--" (run_as_app); otherwise it only starts a unit.
   "systemd-run": `case " $* " in *" --wait "*) ;; *) exit 0 ;; esac
@@ -228,6 +229,7 @@ class Sandbox {
       STUB_DIR: this.stubDir,
       AYNA_RELEASE_ROOT: this.root,
       AYNA_UNIT_DIR: this.unitDir,
+      AYNA_PROC: path.join(this.stubDir, "proc"),
       AYNA_ACTOR: "tester@ci",
     };
     return new Promise((resolve, reject) => {
@@ -396,7 +398,7 @@ describe("ayna-release: health poll", () => {
     );
   });
 
-  it("health gate: a worker that restarted since the release was applied fails as not running steadily", async () => {
+  it("health gate: a worker that restarted since the release was applied fails, naming the unit", async () => {
     const sb = sandbox();
     sb.answers(8150, healthy("v2"));
     const r = await sb.source(`
@@ -404,7 +406,46 @@ describe("ayna-release: health poll", () => {
       echo 1 >"$STUB_DIR/show/demoapp-celery.service.NRestarts"
       rc=0; health_gate v2 || rc=$?; echo "rc=$rc"`);
     assert.equal(r.stdout, "rc=1\n");
-    assert.match(r.stderr, /^health check failed: demoapp-celery\.service is not running steadily$/m);
+    assert.match(
+      r.stderr,
+      /^health check failed: demoapp-celery\.service stopped or restarted 0s after it started \(it must stay up for 0s\)$/m,
+    );
+  });
+
+  it("watch window: web's main process replaced 1 s after the switch (a crash, restarted by systemd) fails the gate within the 3 s window", async () => {
+    const sb = sandbox({ watchSeconds: 3 });
+    sb.answers(8150, healthy("v2"));
+    const r = await sb.source(`
+      apply_release v1 v2
+      (sleep 1; echo 5151 >"$STUB_DIR/show/demoapp-web.service.MainPID") &
+      t0=$(date +%s%N); rc=0; health_gate v2 || rc=$?
+      echo "rc=$rc ms=$((($(date +%s%N) - t0) / 1000000))"`);
+    const m = /^rc=(\d+) ms=(\d+)$/.exec(r.stdout.trim());
+    assert.ok(m, r.stdout + r.stderr);
+    assert.equal(m[1], "1", r.stderr);
+    assert.ok(Number(m[2]) >= 900 && Number(m[2]) < 3000, `failed after ${m[2]} ms, while the window was open`);
+    assert.match(r.stderr, /^health ok: http:\/\/127\.0\.0\.1:8150\/health serves v2$/m);
+    assert.match(
+      r.stderr,
+      /^health check failed: demoapp-web\.service stopped or restarted [12]s after it started \(it must stay up for 3s\)$/m,
+    );
+    assert.match(r.stderr, /^last words of demoapp-web\.service$/m);
+  });
+
+  it("watch window: services that keep their process pass only once 2 s have gone by since their start, after web answers again", async () => {
+    const sb = sandbox({ watchSeconds: 2 });
+    sb.answers(8150, healthy("v2"));
+    const r = await sb.source(`
+      t0=$(date +%s%N); apply_release v1 v2; rc=0; health_gate v2 || rc=$?
+      echo "rc=$rc ms=$((($(date +%s%N) - t0) / 1000000))"`);
+    const m = /^rc=(\d+) ms=(\d+)$/.exec(r.stdout.trim());
+    assert.ok(m, r.stdout + r.stderr);
+    assert.equal(m[1], "0", r.stderr);
+    // Whole seconds on the tool's clock: at least one full second and the start of the next.
+    assert.ok(Number(m[2]) >= 1000, `passed after ${m[2]} ms`);
+    assert.match(r.stderr, /^health ok: every service of v2 stayed up for 2s$/m);
+    // Two answers for the gate, two more at the end of the window.
+    assert.equal(fs.readFileSync(path.join(sb.stubDir, "curl", "8150.n"), "utf8").trim(), "4");
   });
 });
 
@@ -650,6 +691,34 @@ describe("ayna-release: applying a release to the services", () => {
     );
   });
 
+  it("an event-loop worker (ready: listening) counts as serving only once its epoll set holds the socket listening on the port; a synchronous one at once", async () => {
+    const sb = sandbox();
+    const fdinfo = path.join(sb.stubDir, "proc", "4343", "fdinfo");
+    fs.mkdirSync(fdinfo, { recursive: true });
+    fs.mkdirSync(path.join(sb.stubDir, "proc", "net"));
+    // 127.0.0.1:8151 listening (state 0A) with inode 226851 (0x37623); another socket's entry is already in the epoll set.
+    fs.writeFileSync(
+      path.join(sb.stubDir, "proc", "net", "tcp"),
+      "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n" +
+        "   0: 0100007F:1FD7 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 226851 1 0 100 0 0 10 0\n",
+    );
+    fs.writeFileSync(
+      path.join(fdinfo, "7"),
+      "pos:\t0\nflags:\t02\ntfd:        8 events:       19 data: 8  pos:0 ino:9ab03 sdev:9\n",
+    );
+    const r = await sb.source(`
+      ms() { echo $(($(date +%s%N) / 1000000)); }
+      t0=$(ms); serving_workers demoapp-web.service fork 8150; echo "fork=$(($(ms) - t0))"
+      (sleep 0.6; printf 'tfd:        5 events:       19 data:                5  pos:0 ino:37623 sdev:9\\n' >>"$AYNA_PROC/4343/fdinfo/7") &
+      t0=$(ms); serving_workers demoapp-api.service listening 8151; echo "listening=$(($(ms) - t0))"`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, "", "no warning");
+    const fork = Number(/fork=(\d+)/.exec(r.stdout)?.[1]);
+    const listening = Number(/listening=(\d+)/.exec(r.stdout)?.[1]);
+    assert.ok(fork < 500, `a synchronous worker waited ${fork} ms`);
+    assert.ok(listening >= 550 && listening < 3000, `the event-loop worker was taken as serving after ${listening} ms`);
+  });
+
   it("a handover that does not start falls back to a plain restart, with a warning", async () => {
     const sb = sandbox();
     sb.release("v1");
@@ -694,6 +763,47 @@ describe("ayna-release: rollback", () => {
       ],
     );
     assert.match(r.stderr, /^rolling back to v1\n(.*\n)*health ok: http:\/\/127\.0\.0\.1:8150\/health serves v1$/m);
+  });
+
+  it("an interrupted switch: .in-flight from the killed tool makes the next deploy check current again, with the release before it to come back to", async () => {
+    const sb = sandbox();
+    sb.release("v1");
+    sb.release("v2");
+    sb.setCurrent("v2");
+    sb.state("../root/.in-flight", "from=v1\nto=v2\n");
+    const r = await sb.source('echo "from=$(interrupted_from v2)"; echo "again=$(interrupted_from v2)"');
+    assert.equal(r.stdout, "from=v1\nagain=v2\n", "read once, then gone");
+    assert.equal(
+      r.stderr,
+      "the switch from v1 to v2 was interrupted before its health gate passed: v2 is checked now, and v1 comes back if it fails\n",
+    );
+    // A marker for another release than current (the switch never happened) changes nothing.
+    sb.state("../root/.in-flight", "from=v1\nto=v3\n");
+    const other = await sb.source('echo "from=$(interrupted_from v2)"');
+    assert.equal(other.stdout, "from=v2\n");
+    assert.equal(other.stderr, "");
+  });
+
+  it("activate holds .in-flight from before the switch until the verdict: present while the gate runs, gone after a pass and after a rollback", async () => {
+    const sb = sandbox({ healthTimeoutSeconds: 1 });
+    sb.release("v1");
+    sb.release("v2");
+    sb.setCurrent("v1");
+    sb.answers(8150, healthy("v2"));
+    // curl is the gate: record whether the marker is there while it runs.
+    sb.stub(
+      "curl",
+      `cat "$AYNA_RELEASE_ROOT/.in-flight" >>"$STUB_DIR/seen" 2>/dev/null; printf '%s' '{"status": "ok", "release": "v2"}'
+`,
+    );
+    const pass = await sb.source("activate v1 v2 sha2 deploy");
+    assert.equal(pass.code, 0, pass.stderr);
+    assert.match(fs.readFileSync(path.join(sb.stubDir, "seen"), "utf8"), /^from=v1\nto=v2\n/);
+    assert.equal(sb.exists(".in-flight"), false, "gone after a pass");
+    sb.stub("curl", "exit 7\n");
+    const fail = await sb.source("activate v2 v1 sha1 deploy");
+    assert.equal(fail.code, 3, fail.stderr);
+    assert.equal(sb.exists(".in-flight"), false, "gone after a rollback");
   });
 
   it("a release rolled back after the switch exits 3 saying so, is marked failed and audited as rolled-back; no result line", async () => {
@@ -878,7 +988,10 @@ describe("ayna-release: deploy", () => {
     const a1 = archive(sb.dir, "one");
     const r = await sb.program(deployArgs(a1, "sha1"), Buffer.concat([a1.data, Buffer.from("x")]));
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /^ayna-release: deploy: archive checksum mismatch \(upload damaged\); nothing changed$/m);
+    assert.match(
+      r.stderr,
+      /^ayna-release: deploy: archive checksum mismatch \(upload damaged or cut off\); nothing changed$/m,
+    );
     assert.deepEqual(sb.releases(), []);
     assert.deepEqual(sb.calls("curl"), []);
   });

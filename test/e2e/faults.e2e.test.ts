@@ -1,0 +1,272 @@
+// Faults in the middle of a release (issue 9): `pulumi up` killed, a service
+// that crashes after it started, the SSH connection cut during the upload,
+// the host's disk full during the upload, the host rebooted. After each: a
+// release serves, nothing in shared/ is lost, the deploy lock recovers and the
+// next `up` converges (standard v2.0 "Rollback": the previous release keeps
+// serving until the new one is proven). The stack reaches the host through a
+// relay on this machine's loopback (test/support/tcpProxy.ts), the only way
+// to slow and cut a real SSH session; load stays on the host's loopback.
+import { strict as assert } from "node:assert";
+import { ChildProcess, spawn } from "node:child_process";
+import * as crypto from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { CliResult, PulumiStack, repoRoot } from "../support/pulumi";
+import { rebootHost, sshExec, startHost, stopHost, TestHost } from "../support/testhost";
+import { servedRelease, sh, touchCode } from "../support/sampleApp";
+import { assertNoLoss, describeLoad, LoadResult, startLoad } from "../support/load";
+import { startProxy, TcpProxy } from "../support/tcpProxy";
+import { argv } from "../../builders/shell";
+
+const project = "demoapp";
+const root = `/opt/ayna/${project}`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("faults in the middle of a release: each leaves a release serving, shared/ intact, the lock free, and the next up converges", function () {
+  this.timeout(1_800_000);
+  let host: TestHost;
+  let proxy: TcpProxy;
+  let stack: PulumiStack;
+  let app: string;
+  let marker = "";
+  let tag = 0;
+
+  /** `pulumi up` in its own process group, so a SIGKILL takes the CLI and its plugins at once. */
+  function spawnUp(): { child: ChildProcess; done: Promise<CliResult> } {
+    const started = Date.now();
+    const child = spawn(
+      stack.pulumi,
+      ["up", "--yes", "--skip-preview", "--stack", stack.name, "--non-interactive", "--config-file", stack.configFile],
+      { cwd: repoRoot, env: stack.env, stdio: ["ignore", "pipe", "pipe"], detached: true },
+    );
+    let stdout = "";
+    let stderr = "";
+    child.stdout!.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr!.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    const done = new Promise<CliResult>((resolve) =>
+      child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr, ms: Date.now() - started })),
+    );
+    return { child, done };
+  }
+
+  /** Polls a shell condition on the host (as root) until it prints "yes". */
+  async function waitOnHost(what: string, condition: string, timeoutMs = 120_000): Promise<void> {
+    const started = Date.now();
+    while (Date.now() - started < timeoutMs) {
+      const r = await sshExec(host, `sudo sh -c ${argv(`if ${condition}; then echo yes; fi`)}`);
+      if (r.stdout.trim() === "yes") return;
+      await sleep(150);
+    }
+    assert.fail(`never on the host: ${what}`);
+  }
+
+  const lockHeld = `pid=$(sed -n "s/^pid=//p" ${root}/.deploy-lock/info 2>/dev/null) && [ -n "$pid" ] && kill -0 "$pid"`;
+  // Part of the archive has arrived on the host (the tool writes it as it reads it).
+  const uploading = `${lockHeld} && find ${root}/releases -maxdepth 2 -path '*/.v*.tmp/.archive.tar.gz' -size +0 | grep -q .`;
+
+  function newCode(): string {
+    tag += 1;
+    touchCode(app, `fault-${tag}`);
+    return `fault-${tag}`;
+  }
+
+  /** The next up, after a `pulumi cancel` if the fault left the state backend's lock. */
+  async function converge(): Promise<CliResult> {
+    let r = await stack.run(["up", "--yes", "--skip-preview"], { timeoutMs: 600_000 });
+    if (r.code !== 0 && /the stack is currently locked by 1 lock\(s\)/.test(r.stdout + r.stderr)) {
+      await stack.ok(["cancel", "--yes"]);
+      r = await stack.run(["up", "--yes", "--skip-preview"], { timeoutMs: 600_000 });
+    }
+    assert.equal(r.code, 0, `the next up converges:\n${r.stdout}\n${r.stderr}`);
+    return r;
+  }
+
+  /** What every fault must leave once the next up has run. */
+  async function assertConverged(what: string): Promise<void> {
+    const status = await sh(host, `sudo ${root}/bin/ayna-release status`);
+    assert.doesNotMatch(status, /lock:/, `${what}: the deploy lock is free\n${status}`);
+    const served = await servedRelease(host);
+    assert.match(served, /^v\d+$/, `${what}: web serves a release`);
+    assert.equal(await servedRelease(host, 8151), served, `${what}: api serves the same release`);
+    const outputs = JSON.parse((await stack.ok(["stack", "output", "hosts", "--json"])).stdout) as {
+      release: string;
+    }[];
+    assert.equal(outputs[0]?.release, served, `${what}: state and host agree`);
+    assert.equal(
+      (await sh(host, `sudo sha256sum ${root}/shared/media/fault-marker | cut -d' ' -f1`)).trim(),
+      marker,
+      `${what}: shared/ kept its files`,
+    );
+    assert.equal((await sh(host, `sudo test -f ${root}/.in-flight && echo left || true`)).trim(), "");
+  }
+
+  function report(what: string, res: LoadResult): void {
+    process.stderr.write(`      load through ${what}: ${describeLoad(res)}\n`);
+  }
+
+  before(async () => {
+    // Its own 3 GiB disk (a tmpfs under the overlay), so the disk-full test fills only this host's disk.
+    host = await startHost({ diskMb: 3072 });
+    proxy = await startProxy(host.address, host.port);
+    stack = await PulumiStack.create(`flt${process.pid}`);
+    await stack.configureHost(project, host);
+    await stack.setConfig("hosts[0].address", "127.0.0.1", { path: true });
+    await stack.setConfig("hosts[0].port", String(proxy.port), { path: true });
+    app = await stack.configureSampleApp(project);
+    await stack.setConfig("release.healthTimeoutSeconds", "30", { path: true });
+    newCode();
+    await stack.ok(["up", "--yes", "--skip-preview"], { timeoutMs: 900_000 });
+    // Something of the app's own in shared/ that no fault may take away.
+    marker = crypto.randomBytes(16).toString("hex");
+    await sh(host, `echo ${marker} | sudo tee ${root}/shared/media/fault-marker >/dev/null`);
+    marker = (await sh(host, `sudo sha256sum ${root}/shared/media/fault-marker | cut -d' ' -f1`)).trim();
+  });
+
+  after(async () => {
+    await stack?.remove();
+    await proxy?.close();
+    if (host) await stopHost(host);
+  });
+
+  it("SIGKILL of pulumi up at 10 points spread over a release (0 to 27 s after the host's tool took the lock): 8+8 clients lose nothing, the lock recovers, the next up converges", async () => {
+    // From the unpack through candidates, the switch, the handovers and the watch window.
+    for (const afterLockS of [0, 1, 3, 5, 7, 10, 13, 17, 22, 27]) {
+      newCode();
+      const load = await startLoad(host);
+      const { child, done } = spawnUp();
+      await waitOnHost("the release holds the deploy lock", lockHeld);
+      await sleep(afterLockS * 1000);
+      process.kill(-child.pid!, "SIGKILL");
+      await done;
+      await converge();
+      const res = await load.stop();
+      report(`SIGKILL ${afterLockS}s after the lock, and the next up`, res);
+      assertNoLoss(res);
+      await assertConverged(`SIGKILL ${afterLockS}s after the lock`);
+    }
+  });
+
+  it("web crashing 10 s after it starts: the watch window fails the release after the switch, the previous release serves again, the next up converges", async () => {
+    const before = await servedRelease(host);
+    newCode();
+    // The sample app's crash switch: the process of this unit exits 10 s after it loaded the code.
+    fs.writeFileSync(path.join(app, "CRASH_AFTER"), `10 ${project}-web.service\n`);
+    const load = await startLoad(host);
+    const r = await stack.run(["up", "--yes", "--skip-preview"], { timeoutMs: 600_000 });
+    fs.rmSync(path.join(app, "CRASH_AFTER"));
+    const res = await load.stop();
+    report("a release whose web crashes 10 s after it started", res);
+    const out = r.stdout + r.stderr;
+    assert.notEqual(r.code, 0, out);
+    assert.match(out, /candidate ok: web of v\d+ is healthy/, "healthy as a candidate");
+    assert.match(
+      out,
+      new RegExp(
+        `health check failed: ${project}-web\\.service stopped or restarted \\d+s after it started \\(it must stay up for 15s\\)`,
+      ),
+    );
+    assert.match(out, /release v\d+ failed its health check and was rolled back; v\d+ is serving/);
+    assert.equal(await servedRelease(host), before, "the previous release serves again");
+    newCode();
+    await converge();
+    await assertConverged("a crash after start");
+  });
+
+  it("the SSH connection cut during the upload: the host keeps serving the previous release unchanged, 8+8 clients lose nothing, the next up converges", async () => {
+    const before = await servedRelease(host);
+    const releasesBefore = await sh(host, `sudo ls ${root}/releases`);
+    newCode();
+    const load = await startLoad(host);
+    proxy.setRate(4096); // the archive alone is about 46 kB: ten seconds or more
+    const { done } = spawnUp();
+    await waitOnHost("the upload under way (lock held, archive partly written)", uploading);
+    const partial = (await sh(host, `sudo sh -c 'stat -c %s ${root}/releases/.v*.tmp/.archive.tar.gz'`)).trim();
+    const cut = proxy.cut();
+    proxy.setRate(0);
+    const r = await done;
+    assert.ok(cut >= 1, "a connection was open");
+    assert.notEqual(r.code, 0, "the cut up fails");
+    await waitOnHost("the tool gave up (lock free)", `! [ -d ${root}/.deploy-lock ]`, 60_000);
+    process.stderr.write(`      cut after ${partial} bytes of the archive had arrived\n`);
+    assert.equal(await sh(host, `sudo ls ${root}/releases`), releasesBefore, "no release was added or left half made");
+    assert.equal(await servedRelease(host), before);
+    await converge();
+    const res = await load.stop();
+    report("an SSH connection cut during the upload, and the next up", res);
+    assertNoLoss(res);
+    await assertConverged("the cut connection");
+    assert.notEqual(await servedRelease(host), before, "the next up released the new code");
+  });
+
+  it("the host's disk full during the upload: up fails naming the full disk and the fix, the previous release keeps serving, 8+8 clients lose nothing; with room made the next up converges", async () => {
+    const before = await servedRelease(host);
+    newCode();
+    const load = await startLoad(host);
+    proxy.setRate(4096);
+    const { done } = spawnUp();
+    await waitOnHost("the upload under way (lock held, archive partly written)", uploading);
+    // Every free block taken (root ignores no reserve on this tmpfs-backed disk).
+    await sshExec(
+      host,
+      "sudo sh -c 'fallocate -l $(df --output=avail -B1 / | tail -n 1) /var/tmp/ayna-fill; dd if=/dev/zero of=/var/tmp/ayna-fill2 bs=4096 2>/dev/null; df -m / | tail -n 1'",
+    );
+    proxy.setRate(0);
+    const r = await done;
+    const out = r.stdout + r.stderr;
+    await sh(host, "sudo rm -f /var/tmp/ayna-fill /var/tmp/ayna-fill2");
+    assert.notEqual(r.code, 0, out);
+    assert.match(
+      out,
+      new RegExp(
+        `could not be stored: the disk holding ${root} is full \\(\\d+ MB free\\) - make room .* and run pulumi up again`,
+      ),
+    );
+    assert.equal(await servedRelease(host), before, "the previous release serves");
+    await converge();
+    const res = await load.stop();
+    report("a full disk during the upload, and the next up", res);
+    assertNoLoss(res);
+    await assertConverged("the full disk");
+  });
+
+  it("the host powered off and on while the candidates run: the services come back on the previous release, the stale lock is broken, the next up converges", async () => {
+    // No load here: the load generator runs on the host, and the power cut stops it with everything else.
+    const before = await servedRelease(host);
+    newCode();
+    const { child, done } = spawnUp();
+    await waitOnHost(
+      "the candidates running under the deploy lock",
+      `${lockHeld} && systemctl is-active --quiet ${project}-web-candidate.service`,
+    );
+    host = await rebootHost(host, { hard: true });
+    // The cut session ends when the provider's keepalive meets the rebooted host.
+    const ended = await Promise.race([done, sleep(120_000).then(() => undefined)]);
+    if (!ended) process.kill(-child.pid!, "SIGKILL");
+    await waitOnHost("web serving again after the boot", `curl -fsS http://127.0.0.1:8150/health >/dev/null`, 60_000);
+    assert.equal(await servedRelease(host), before, "the services came back on the release that served");
+    await converge();
+    await assertConverged("a power cut during the candidates");
+    assert.notEqual(await servedRelease(host), before, "the next up released the new code");
+  });
+
+  it("the host powered off and on after the switch, before the watch window passed: the next up checks the unconfirmed release again and converges", async () => {
+    const before = await servedRelease(host);
+    newCode();
+    const { child, done } = spawnUp();
+    await waitOnHost(
+      "the switch made, the gate not yet passed",
+      `${lockHeld} && [ -f ${root}/.in-flight ] && [ "$(readlink ${root}/releases/current)" != ${before} ]`,
+    );
+    host = await rebootHost(host, { hard: true });
+    const ended = await Promise.race([done, sleep(120_000).then(() => undefined)]);
+    if (!ended) process.kill(-child.pid!, "SIGKILL");
+    const unconfirmed = (await sh(host, `sudo readlink ${root}/releases/current`)).trim();
+    await converge();
+    // The next up went from the release that served before the cut to the unconfirmed one, through the gate.
+    assert.match(
+      await sh(host, `sudo tail -n 1 ${root}/logs/deploy-audit.log`),
+      new RegExp(`from=${before}\\tto=${unconfirmed}\\t.*result=ok\\tswitch`),
+    );
+    await assertConverged("a power cut after the switch");
+  });
+});

@@ -285,6 +285,12 @@ function serviceLines(s: UnitSpec): string[] {
     // One flag per line, as the standard writes them.
     `ExecStart=${bin!.join(" ")} \\\n    ${flags.map((f) => f.join(" ")).join(" \\\n    ")}`,
     ...(reloadsGracefully(s) ? ["ExecReload=/bin/kill -s HUP $MAINPID"] : []),
+    // systemd sets the socket's blocking mode each time it passes it to a
+    // process, on the one open socket every server shares: left at the default
+    // it makes the socket blocking whenever the handover or the unit starts,
+    // and the other server's event-loop workers then hang in accept() until
+    // the next connection arrives (seen as 5 s stalls of every client).
+    ...(usesSocket(s) ? ["NonBlocking=yes"] : []),
   ];
 }
 

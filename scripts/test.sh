@@ -109,6 +109,20 @@ mocha_run() {
   rm -f "$run_tally"
 }
 
+# One lane of end-to-end files, run one after the other with the e2e config;
+# its lines are prefixed with the lane's name.
+e2e_lane() { # label file...
+  local label=$1 cfg
+  shift
+  cfg=$(mktemp --suffix .json)
+  node -e 'const fs = require("fs");
+const [out, ...files] = process.argv.slice(1);
+const rc = JSON.parse(fs.readFileSync(".mocharc.e2e.json", "utf8"));
+fs.writeFileSync(out, JSON.stringify({ ...rc, spec: files, parallel: false }));' "$cfg" "$@"
+  mocha_run "end-to-end tests ($label)" --config "$cfg" 2>&1 | sed -u "s/^/[$label] /"
+  rm -f "$cfg"
+}
+
 mocha_run "unit tests" --config .mocharc.unit.json
 if [ "${AYNA_SKIP_E2E:-}" = "1" ]; then
   # Listed but not run (mocha --dry-run): the reporter counts each as skipped.
@@ -117,7 +131,14 @@ if [ "${AYNA_SKIP_E2E:-}" = "1" ]; then
   echo '{"passed":0,"failed":0,"skipped":1}' >>"$tally"
   log "skipped: no test host, bridge, NAT rule or mount left behind"
 else
-  mocha_run "end-to-end tests" --config .mocharc.e2e.json
+  # Two lanes side by side, each one file at a time. The files that put load
+  # on a host (startLoad) share one lane, so no two loads and their hosts ever
+  # compete for the 2 cores at once: each runs beside a file without load.
+  mapfile -t loaded < <(grep -l startLoad test/e2e/*.e2e.test.ts)
+  mapfile -t others < <(grep -L startLoad test/e2e/*.e2e.test.ts)
+  e2e_lane "under load" "${loaded[@]}" &
+  e2e_lane "others" "${others[@]}" &
+  wait
   check "no test host, bridge, NAT rule or mount left behind" bash scripts/testhost.sh check-clean
 fi
 

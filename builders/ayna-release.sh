@@ -128,6 +128,15 @@ existing_release() { # checksum venv: the newest complete release of this archiv
   done
 }
 
+# What collectstatic's output depends on, conservatively: the environment (the
+# installed apps' own static files) and every file of the release that is not
+# Python code, plus the settings modules. A release that changes only other
+# Python files gets the serving release's static files copied instead.
+static_inputs_hash() { # dir venv
+  (cd "$1" && find . -path ./staticfiles -prune -o -type f \( ! -name '*.py' -o -path '*settings*' \) ! -name .ayna-release.json.part -print0 |
+    sort -z | xargs -0 -r sha256sum | { cat; printf 'venv %s\n' "$2"; } | sha256sum | cut -c1-16)
+}
+
 migrations_hash() { # dir: one hash over every migration file of the release
   (cd "$1" && find . -path '*/migrations/*.py' -type f -print0 | sort -z | xargs -0 -r sha256sum | sha256sum | cut -c1-16)
 }
@@ -281,10 +290,19 @@ enabled() { systemctl is-enabled --quiet "$1" 2>/dev/null; }
 
 unit_changed() { local u; for u in "${UNITS_CHANGED[@]}"; do [ "$u" = "$1" ] && return 0; done; return 1; }
 
-apply_release() { # from to: make services serve 'to', with the env file and units now installed
-  local entry role port mode cport ready unit sock
+WORKERS_APPLIED=0 # the workers were restarted for the release being applied
+
+# web and api ("http") go first and are checked before the workers ("workers")
+# restart, together, in one systemd job each; "all" does both in one go.
+apply_release() { # from to [all|http|workers]: make services serve 'to', with the env file and units now installed
+  local which=${3:-all} entry role port mode cport ready unit sock
+  local -a together=()
   for entry in "${SERVICES[@]}"; do
     IFS=: read -r role port mode cport ready <<<"$entry"
+    case $which in
+      http) [ -n "$port" ] || continue ;;
+      workers) [ -z "$port" ] || continue ;;
+    esac
     unit=$(unit_of "$role")
     sock="$PROJECT-$role.socket"
     enabled "$unit" || continue
@@ -300,9 +318,19 @@ apply_release() { # from to: make services serve 'to', with the env file and uni
     elif [ "$mode" = handover ]; then
       handover "$role" "$unit" "$ready" "$port"
     else
-      systemctl restart "$unit" || say "warning: $unit did not restart"
+      together+=("$role")
+      continue
     fi
     RESTARTS[$role]=$(systemctl show -P NRestarts "$unit")
+    STARTED[$role]=$(date +%s)
+  done
+  [ "$which" = http ] || WORKERS_APPLIED=1
+  [ ${#together[@]} -gt 0 ] || return 0
+  local -a units=()
+  for role in "${together[@]}"; do units+=("$(unit_of "$role")"); done
+  systemctl restart "${units[@]}" || say "warning: ${units[*]} did not restart"
+  for role in "${together[@]}"; do
+    RESTARTS[$role]=$(systemctl show -P NRestarts "$(unit_of "$role")")
     STARTED[$role]=$(date +%s)
   done
 }
@@ -400,6 +428,11 @@ poll_health() { # url release deadline [unit]
 }
 
 health_gate() { # release [nowatch]: every HTTP service answers 200 naming it, every service stays up through the watch window
+  http_gate "$1" || return 1
+  [ "${2:-}" = nowatch ] || watch_services "$1"
+}
+
+http_gate() { # release: every HTTP service answers 200 naming it
   local rel=$1 entry role port mode unit url deadline
   deadline=$(($(date +%s) + HEALTH_TIMEOUT))
   for entry in "${SERVICES[@]}"; do
@@ -416,7 +449,6 @@ health_gate() { # release [nowatch]: every HTTP service answers 200 naming it, e
     fi
     say "health ok: $url serves $rel"
   done
-  [ "${2:-}" = nowatch ] || watch_services "$rel"
 }
 
 # The watch window: a service that answers at once but dies a few seconds
@@ -618,29 +650,39 @@ unpack_release() { # to sha checksum venv; tar.gz on stdin. (1)-(3): the release
   mv -T "$tmp" "$RELEASES/$to"
 }
 
-prepare_release() { # from to sha. (4)-(5): migrations once per release and static files, before the switch
-  local from=$1 to=$2 sha=$3 dir=$RELEASES/$2 mig mig_pid="" static_pid
+prepare_release() { # from to sha venv. (4)-(5): migrations once per release and static files, before the switch
+  local from=$1 to=$2 sha=$3 dir=$RELEASES/$2 mig static mig_pid="" static_pid=""
   [ -f "$dir/manage.py" ] || return 0
-  # Side by side; migrations are skipped when the release's migration files are
-  # exactly those the serving release already applied.
+  # Side by side; each is skipped when its inputs are exactly those of the
+  # serving release: its migrations are applied, its static files collected.
   mig=$(migrations_hash "$dir")
-  sed -i 's/}$/, "migrations": "'"$mig"'"}/' "$dir/.ayna-release.json.part"
+  static=$(static_inputs_hash "$dir" "$4")
+  sed -i 's/}$/, "migrations": "'"$mig"'", "static": "'"$static"'"}/' "$dir/.ayna-release.json.part"
   if [ "$from" != none ] && [ "$(json_field "$RELEASES/$from/.ayna-release.json" migrations)" = "$mig" ]; then
     say "migrations unchanged since $from: not run"
   else
     run_as_app "$dir" "$dir/.venv/bin/python" manage.py migrate --noinput >&2 &
     mig_pid=$!
   fi
-  run_as_app "$dir" "$dir/.venv/bin/python" manage.py collectstatic --noinput >&2 &
-  static_pid=$!
+  if [ "$from" != none ] && [ "$(json_field "$RELEASES/$from/.ayna-release.json" static)" = "$static" ] &&
+    [ -d "$RELEASES/$from/staticfiles" ]; then
+    say "static inputs unchanged since $from: its static files copied, collectstatic not run"
+    cp -a "$RELEASES/$from/staticfiles/." "$dir/staticfiles/"
+  else
+    run_as_app "$dir" "$dir/.venv/bin/python" manage.py collectstatic --noinput >&2 &
+    static_pid=$!
+  fi
   if [ -n "$mig_pid" ] && ! wait "$mig_pid"; then
-    wait "$static_pid" || true
+    if [ -n "$static_pid" ]; then wait "$static_pid" || true; fi
     rm -rf "$dir"
     audit failed "$from" "$to" "$sha" "migrations failed"
     die "deploy: migrations failed; $(serving "$from")" 4
   fi
-  wait "$static_pid" ||
-    { rm -rf "$dir"; audit failed "$from" "$to" "$sha" "collectstatic failed"; die "deploy: collectstatic failed; $(serving "$from")" 4; }
+  if [ -n "$static_pid" ] && ! wait "$static_pid"; then
+    rm -rf "$dir"
+    audit failed "$from" "$to" "$sha" "collectstatic failed"
+    die "deploy: collectstatic failed; $(serving "$from")" 4
+  fi
 }
 
 # While a switch is unconfirmed (from the bundle's install until the gate's
@@ -669,8 +711,9 @@ activate() { # from to sha action: env file and units, (6) switch, (7) reload, (
   printf 'from=%s\nto=%s\n' "$from" "$to" >"$IN_FLIGHT"
   install_bundle
   switch_to "$to"
-  apply_release "$from" "$to"
-  if health_gate "$to"; then
+  WORKERS_APPLIED=0
+  apply_release "$from" "$to" http
+  if http_gate "$to" && apply_release "$from" "$to" workers && watch_services "$to"; then
     rm -f "$RELEASES/$to/.ayna-failed"
     [ "$from" = none ] || [ "$from" = "$to" ] || echo "$from" >"$ROOT/.previous-release"
     record_bundle
@@ -685,7 +728,8 @@ activate() { # from to sha action: env file and units, (6) switch, (7) reload, (
     say "rolling back to $from${changes:+ with the previous env file and units}"
     restore_bundle
     switch_to "$from"
-    apply_release "$to" "$from"
+    # Workers not yet restarted for the failed release still run the old one.
+    if [ "$WORKERS_APPLIED" = 1 ]; then apply_release "$to" "$from"; else apply_release "$to" "$from" http; fi
     health_gate "$from" nowatch || say "warning: $from is not healthy after the rollback either"
     rm -f "$IN_FLIGHT"
     audit rolled-back "$from" "$to" "$sha" "health check failed${changes:+ ($changes)}"
@@ -775,7 +819,7 @@ cmd_deploy() { # --sha S --checksum C --venv H [--reason R] [--bundle]; [bundle 
   fi
   to=$(next_release)
   unpack_release "$to" "$sha" "$checksum" "$venv"
-  prepare_release "$from" "$to" "$sha"
+  prepare_release "$from" "$to" "$sha" "$venv"
   mv "$RELEASES/$to/.ayna-release.json.part" "$RELEASES/$to/.ayna-release.json"
   if ! candidate_check "$RELEASES/$to" "$to"; then
     touch "$RELEASES/$to/.ayna-failed"

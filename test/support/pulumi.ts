@@ -149,6 +149,9 @@ export class PulumiStack {
       filter: (src) => !/(__pycache__|\.venv|\.pytest_cache)$/.test(src),
     });
     await this.setConfig("ports.base", String(opts.portBase ?? 8150), { path: true });
+    // 5 s instead of the default 15 s of watch after each release's switch:
+    // the window's own test (faults.e2e.test.ts) runs with the default.
+    await this.setConfig("release.watchSeconds", "5", { path: true });
     await this.setConfig("app.path", app, { path: true });
     await this.setConfig("env.DJANGO_SETTINGS_MODULE", "config.settings", { path: true });
     await this.setConfig("secretEnv.DATABASE_URL", `sqlite:////opt/ayna/${project}/shared/db.sqlite3`, {

@@ -84,7 +84,7 @@ esac
 `,
   // --wait runs the command after "--" (run_as_app); otherwise it only starts a unit.
   "systemd-run": `case " $* " in *" --wait "*) ;; *) exit 0 ;; esac
-while [ "$#" -gt 0 ] && [ "$1" != -- ]; do shift; done
+while [ "$#" -gt 0 ] && [ "$1" != -- ]; do case "$1" in WorkingDirectory=*) cd "\${1#WorkingDirectory=}" ;; esac; shift; done
 shift
 exec "$@"
 `,
@@ -408,7 +408,7 @@ describe("ayna-release: health poll", () => {
     assert.equal(r.stdout, "rc=1\n");
     assert.match(
       r.stderr,
-      /^health check failed: demoapp-celery\.service stopped or restarted 0s after it started \(it must stay up for 0s\)$/m,
+      /^health check failed: demoapp-celery\.service stopped or restarted \d+s after it started \(it must stay up for 0s\)$/m,
     );
   });
 
@@ -719,6 +719,31 @@ describe("ayna-release: applying a release to the services", () => {
     assert.ok(listening >= 550 && listening < 3000, `the event-loop worker was taken as serving after ${listening} ms`);
   });
 
+  it("activate: the workers restart together in one systemctl call, only after web answers for the new release", async () => {
+    const sb = sandbox({
+      services: [
+        { role: "web", port: 8150, reload: "handover" },
+        { role: "celery", reload: "restart" },
+        { role: "beat", reload: "restart" },
+      ],
+    });
+    sb.release("v1");
+    sb.release("v2");
+    sb.setCurrent("v1");
+    sb.answers(8150, healthy("v2"));
+    const r = await sb.source("activate v1 v2 sha2 deploy");
+    assert.equal(r.code, 0, r.stderr);
+    const steps = sb
+      .calls()
+      .map((c) => c.line)
+      .filter((l) => /^(curl|systemctl restart)/.test(l))
+      .map((l) => (l.startsWith("curl") ? "curl" : l));
+    const workers = steps.indexOf("systemctl restart demoapp-celery.service demoapp-beat.service");
+    assert.ok(workers > 0, steps.join("\n"));
+    assert.deepEqual(steps.slice(0, workers), ["systemctl restart demoapp-web.service", "curl", "curl"]);
+    assert.equal(steps.filter((l) => l.includes("celery")).length, 1, "celery restarted once");
+  });
+
   it("a handover that does not start falls back to a plain restart, with a warning", async () => {
     const sb = sandbox();
     sb.release("v1");
@@ -739,7 +764,7 @@ describe("ayna-release: applying a release to the services", () => {
 });
 
 describe("ayna-release: rollback", () => {
-  it("a release failing the gate after the switch is switched back, the services reloaded onto the old release, and that one checked", async () => {
+  it("a release whose web fails the gate after the switch is switched back before any worker restarted: web handed back to the old release and that one checked, the workers never touched", async () => {
     const sb = sandbox({ healthTimeoutSeconds: 2 });
     sb.release("v1");
     sb.release("v2");
@@ -756,10 +781,8 @@ describe("ayna-release: rollback", () => {
       [
         "v2: systemctl start demoapp-web-handover.service",
         "v2: systemctl restart demoapp-web.service",
-        "v2: systemctl restart demoapp-celery.service",
         "v1: systemctl start demoapp-web-handover.service",
         "v1: systemctl restart demoapp-web.service",
-        "v1: systemctl restart demoapp-celery.service",
       ],
     );
     assert.match(r.stderr, /^rolling back to v1\n(.*\n)*health ok: http:\/\/127\.0\.0\.1:8150\/health serves v1$/m);
@@ -785,7 +808,7 @@ describe("ayna-release: rollback", () => {
   });
 
   it("activate holds .in-flight from before the switch until the verdict: present while the gate runs, gone after a pass and after a rollback", async () => {
-    const sb = sandbox({ healthTimeoutSeconds: 1 });
+    const sb = sandbox({ healthTimeoutSeconds: 3 });
     sb.release("v1");
     sb.release("v2");
     sb.setCurrent("v1");
@@ -882,6 +905,87 @@ describe("ayna-release: rollback", () => {
       /^ayna-release: rollback: release v2 failed its health check when it was deployed; pick another \(available: v1 v2 v3 \)$/m,
     );
     assert.equal(sb.current(), "v3");
+  });
+});
+
+describe("ayna-release: migrations and static files before the switch", () => {
+  /** A Django-shaped release vN whose python logs each manage.py command; `files` adds or replaces files. */
+  function djangoRelease(sb: Sandbox, name: string, files: Record<string, string> = {}): string {
+    const dir = sb.release(name);
+    fs.renameSync(path.join(dir, ".ayna-release.json"), path.join(dir, ".ayna-release.json.part"));
+    const all: Record<string, string> = {
+      "manage.py": "",
+      "core/views.py": "v = 1\n",
+      "core/migrations/0001_initial.py": "m = 1\n",
+      "core/static/core/site.css": "body {}\n",
+      "config/settings.py": "DEBUG = False\n",
+      ...files,
+    };
+    for (const [f, content] of Object.entries(all)) {
+      fs.mkdirSync(path.dirname(path.join(dir, f)), { recursive: true });
+      fs.writeFileSync(path.join(dir, f), content);
+    }
+    fs.mkdirSync(path.join(dir, "staticfiles"), { recursive: true });
+    const python = path.join(sb.root, "venvs", "envA", "bin", "python");
+    fs.mkdirSync(path.dirname(python), { recursive: true });
+    fs.writeFileSync(
+      python,
+      `#!/bin/sh\necho "$(basename "$PWD") $2" >>"$STUB_DIR/manage.log"\n[ "$2" != collectstatic ] || echo collected >staticfiles/site.css\n`,
+      { mode: 0o755 },
+    );
+    return dir;
+  }
+
+  /** Runs prepare_release from -> to and marks `to` complete; returns what manage.py ran. */
+  async function prepare(sb: Sandbox, from: string, to: string): Promise<{ run: string[]; stderr: string }> {
+    fs.rmSync(path.join(sb.stubDir, "manage.log"), { force: true });
+    const r = await sb.source(
+      `prepare_release ${from} ${to} sha envA && cd "$RELEASES/${to}" && mv .ayna-release.json.part .ayna-release.json`,
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const log = path.join(sb.stubDir, "manage.log");
+    const run = fs.existsSync(log) ? fs.readFileSync(log, "utf8").trim().split("\n").sort() : [];
+    return { run, stderr: r.stderr };
+  }
+
+  it("a first release runs migrate and collectstatic", async () => {
+    const sb = sandbox();
+    djangoRelease(sb, "v1");
+    assert.deepEqual((await prepare(sb, "none", "v1")).run, ["v1 collectstatic", "v1 migrate"]);
+  });
+
+  it("a release that changes only Python code outside the settings runs neither; the serving release's static files are copied", async () => {
+    const sb = sandbox();
+    djangoRelease(sb, "v1");
+    await prepare(sb, "none", "v1");
+    djangoRelease(sb, "v2", { "core/views.py": "v = 2\n" });
+    const r = await prepare(sb, "v1", "v2");
+    assert.deepEqual(r.run, []);
+    assert.match(r.stderr, /^migrations unchanged since v1: not run$/m);
+    assert.match(r.stderr, /^static inputs unchanged since v1: its static files copied, collectstatic not run$/m);
+    assert.equal(
+      fs.readFileSync(path.join(sb.root, "releases", "v2", "staticfiles", "site.css"), "utf8"),
+      "collected\n",
+    );
+  });
+
+  it("a changed static file or settings module runs collectstatic again; a new migration runs migrate alone", async () => {
+    const sb = sandbox();
+    djangoRelease(sb, "v1");
+    await prepare(sb, "none", "v1");
+    djangoRelease(sb, "v2", { "core/static/core/site.css": "body { color: red }\n" });
+    assert.deepEqual((await prepare(sb, "v1", "v2")).run, ["v2 collectstatic"]);
+    djangoRelease(sb, "v3", {
+      "core/static/core/site.css": "body { color: red }\n",
+      "config/settings.py": "DEBUG = True\n",
+    });
+    assert.deepEqual((await prepare(sb, "v2", "v3")).run, ["v3 collectstatic"]);
+    djangoRelease(sb, "v4", {
+      "core/static/core/site.css": "body { color: red }\n",
+      "config/settings.py": "DEBUG = True\n",
+      "core/migrations/0002_more.py": "m = 2\n",
+    });
+    assert.deepEqual((await prepare(sb, "v3", "v4")).run, ["v4 migrate"]);
   });
 });
 

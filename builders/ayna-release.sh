@@ -427,11 +427,6 @@ poll_health() { # url release deadline [unit]
   done
 }
 
-health_gate() { # release [nowatch]: every HTTP service answers 200 naming it, every service stays up through the watch window
-  http_gate "$1" || return 1
-  [ "${2:-}" = nowatch ] || watch_services "$1"
-}
-
 http_gate() { # release: every HTTP service answers 200 naming it
   local rel=$1 entry role port mode unit url deadline
   deadline=$(($(date +%s) + HEALTH_TIMEOUT))
@@ -730,7 +725,7 @@ activate() { # from to sha action: env file and units, (6) switch, (7) reload, (
     switch_to "$from"
     # Workers not yet restarted for the failed release still run the old one.
     if [ "$WORKERS_APPLIED" = 1 ]; then apply_release "$to" "$from"; else apply_release "$to" "$from" http; fi
-    health_gate "$from" nowatch || say "warning: $from is not healthy after the rollback either"
+    http_gate "$from" || say "warning: $from is not healthy after the rollback either"
     rm -f "$IN_FLIGHT"
     audit rolled-back "$from" "$to" "$sha" "health check failed${changes:+ ($changes)}"
     if [ "$from" = "$to" ] && [ -n "$changes" ]; then

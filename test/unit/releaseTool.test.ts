@@ -383,7 +383,7 @@ describe("ayna-release: health poll", () => {
   it("health gate after the switch: on timeout it names the URL, release, timeout and last answer, then the unit's last log lines", async () => {
     const sb = sandbox({ healthTimeoutSeconds: 1 });
     sb.answers(8150, "503");
-    const r = await sb.source('rc=0; health_gate v2 || rc=$?; echo "rc=$rc"');
+    const r = await sb.source('rc=0; http_gate v2 || rc=$?; echo "rc=$rc"');
     assert.equal(r.stdout, "rc=1\n");
     assert.equal(
       r.stderr,
@@ -404,7 +404,7 @@ describe("ayna-release: health poll", () => {
     const r = await sb.source(`
       apply_release v1 v2
       echo 1 >"$STUB_DIR/show/demoapp-celery.service.NRestarts"
-      rc=0; health_gate v2 || rc=$?; echo "rc=$rc"`);
+      rc=0; { http_gate v2 && watch_services v2; } || rc=$?; echo "rc=$rc"`);
     assert.equal(r.stdout, "rc=1\n");
     assert.match(
       r.stderr,
@@ -418,7 +418,7 @@ describe("ayna-release: health poll", () => {
     const r = await sb.source(`
       apply_release v1 v2
       (sleep 1; echo 5151 >"$STUB_DIR/show/demoapp-web.service.MainPID") &
-      t0=$(date +%s%N); rc=0; health_gate v2 || rc=$?
+      t0=$(date +%s%N); rc=0; { http_gate v2 && watch_services v2; } || rc=$?
       echo "rc=$rc ms=$((($(date +%s%N) - t0) / 1000000))"`);
     const m = /^rc=(\d+) ms=(\d+)$/.exec(r.stdout.trim());
     assert.ok(m, r.stdout + r.stderr);
@@ -436,7 +436,7 @@ describe("ayna-release: health poll", () => {
     const sb = sandbox({ watchSeconds: 2 });
     sb.answers(8150, healthy("v2"));
     const r = await sb.source(`
-      t0=$(date +%s%N); apply_release v1 v2; rc=0; health_gate v2 || rc=$?
+      t0=$(date +%s%N); apply_release v1 v2; rc=0; { http_gate v2 && watch_services v2; } || rc=$?
       echo "rc=$rc ms=$((($(date +%s%N) - t0) / 1000000))"`);
     const m = /^rc=(\d+) ms=(\d+)$/.exec(r.stdout.trim());
     assert.ok(m, r.stdout + r.stderr);

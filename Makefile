@@ -6,7 +6,7 @@
 
 SHELL := /bin/bash
 ROOT := $(patsubst %/,%,$(dir $(realpath $(firstword $(MAKEFILE_LIST)))))
-TS_NODE := $(ROOT)/node_modules/.bin/ts-node
+TSC := $(ROOT)/node_modules/typescript/bin/tsc
 
 TARGETS := deploy preview rollback migrate shell logs start stop restart status validate
 
@@ -24,13 +24,13 @@ endif
 export STACK CONFIG_FILE HOST YES TO LINES FOLLOW
 export AYNA_OPS_ROOT := $(ROOT)
 export AYNA_OPS_CALLER_DIR := $(CURDIR)
-export AYNA_OPS_TS_NODE := $(TS_NODE)
+export AYNA_OPS_TSC := $(TSC)
 
 .DEFAULT_GOAL := help
 .PHONY: $(TARGETS) help
 
 $(TARGETS) help:
 	@cd "$$AYNA_OPS_ROOT" && \
-	  { [ -x "$$AYNA_OPS_TS_NODE" ] || { echo "make $@: node_modules is missing; run npm ci first" >&2; exit 2; }; } && \
+	  { [ -f "$$AYNA_OPS_TSC" ] || { echo "make $@: node_modules is missing; run npm ci first" >&2; exit 2; }; } && \
 	  . scripts/lib.sh && use_toolchain && \
-	  exec "$$AYNA_OPS_TS_NODE" --transpile-only scripts/ops.ts $@
+	  exec node scripts/compiled.js scripts/ops.ts $@

@@ -9,7 +9,9 @@ import { planHosts } from "./stacks/plan";
 import { unitFiles } from "./builders/units";
 
 const config = loadStackConfig();
-const appDir = path.resolve(__dirname, config.app.path);
+// The project's folder (where Pulumi.yaml is), not this file's: the engine runs
+// a compiled copy of it from dist/ (scripts/program.js).
+const appDir = path.resolve(pulumi.runtime.getRootDirectory() || process.cwd(), config.app.path);
 // Packed once here, shared by every host.
 const app = appArchive(appDir);
 const lockArchive = lockfileArchive(appDir);

@@ -2,7 +2,16 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 
-export const repoRoot = path.resolve(__dirname, "..", "..");
+// The nearest folder up with Pulumi.yaml: this file runs from scripts/lib/ (ts-node)
+// or from a compiled copy under dist/program/ (scripts/compiled.js).
+function findRoot(dir: string): string {
+  if (fs.existsSync(path.join(dir, "Pulumi.yaml"))) return dir;
+  const up = path.dirname(dir);
+  if (up === dir) throw new Error(`no Pulumi.yaml above ${__dirname}`);
+  return findRoot(up);
+}
+
+export const repoRoot = findRoot(__dirname);
 
 export function pulumiBinary(): string {
   const gomod = fs.readFileSync(path.join(repoRoot, "toolchain", "go.mod"), "utf8");

@@ -16,17 +16,8 @@ function runRollback(stack: PulumiStack, args: string[]): Promise<{ code: number
   const started = Date.now();
   return new Promise((resolve) => {
     const child = spawn(
-      "npx",
-      [
-        "ts-node",
-        "--transpile-only",
-        "scripts/rollback.ts",
-        "--stack",
-        stack.name,
-        "--config-file",
-        stack.configFile,
-        ...args,
-      ],
+      "node",
+      ["scripts/compiled.js", "scripts/rollback.ts", "--stack", stack.name, "--config-file", stack.configFile, ...args],
       { cwd: repoRoot, env: stack.env, stdio: ["ignore", "pipe", "pipe"] },
     );
     let out = "";

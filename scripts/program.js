@@ -1,0 +1,6 @@
+// The program's entry point (Pulumi.yaml `main`): index.ts, compiled ahead by
+// scripts/compiled.js. The language host (the engine's own
+// pulumi-language-nodejs as much as this project's stand-in) loads this file
+// as plain JavaScript (`typescript: false`) and its exports become the stack's outputs.
+"use strict";
+module.exports = require(require("./compiled").compiled("index.ts"));

@@ -295,8 +295,8 @@ WORKERS_APPLIED=0 # the workers were restarted for the release being applied
 # web and api ("http") go first and are checked before the workers ("workers")
 # restart, together, in one systemd job each; "all" does both in one go.
 apply_release() { # from to [all|http|workers]: make services serve 'to', with the env file and units now installed
-  local which=${3:-all} entry role port mode cport ready unit sock
-  local -a together=()
+  local which=${3:-all} entry role port mode cport ready unit sock job
+  local -a together=() handed=() jobs=()
   for entry in "${SERVICES[@]}"; do
     IFS=: read -r role port mode cport ready <<<"$entry"
     case $which in
@@ -316,12 +316,21 @@ apply_release() { # from to [all|http|workers]: make services serve 'to', with t
     if ! systemctl is-active --quiet "$unit"; then
       systemctl start "$unit" || say "warning: $unit did not start"
     elif [ "$mode" = handover ]; then
-      handover "$role" "$unit" "$ready" "$port"
+      # web and api hand over side by side: each boots its own app, on its own socket.
+      handover "$role" "$unit" "$ready" "$port" &
+      jobs+=("$!")
+      handed+=("$role")
+      continue
     else
       together+=("$role")
       continue
     fi
     RESTARTS[$role]=$(systemctl show -P NRestarts "$unit")
+    STARTED[$role]=$(date +%s)
+  done
+  for job in "${jobs[@]}"; do wait "$job" || true; done
+  for role in "${handed[@]}"; do
+    RESTARTS[$role]=$(systemctl show -P NRestarts "$(unit_of "$role")")
     STARTED[$role]=$(date +%s)
   done
   [ "$which" = http ] || WORKERS_APPLIED=1

@@ -127,8 +127,9 @@ export function handScript(rel: string): string {
     "if run migrate --check --noinput 2>/dev/null; then :; else run migrate --noinput; fi",
     "run collectstatic --noinput",
     `sudo ln -sfn ${rel} ${root}/releases/.tmp && sudo mv -Tf ${root}/releases/.tmp ${root}/releases/current`,
-    `sudo systemctl reload ${project}-web ${project}-api`,
-    `for p in 8150 8151; do until curl -fs http://127.0.0.1:$p/health | grep -q '"release": *"${rel}"'; do sleep 0.1; done; done`,
+    // A restart: the app is preloaded, so a reload (HUP) would keep the old code.
+    `sudo systemctl restart ${project}-web ${project}-api`,
+    `for p in 8150 8151; do for i in $(seq 600); do curl -fs http://127.0.0.1:$p/health | grep -q '"release": *"${rel}"' && break; [ $i -lt 600 ] || exit 1; sleep 0.1; done; done`,
     `sudo systemctl restart ${project}-celery ${project}-beat`,
   ].join("\n");
 }

@@ -172,18 +172,31 @@ async function defaults(stack: PulumiStack): Promise<void> {
   await stack.ok(["config", "rm", "--path", "release.watchSeconds"]);
 }
 
+/** A stack of the program on a fresh test host with the sample app, deployed once. */
+async function deployed(o: Options, name: string): Promise<{ host: TestHost; stack: PulumiStack; app: string }> {
+  const host = await startHost({ name: `${name}-${process.pid}` });
+  const stack = await PulumiStack.create(`${name}${process.pid}`, o.program);
+  await stack.configureHost(project, host);
+  const app = await stack.configureSampleApp(project);
+  await defaults(stack);
+  // The rollback rows go back to a release seven releases old.
+  await stack.setConfig("release.keep", "20", { path: true });
+  await up(stack);
+  return { host, stack, app };
+}
+
 async function singleHost(o: Options): Promise<void> {
-  const host = await startHost({ name: `bench-${process.pid}` });
-  const stack = await PulumiStack.create(`bench${process.pid}`, o.program);
-  const empty = await PulumiStack.create(`empty${process.pid}`, path.join(repoRoot, "test", "fixtures", "empty"));
+  const stacks: PulumiStack[] = [];
   try {
-    await stack.configureHost(project, host);
-    const app = await stack.configureSampleApp(project);
-    await defaults(stack);
-    // The rollback rows go back to a release seven releases old.
-    await stack.setConfig("release.keep", "20", { path: true });
-    await up(stack);
+    const empty = await PulumiStack.create(`empty${process.pid}`, path.join(repoRoot, "test", "fixtures", "empty"));
+    stacks.push(empty);
     await empty.ok(["up", "--yes", "--skip-preview"]);
+    // The program's rows on one host; the hand script's on a host of its own,
+    // deployed the same way, so neither finds the other's releases.
+    const { host, stack, app } = await deployed(o, "bench");
+    stacks.push(stack);
+    const hand = o.only.has("hand") ? await deployed(o, "hand") : undefined;
+    if (hand) stacks.push(hand.stack);
     for (let i = 0; i < o.rounds; i++) {
       if (o.only.has("empty")) record("empty program, `pulumi up` (engine floor)", await measure(() => up(empty)));
       if (o.only.has("noop")) {
@@ -195,9 +208,12 @@ async function singleHost(o: Options): Promise<void> {
         touchCode(app, `bench-${i}`);
         record("code-only release, `pulumi up`", await measure(() => up(stack)));
       }
-      if (o.only.has("hand")) {
-        touchCode(app, `hand-${i}`);
-        record("same steps, hand ssh/bash script", await measure(async () => handRelease(host, app, `h${i + 1}`)));
+      if (hand) {
+        touchCode(hand.app, `hand-${i}`);
+        record(
+          "same steps, hand ssh/bash script",
+          await measure(async () => handRelease(hand.host, hand.app, `h${i + 1}`)),
+        );
       }
     }
     if (o.only.has("rollback")) {
@@ -225,8 +241,7 @@ async function singleHost(o: Options): Promise<void> {
       }
     }
   } finally {
-    await stack.remove();
-    await empty.remove();
+    for (const s of stacks) await s.remove();
     await stopAllHosts();
   }
 }

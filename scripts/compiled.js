@@ -13,16 +13,16 @@ const crypto = require("node:crypto");
 const fs = require("node:fs");
 const path = require("node:path");
 
-const root = path.resolve(__dirname, "..");
-const out = path.join(root, "dist", "program");
+const repoRoot = path.resolve(__dirname, "..");
 // Everything index.ts can reach, and the files read beside the code.
 const dirs = ["components", "stacks", "builders", "local", "sdk", "standard", "scripts"];
 const assets = [".sh"];
 const keep = 3; // compiled trees kept: a program still running may use an older one
 
-function sources() {
+function sources(root) {
   const files = ["index.ts", "tsconfig.json"];
   const walk = (dir) => {
+    if (!fs.existsSync(path.join(root, dir))) return;
     for (const e of fs.readdirSync(path.join(root, dir), { withFileTypes: true })) {
       const rel = path.join(dir, e.name);
       if (e.isDirectory()) walk(rel);
@@ -35,7 +35,7 @@ function sources() {
   return files.sort();
 }
 
-function hashOf(files) {
+function hashOf(root, files) {
   const h = crypto.createHash("sha256");
   for (const f of files)
     h.update(`${f}\0`)
@@ -44,7 +44,7 @@ function hashOf(files) {
   return h.digest("hex").slice(0, 16);
 }
 
-function compile(files, dest) {
+function compile(root, files, dest) {
   const ts = require("typescript");
   const tsconfig = ts.readConfigFile(path.join(root, "tsconfig.json"), ts.sys.readFile).config;
   const { options } = ts.convertCompilerOptionsFromJson(tsconfig.compilerOptions, root);
@@ -80,7 +80,7 @@ function compile(files, dest) {
   }
 }
 
-function prune(current) {
+function prune(out, current) {
   const trees = fs
     .readdirSync(out, { withFileTypes: true })
     .filter((e) => e.isDirectory() && e.name !== current && !e.name.includes(".tmp-"))
@@ -89,20 +89,26 @@ function prune(current) {
   for (const t of trees.slice(keep - 1)) fs.rmSync(path.join(out, t.name), { recursive: true, force: true });
 }
 
-/** The compiled form of `entry` (a .ts path relative to the repository), compiling first when a source changed. */
-function compiled(entry) {
-  const files = sources();
-  const hash = hashOf(files);
+/**
+ * The compiled form of `entry` (a .ts path relative to `root`), compiling the
+ * sources into ROOT/dist/program/<hash>/ first when no tree holds them yet.
+ */
+function compiledIn(root, entry) {
+  const out = path.join(root, "dist", "program");
+  const files = sources(root);
+  const hash = hashOf(root, files);
   const dest = path.join(out, hash);
   if (!fs.existsSync(path.join(dest, "index.js"))) {
     fs.mkdirSync(out, { recursive: true });
-    compile(files, dest);
-    prune(hash);
+    compile(root, files, dest);
+    prune(out, hash);
   }
   return path.join(dest, entry.replace(/\.ts$/, ".js"));
 }
 
-module.exports = { compiled };
+const compiled = (entry) => compiledIn(repoRoot, entry);
+
+module.exports = { compiled, compiledIn };
 
 // As a command: node scripts/compiled.js ENTRY.ts [ARGS...] runs ENTRY with ARGS.
 if (require.main === module) {
@@ -111,7 +117,7 @@ if (require.main === module) {
     process.stderr.write("usage: node scripts/compiled.js FILE.ts [ARGS...]\n");
     process.exit(2);
   }
-  const target = compiled(path.relative(root, path.resolve(entry)));
+  const target = compiled(path.relative(repoRoot, path.resolve(entry)));
   // As node's own main module, so the entry's `require.main === module` holds.
   process.argv.splice(1, 2, target);
   require("node:module").runMain();

@@ -1,0 +1,106 @@
+// scripts/compiled.js: the program and the operator commands run as
+// JavaScript compiled ahead into dist/program/<hash of the sources>/.
+import { strict as assert } from "node:assert";
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { repoRoot } from "../support/pulumi";
+
+const launcher = path.join(repoRoot, "scripts", "compiled.js");
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- plain JavaScript module without types
+const { compiledIn } = require(launcher) as { compiledIn: (root: string, entry: string) => string };
+
+/** A small project: index.ts importing a component, and a shell template read beside the code. */
+function project(): string {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "ayna-compiled-"));
+  fs.writeFileSync(path.join(root, "tsconfig.json"), JSON.stringify({ compilerOptions: { module: "commonjs" } }));
+  fs.mkdirSync(path.join(root, "components"));
+  fs.mkdirSync(path.join(root, "builders"));
+  fs.writeFileSync(path.join(root, "components", "thing.ts"), 'export const thing: string = "one";\n');
+  fs.writeFileSync(path.join(root, "builders", "tool.sh"), "echo tool\n");
+  fs.writeFileSync(
+    path.join(root, "index.ts"),
+    [
+      'import * as fs from "node:fs";',
+      'import * as path from "node:path";',
+      'import { thing } from "./components/thing";',
+      "export const out = thing;",
+      'export const tool = fs.readFileSync(path.join(__dirname, "builders", "tool.sh"), "utf8");',
+      "",
+    ].join("\n"),
+  );
+  return root;
+}
+
+const trees = (root: string) =>
+  fs
+    .readdirSync(path.join(root, "dist", "program"))
+    .filter((d) => !d.includes(".tmp-"))
+    .sort();
+
+function run(root: string): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    const code = `const m = require(require(${JSON.stringify(launcher)}).compiledIn(${JSON.stringify(root)}, "index.ts")); console.log(m.out)`;
+    const child = spawn(process.execPath, ["-e", code], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    child.on("close", (c) => resolve({ code: c ?? -1, out }));
+  });
+}
+
+describe("scripts/compiled.js: the program compiled ahead", () => {
+  const roots: string[] = [];
+  after(() => roots.forEach((r) => fs.rmSync(r, { recursive: true, force: true })));
+  const fresh = () => {
+    const r = project();
+    roots.push(r);
+    return r;
+  };
+
+  it("runs the sources from a tree named by their hash, with the files read beside the code; a second run compiles nothing", () => {
+    const root = fresh();
+    const entry = compiledIn(root, "index.ts");
+    assert.match(path.relative(root, entry), /^dist\/program\/[0-9a-f]{16}\/index\.js$/);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- the compiled program, loaded the way the language host does
+    const m = require(entry) as { out: string; tool: string };
+    assert.equal(m.out, "one");
+    assert.equal(m.tool, "echo tool\n");
+    const stamp = fs.statSync(entry).mtimeMs;
+    assert.equal(compiledIn(root, "index.ts"), entry);
+    assert.equal(fs.statSync(entry).mtimeMs, stamp, "not written again");
+    assert.equal(trees(root).length, 1);
+  });
+
+  it("an edited source gives a new tree that runs the edit; at most three trees are kept", async () => {
+    const root = fresh();
+    const seen = new Set<string>();
+    for (const v of ["two", "three", "four", "five"]) {
+      fs.writeFileSync(path.join(root, "components", "thing.ts"), `export const thing: string = "${v}";\n`);
+      const r = await run(root);
+      assert.equal(r.code, 0, r.out);
+      assert.equal(r.out.trim(), v);
+      seen.add(compiledIn(root, "index.ts"));
+    }
+    assert.equal(seen.size, 4, "each edit compiled anew");
+    assert.equal(trees(root).length, 3);
+  });
+
+  it("four programs started at once on fresh sources all run the same complete tree", async () => {
+    const root = fresh();
+    const results = await Promise.all([1, 2, 3, 4].map(() => run(root)));
+    for (const r of results) assert.deepEqual(r, { code: 0, out: "one\n" });
+    assert.equal(trees(root).length, 1);
+  });
+
+  it("a source that does not compile stops the run naming the file, and leaves no tree", async () => {
+    const root = fresh();
+    fs.writeFileSync(path.join(root, "components", "thing.ts"), "export const thing = (;\n");
+    const r = await run(root);
+    assert.notEqual(r.code, 0);
+    assert.match(r.out, /the program's sources do not compile/);
+    assert.match(r.out, /components\/thing\.ts/);
+    assert.deepEqual(fs.readdirSync(path.join(root, "dist", "program")), []);
+  });
+});

@@ -460,28 +460,46 @@ http_gate() { # release: every HTTP service answers 200 naming it
 # fail the release while the previous one can still come back. Every service
 # keeps the same main process, with no restart, until WATCH seconds after its
 # own start; then the HTTP services answer once more.
+unit_states() { # unit...: a line "unit state main-pid restarts" per unit, from one systemctl call
+  systemctl show -p Id -p ActiveState -p MainPID -p NRestarts -- "$@" | awk -F= '
+    $1 == "Id" { id = $2 } $1 == "ActiveState" { st = $2 } $1 == "MainPID" { pid = $2 } $1 == "NRestarts" { nr = $2 }
+    /^$/ { if (id != "") print id, st, pid, nr; id = "" }
+    END { if (id != "") print id, st, pid, nr }'
+}
+
 watch_services() { # release
-  local rel=$1 entry role port mode unit until=0 t
-  local -A pids=()
+  local rel=$1 entry role port mode unit until=0 t u st pid nr seen
+  local -A pids=() role_of=()
+  local -a units=()
   for entry in "${SERVICES[@]}"; do
     IFS=: read -r role port mode _ <<<"$entry"
     unit=$(unit_of "$role")
     enabled "$unit" || continue
-    pids[$role]=$(systemctl show -P MainPID "$unit")
+    units+=("$unit")
+    role_of[$unit]=$role
     t=$((${STARTED[$role]:-0} + WATCH))
     [ "$t" -le "$until" ] || until=$t
   done
+  [ ${#units[@]} -gt 0 ] || return 0
+  while read -r u st pid nr; do pids[${role_of[$u]}]=$pid; done < <(unit_states "${units[@]}")
+  # One systemctl call per round for every unit: the window costs next to no CPU.
   while :; do
-    for role in "${!pids[@]}"; do
-      unit=$(unit_of "$role")
-      if ! systemctl is-active --quiet "$unit" || [ "$(systemctl show -P MainPID "$unit")" != "${pids[$role]}" ] ||
-        [ "$(systemctl show -P NRestarts "$unit")" != "${RESTARTS[$role]:-0}" ]; then
-        say "health check failed: $unit stopped or restarted $(($(date +%s) - ${STARTED[$role]:-0}))s after it started (it must stay up for ${WATCH}s)"
-        say "last log lines of $unit:"
-        journalctl -u "$unit" -n 20 --no-pager -o cat >&2 || true
+    seen=0
+    while read -r u st pid nr; do
+      role=${role_of[$u]:-}
+      [ -n "$role" ] || continue
+      seen=$((seen + 1))
+      if [ "$st" != active ] || [ "$pid" != "${pids[$role]:-}" ] || [ "$nr" != "${RESTARTS[$role]:-0}" ]; then
+        say "health check failed: $u stopped or restarted $(($(date +%s) - ${STARTED[$role]:-0}))s after it started (it must stay up for ${WATCH}s)"
+        say "last log lines of $u:"
+        journalctl -u "$u" -n 20 --no-pager -o cat >&2 || true
         return 1
       fi
-    done
+    done < <(unit_states "${units[@]}")
+    if [ "$seen" -ne ${#units[@]} ]; then
+      say "health check failed: systemd did not report on every unit of $rel (${units[*]})"
+      return 1
+    fi
     [ "$(date +%s)" -lt "$until" ] || break
     sleep 0.5
   done

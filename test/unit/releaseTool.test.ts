@@ -58,7 +58,15 @@ const stubs: Record<string, string> = {
   is-enabled) test ! -e "$STUB_DIR/disabled/$3" ;;
   # Handover units run only while a release hands over: inactive unless started.
   is-active) case "$3" in *-handover.service) test -e "$STUB_DIR/active/$3" ;; *) test ! -e "$STUB_DIR/inactive/$3" ;; esac ;;
-  show) cat "$STUB_DIR/show/$4.$3" 2>/dev/null || { [ "$3" = MainPID ] && echo 4242; } || echo 0 ;;
+  show) if [ "$2" = -p ]; then
+      # show -p Id -p ActiveState -p MainPID -p NRestarts -- UNIT...: a block per unit, as systemctl prints it.
+      shift 10
+      for u; do
+        st=active; [ ! -e "$STUB_DIR/inactive/$u" ] || st=inactive
+        printf 'Id=%s\nActiveState=%s\nMainPID=%s\nNRestarts=%s\n\n' "$u" "$st" \
+          "$(cat "$STUB_DIR/show/$u.MainPID" 2>/dev/null || echo 4242)" "$(cat "$STUB_DIR/show/$u.NRestarts" 2>/dev/null || echo 0)"
+      done
+    else cat "$STUB_DIR/show/$4.$3" 2>/dev/null || { [ "$3" = MainPID ] && echo 4242; } || echo 0; fi ;;
   start | restart) shift; for u; do rm -f "$STUB_DIR/inactive/$u"; case "$u" in *-handover.service) touch "$STUB_DIR/active/$u" ;; esac; done ;;
   stop) shift; for u; do rm -f "$STUB_DIR/active/$u"; done ;;
 esac

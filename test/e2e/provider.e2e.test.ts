@@ -4,7 +4,7 @@
 // that timeouts and cancels stop the command on the host, not only here.
 import { strict as assert } from "node:assert";
 import { createHash, randomBytes } from "node:crypto";
-import { utils as sshUtils } from "ssh2";
+import { ed25519KeyPair } from "../support/keys";
 import { AynaProvider } from "../../plugins/provider/provider";
 import { wrapSecret } from "../../plugins/provider/secrets";
 import { SshPool } from "../../plugins/provider/ssh";
@@ -171,7 +171,7 @@ describe("provider e2e: AynaProvider with the real SSH pool against a Debian tes
   });
 
   it("a pinned host key that does not match fails before running anything, naming both fingerprints", async () => {
-    const wrongKey = sshUtils.generateKeyPairSync("ed25519").public;
+    const wrongKey = ed25519KeyPair().public;
     const impostor = await provider({ ...config, hostKey: wrongKey });
     const marker = `/tmp/ayna-e2e-mismatch-${tag}`;
     const e = await rejection(impostor.create(cmdUrn, checked(impostor, cmdUrn, { create: `touch ${marker}` })));
@@ -186,7 +186,7 @@ describe("provider e2e: AynaProvider with the real SSH pool against a Debian tes
   });
 
   it("a new pinned host key that does not match is refused by CheckConfig's login, on hostKey", async () => {
-    const wrongKey = sshUtils.generateKeyPairSync("ed25519").public;
+    const wrongKey = ed25519KeyPair().public;
     const r = await p.checkConfig(config, { ...config, hostKey: wrongKey });
     assert.equal(r.failures.length, 1, JSON.stringify(r.failures));
     assert.equal(r.failures[0]!.property, "hostKey");

@@ -8,7 +8,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as structproto from "google-protobuf/google/protobuf/struct_pb";
-import { utils as sshUtils } from "ssh2";
+import { ed25519KeyPair } from "../support/keys";
 import { removeFile, statFile, writeFileAtomic } from "../../builders/files";
 import { envPrelude, remoteInvocation, splitPid, stopCommand } from "../../builders/remote";
 import { AynaProvider, typeOfUrn } from "../../plugins/provider/provider";
@@ -20,10 +20,10 @@ type Props = Record<string, unknown>;
 
 // ------------------------------------------------------------------ fixtures
 
-const loginKey = sshUtils.generateKeyPairSync("ed25519").private;
-const otherLoginKey = sshUtils.generateKeyPairSync("ed25519").private;
-const hostKeyA = sshUtils.generateKeyPairSync("ed25519").public;
-const hostKeyB = sshUtils.generateKeyPairSync("ed25519").public;
+const loginKey = ed25519KeyPair().private;
+const otherLoginKey = ed25519KeyPair().private;
+const hostKeyA = ed25519KeyPair().public;
+const hostKeyB = ed25519KeyPair().public;
 
 /** The fingerprint as `ssh-keygen -l` prints it, computed here rather than by the provider. */
 function keygenFingerprint(hostKeyLine: string): string {

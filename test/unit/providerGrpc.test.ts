@@ -15,7 +15,7 @@ import * as emptyproto from "google-protobuf/google/protobuf/empty_pb";
 import * as structproto from "google-protobuf/google/protobuf/struct_pb";
 import { ResourceProviderClient } from "@pulumi/pulumi/proto/provider_grpc_pb";
 import * as provproto from "@pulumi/pulumi/proto/provider_pb";
-import { utils as sshUtils } from "ssh2";
+import { ed25519KeyPair } from "../support/keys";
 
 type Props = Record<string, unknown>;
 
@@ -27,10 +27,10 @@ const secretSigKey = "4dabf18193072939515e22adb298388d";
 const secretSig = "1b47061264138c4ac30d75fd1eb44270";
 const secret = (value: unknown) => ({ [secretSigKey]: secretSig, value });
 
-const loginKey = sshUtils.generateKeyPairSync("ed25519").private;
-const otherLoginKey = sshUtils.generateKeyPairSync("ed25519").private;
-const hostKey = sshUtils.generateKeyPairSync("ed25519").public;
-const otherHostKey = sshUtils.generateKeyPairSync("ed25519").public;
+const loginKey = ed25519KeyPair().private;
+const otherLoginKey = ed25519KeyPair().private;
+const hostKey = ed25519KeyPair().public;
+const otherHostKey = ed25519KeyPair().public;
 
 function identityOf(line: string): string {
   const blob = Buffer.from(line.split(" ")[1]!, "base64");

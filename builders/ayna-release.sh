@@ -449,11 +449,6 @@ http_gate() { # release: every HTTP service answers 200 naming it
   done
 }
 
-# The watch window: a service that answers at once but dies a few seconds
-# later (a crash on a timer, a worker that exits after its first task) must
-# fail the release while the previous one can still come back. Every service
-# keeps the same main process, with no restart, until WATCH seconds after its
-# own start; then the HTTP services answer once more.
 unit_states() { # unit...: a line "unit state main-pid restarts" per unit, from one systemctl call
   systemctl show -p Id -p ActiveState -p MainPID -p NRestarts -- "$@" | awk -F= '
     $1 == "Id" { id = $2 } $1 == "ActiveState" { st = $2 } $1 == "MainPID" { pid = $2 } $1 == "NRestarts" { nr = $2 }
@@ -461,6 +456,11 @@ unit_states() { # unit...: a line "unit state main-pid restarts" per unit, from 
     END { if (id != "") print id, st, pid, nr }'
 }
 
+# The watch window: a service that answers at once but dies a few seconds
+# later (a crash on a timer, a worker that exits after its first task) must
+# fail the release while the previous one can still come back. Every service
+# keeps the same main process, with no restart, until WATCH seconds after its
+# own start; then the HTTP services answer once more.
 watch_services() { # release
   local rel=$1 entry role port mode unit until=0 t u st pid nr seen
   local -A pids=() role_of=()

@@ -70,6 +70,7 @@ const releases = planHosts(config).map((plan) => {
       app,
       envHash: runtime.envHash,
       envContent: env.content,
+      envValues: env.values,
       units: plan.units.flatMap(unitFiles),
       tool: plan.releaseTool,
       pin: config.release.pin,
@@ -92,4 +93,6 @@ export const hosts = releases.map(({ host, release }) => ({
   release: release.release,
   previousRelease: release.previousRelease,
   sha: release.sha,
+  // The deploy plan of the update that last changed this host (names only, nothing secret).
+  plan: release.plan.lines,
 }));

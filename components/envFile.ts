@@ -25,6 +25,8 @@ export class EnvFile extends pulumi.ComponentResource {
   public readonly path: string;
   /** The rendered file (secret). */
   public readonly content: pulumi.Output<string>;
+  /** Its values by name (secret): the deploy plan compares them and names the keys that changed. */
+  public readonly values: pulumi.Output<Record<string, string>>;
 
   constructor(name: string, args: EnvFileArgs, opts?: pulumi.ComponentResourceOptions) {
     super("ayna:components:EnvFile", name, {}, opts);
@@ -33,10 +35,9 @@ export class EnvFile extends pulumi.ComponentResource {
     const missing = (args.required ?? requiredVariables).filter((v) => !names.has(v));
     if (missing.length > 0) throw new Error(`EnvFile ${name}: missing required variables ${missing.join(", ")}`);
 
+    this.values = pulumi.secret(pulumi.all(args.secrets).apply((secrets) => ({ ...args.plain, ...secrets })));
     this.content = pulumi.secret(
-      pulumi
-        .all(args.secrets)
-        .apply((secrets) => renderEnvFile({ ...args.plain, ...secrets }, `${this.path}: installed by ayna-release`)),
+      this.values.apply((values) => renderEnvFile(values, `${this.path}: installed by ayna-release`)),
     );
     this.registerOutputs({ path: this.path });
   }

@@ -14,6 +14,7 @@ import {
 } from "../builders/releaseTool";
 import { UnitFile } from "../builders/units";
 import { uvicornWorker, uvicornWorkerSource } from "../builders/uvicornWorker";
+import { DeployPlan } from "../sdk/deployPlan";
 import { RemoteCommand } from "../sdk/remoteCommand";
 import { RemoteFile } from "../sdk/remoteFile";
 
@@ -30,6 +31,11 @@ export interface ReleaseArgs {
    * failure puts the previous file back.
    */
   readonly envContent: pulumi.Input<string>;
+  /**
+   * The env file's values by name (a secret), for the deploy plan, which names
+   * the keys added, changed or removed. @default the plan shows no env keys
+   */
+  readonly envValues?: pulumi.Input<Record<string, string>>;
   /** The project's unit files, installed the same way (a changed unit is a gated restart). */
   readonly units: readonly UnitFile[];
   /** Who deploys, for the host's audit log and lock. @default user@hostname of this machine */
@@ -86,6 +92,8 @@ export class Release extends pulumi.ComponentResource {
   public readonly tool: RemoteFile;
   public readonly uvicornWorker: RemoteFile;
   public readonly deploy: RemoteCommand;
+  /** What the last update did to this host, in an operator's words (kept in state, printed at preview). */
+  public readonly plan: DeployPlan;
 
   constructor(name: string, args: ReleaseArgs, opts?: pulumi.ComponentResourceOptions) {
     super("ayna:components:Release", name, {}, opts);
@@ -158,7 +166,26 @@ export class Release extends pulumi.ComponentResource {
     const result = pulumi.unsecret(this.deploy.stdout).apply(parseToolResult);
     this.release = result.release;
     this.previousRelease = result.previous;
+    // Registered once the deploy is through: a failed deploy leaves the last
+    // good manifest in state, so the next plan is still told from what serves.
+    this.plan = new DeployPlan(
+      `${name}-plan`,
+      {
+        project,
+        host: name,
+        sha: this.sha,
+        release: this.release,
+        pin: args.pin,
+        files: this.archive.files,
+        environment: args.envHash,
+        env: pulumi.secret(pulumi.output(args.envValues ?? {})),
+        units: Object.fromEntries(args.units.map((u) => [u.name, sha256(u.content)])),
+        services: args.tool.services.map((s) => ({ role: s.role, reload: s.reload })),
+      },
+      { parent: this, dependsOn: [this.deploy] },
+    );
     this.registerOutputs({
+      plan: this.plan.lines,
       release: this.release,
       previousRelease: this.previousRelease,
       sha: this.sha,

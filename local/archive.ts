@@ -12,6 +12,8 @@ export interface Archive {
   path: string;
   sha256: string;
   bytes: number;
+  /** Every regular file and link in it: path -> hash of its mode and content (for the deploy plan). */
+  files: Record<string, string>;
 }
 
 /** Paths never shipped in a release. */
@@ -84,7 +86,48 @@ export function buildArchive(dir: string, opts: { files?: string[]; exclude?: st
   const sha256 = sha256File(tmp);
   const final = path.join(archiveDir(), `${sha256}.tar.gz`);
   fs.renameSync(tmp, final);
-  return { path: final, sha256, bytes: gz.length };
+  return { path: final, sha256, bytes: gz.length, files: tarFiles(tar) };
+}
+
+function field(block: Buffer, start: number, length: number): string {
+  const raw = block.subarray(start, start + length);
+  const end = raw.indexOf(0);
+  return raw.subarray(0, end < 0 ? raw.length : end).toString("utf8");
+}
+
+/**
+ * The entries of an uncompressed tar stream as written by buildArchive
+ * (GNU format: 512-byte headers, long names in a preceding 'L' entry):
+ * path (without "./") -> sha256 of mode, type and content, 16 hex digits.
+ */
+export function tarFiles(tar: Buffer): Record<string, string> {
+  const files: Record<string, string> = {};
+  let offset = 0;
+  let longName: string | undefined;
+  while (offset + 512 <= tar.length) {
+    const header = tar.subarray(offset, offset + 512);
+    if (header.every((b) => b === 0)) break;
+    const size = parseInt(field(header, 124, 12).trim() || "0", 8);
+    const type = String.fromCharCode(header[156] ?? 0);
+    const body = tar.subarray(offset + 512, offset + 512 + size);
+    offset += 512 + Math.ceil(size / 512) * 512;
+    if (type === "L") {
+      longName = field(body, 0, size);
+      continue;
+    }
+    const name = (longName ?? field(header, 0, 100)).replace(/^\.\//, "");
+    longName = undefined;
+    const mode = field(header, 100, 8).trim();
+    if (type === "0" || type === "\0") {
+      files[name] = createHash("sha256").update(`${mode} file `).update(body).digest("hex").slice(0, 16);
+    } else if (type === "2") {
+      files[name] = createHash("sha256")
+        .update(`${mode} link ${field(header, 157, 100)}`)
+        .digest("hex")
+        .slice(0, 16);
+    }
+  }
+  return files;
 }
 
 /** The git commit that last touched `dir`, or undefined outside git / with uncommitted changes there. */

@@ -3,7 +3,9 @@
 // The performance benchmark of issue 10, on this machine and its test hosts
 // (systemd-nspawn, sharing the machine's cores), file state backend, stack
 // defaults unless a row says otherwise:
-//   empty     `pulumi up` of an empty program: the engine's floor
+//   empty     `pulumi up` of an empty program: the engine's floor, as a
+//             TypeScript program (ts-node, the default template) and as plain
+//             JavaScript (what this program runs, compiled ahead)
 //   noop      `pulumi up` of this program with nothing changed, and the SSH
 //             logins it made (read from the host's sshd journal)
 //   release   a code-only release by `pulumi up`
@@ -191,6 +193,12 @@ async function singleHost(o: Options): Promise<void> {
     const empty = await PulumiStack.create(`empty${process.pid}`, path.join(repoRoot, "test", "fixtures", "empty"));
     stacks.push(empty);
     await empty.ok(["up", "--yes", "--skip-preview"]);
+    const emptyJs = await PulumiStack.create(
+      `emptyjs${process.pid}`,
+      path.join(repoRoot, "test", "fixtures", "empty-js"),
+    );
+    stacks.push(emptyJs);
+    await emptyJs.ok(["up", "--yes", "--skip-preview"]);
     // The program's rows on one host; the hand script's on a host of its own,
     // deployed the same way, so neither finds the other's releases.
     const { host, stack, app } = await deployed(o, "bench");
@@ -198,7 +206,10 @@ async function singleHost(o: Options): Promise<void> {
     const hand = o.only.has("hand") ? await deployed(o, "hand") : undefined;
     if (hand) stacks.push(hand.stack);
     for (let i = 0; i < o.rounds; i++) {
-      if (o.only.has("empty")) record("empty program, `pulumi up` (engine floor)", await measure(() => up(empty)));
+      if (o.only.has("empty")) {
+        record("empty program, `pulumi up` (engine floor)", await measure(() => up(empty)));
+        record("empty JavaScript program (no ts-node), `pulumi up`", await measure(() => up(emptyJs)));
+      }
       if (o.only.has("noop")) {
         const before = await logins(host);
         const m = await measure(() => up(stack));
@@ -305,6 +316,8 @@ async function main(): Promise<void> {
   const ratio = (what: string, got: number, limit: number, unit = "") =>
     `- ${what}: ${f(got)}${unit} (target <= ${f(limit)}${unit}): ${got <= limit ? "met" : "NOT met"}`;
   if (empty && noop) lines.push(ratio("no-op up / empty up", noop.s / empty.s, 1.3));
+  const emptyJs = med("empty JavaScript program (no ts-node), `pulumi up`");
+  if (emptyJs && noop) lines.push(ratio("no-op up / empty JavaScript up", noop.s / emptyJs.s, 1.3));
   if (rel && hand) lines.push(ratio("code-only release / hand script, wall", rel.s / hand.s, 1.0));
   if (rel && hand) lines.push(ratio("code-only release / hand script, CPU-s", rel.cpu / hand.cpu, 0.6));
   if (empty && rb) lines.push(ratio("rollback to previous", rb.s, empty.s + 2, " s"));

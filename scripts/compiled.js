@@ -108,7 +108,79 @@ function compiledIn(root, entry) {
 
 const compiled = (entry) => compiledIn(repoRoot, entry);
 
-module.exports = { compiled, compiledIn };
+/**
+ * Parts of @pulumi/pulumi its index loads at once although a program like
+ * this one never calls them: the Automation API (about 0.25 s) and the
+ * closure serializer with its code-path finder (about 0.3 s, for dynamic
+ * providers). Together they were half of this program's start. Each gets a
+ * stand-in in Node's module cache that loads the real module on first use;
+ * `functions` are the names the SDK reads at load time, handed out as
+ * functions that call the real one.
+ */
+const deferred = [
+  { id: "@pulumi/pulumi/automation", functions: [] },
+  { id: "@pulumi/pulumi/runtime/closure/serializeClosure", functions: ["serializeFunctionAsync", "serializeFunction"] },
+  { id: "@pulumi/pulumi/runtime/closure/codePaths", functions: ["computeCodePaths"] },
+];
+
+function deferModule(file, functions) {
+  const Module = require("node:module");
+  let real;
+  const load = () => {
+    if (!real) {
+      const m = new Module(file, module);
+      m.filename = file;
+      m.paths = Module._nodeModulePaths(path.dirname(file));
+      m.load(file);
+      real = m.exports;
+    }
+    return real;
+  };
+  const callers = new Map(
+    functions.map((name) => [
+      name,
+      function (...args) {
+        return load()[name].apply(this, args);
+      },
+    ]),
+  );
+  const stub = new Module(file, module);
+  stub.filename = file;
+  stub.loaded = true;
+  stub.exports = new Proxy(
+    {},
+    {
+      // The SDK's `__importStar` takes an ES module as it is, without reading anything else.
+      get: (_, key) => (key === "__esModule" ? true : callers.has(key) ? callers.get(key) : load()[key]),
+      has: (_, key) => key in load(),
+      ownKeys: () => Reflect.ownKeys(load()),
+      getOwnPropertyDescriptor: (_, key) => {
+        const d = Object.getOwnPropertyDescriptor(load(), key);
+        return d && { ...d, configurable: true };
+      },
+    },
+  );
+  require.cache[file] = stub;
+}
+
+/** Installs the stand-ins for the SDK that `fromDir` resolves; returns the modules deferred. */
+function deferSdkParts(fromDir) {
+  const done = [];
+  for (const { id, functions } of deferred) {
+    let file;
+    try {
+      file = require.resolve(id, { paths: [fromDir] });
+    } catch {
+      continue;
+    }
+    if (require.cache[file]) continue;
+    deferModule(file, functions);
+    done.push(id);
+  }
+  return done;
+}
+
+module.exports = { compiled, compiledIn, deferSdkParts };
 
 // As a command: node scripts/compiled.js ENTRY.ts [ARGS...] runs ENTRY with ARGS.
 if (require.main === module) {

@@ -3,4 +3,6 @@
 // pulumi-language-nodejs as much as this project's stand-in) loads this file
 // as plain JavaScript (`typescript: false`) and its exports become the stack's outputs.
 "use strict";
-module.exports = require(require("./compiled").compiled("index.ts"));
+const { compiled, deferSdkParts } = require("./compiled");
+deferSdkParts(__dirname);
+module.exports = require(compiled("index.ts"));

@@ -3,3 +3,4 @@ export * from "./provider";
 export * from "./remoteCommand";
 export * from "./remoteFile";
 export * from "./randomSecret";
+export * from "./deployPlan";

@@ -46,8 +46,15 @@ export function connectionOf(config: Record<string, unknown>): Connection | unde
   };
 }
 
-/** CheckConfig: an empty config is fine (only random secrets then); a partial one is not. */
-export function checkConfig(news: Record<string, unknown>): { inputs: Record<string, unknown>; failures: Failure[] } {
+/**
+ * CheckConfig: an empty config is fine (only random secrets then); a partial
+ * one is not. The private key is parsed only when it differs from `olds`'
+ * (the key already in state passed this check when it was set).
+ */
+export function checkConfig(
+  news: Record<string, unknown>,
+  olds: Record<string, unknown> = {},
+): { inputs: Record<string, unknown>; failures: Failure[] } {
   const failures: Failure[] = [];
   for (const k of Object.keys(news)) {
     if (!(configKeys as readonly string[]).includes(k) && !engineKeys.has(k) && !k.startsWith("__")) {
@@ -69,7 +76,8 @@ export function checkConfig(news: Record<string, unknown>): { inputs: Record<str
     });
   }
   if (conn) {
-    for (const f of validateConnection(conn)) failures.push(f);
+    const keyInState = olds["privateKey"] !== undefined && reveal(olds["privateKey"]) === conn.privateKey;
+    for (const f of validateConnection(conn, { parseKey: !keyInState })) failures.push(f);
     if (conn.connectTimeoutSeconds !== undefined && !(conn.connectTimeoutSeconds > 0)) {
       failures.push({ property: "connectTimeoutSeconds", reason: "must be a positive number" });
     }

@@ -5,7 +5,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { AynaProvider } from "./provider";
-import { serve } from "./server";
+import { engineLog, serve } from "./server";
 import { SshPool } from "./ssh";
 
 export { AynaProvider, typeOfUrn, types } from "./provider";
@@ -24,7 +24,12 @@ export function readVersion(): string {
 async function main(): Promise<void> {
   const pool = new SshPool();
   const provider = new AynaProvider(pool, readVersion());
-  const { port } = await serve(provider);
+  // The engine's address comes last, after flags such as `--tracing <endpoint>`.
+  const engine = process.argv
+    .slice(2)
+    .filter((a) => !a.startsWith("-"))
+    .pop();
+  const { port } = await serve(provider, engine ? engineLog(engine) : undefined);
   process.on("exit", () => pool.closeAll());
   // The engine reads the port from the first line of stdout.
   process.stdout.write(`${port}\n`);

@@ -13,6 +13,7 @@ import {
 } from "./command";
 import { checkConfig, connectionOf, diffConfig } from "./config";
 import { checkFile, createFile, deleteFile, diffFile, readFile, updateFile } from "./file";
+import { checkPlan, createPlan, diffPlan, planLines, planMessage, updatePlan } from "./plan";
 import { checkSecret, createSecret, diffSecret } from "./randomSecret";
 import { Connection, Executor, Failure, hostIdentity } from "./ssh";
 import { containsUnknown } from "./secrets";
@@ -24,6 +25,7 @@ export const types = {
   command: "ayna:remote:Command",
   file: "ayna:remote:File",
   secret: "ayna:random:Secret",
+  plan: "ayna:deploy:Plan",
 } as const;
 
 /** The resource type of a URN (the part after the last `$` of its type segment). */
@@ -39,6 +41,8 @@ function unknownType(urn: string): Error {
 export interface CheckResult {
   inputs: Props;
   failures: Failure[];
+  /** Messages for the engine to show on the resource (the deploy plan). */
+  messages?: string[];
 }
 
 export class AynaProvider {
@@ -57,7 +61,7 @@ export class AynaProvider {
    * preview, before it replaces the one that works.
    */
   async checkConfig(olds: Props, news: Props): Promise<CheckResult> {
-    const result = checkConfig(news);
+    const result = checkConfig(news, olds);
     const before = connectionOf(olds);
     if (result.failures.length > 0 || !before || containsUnknown(news) || !this.exec.probe) return result;
     if (!diffConfig(olds, news).changes) return result;
@@ -97,7 +101,7 @@ export class AynaProvider {
     );
   }
 
-  check(urn: string, _olds: Props, news: Props): CheckResult {
+  check(urn: string, olds: Props, news: Props): CheckResult {
     switch (typeOfUrn(urn)) {
       case types.command:
       case types.file: {
@@ -120,6 +124,12 @@ export class AynaProvider {
       }
       case types.secret:
         return { inputs: news, failures: checkSecret(news) };
+      case types.plan: {
+        const failures = checkPlan(news);
+        if (failures.length > 0) return { inputs: news, failures };
+        const lines = planLines(olds, news);
+        return { inputs: news, failures, messages: lines.length ? [planMessage(news, lines)] : [] };
+      }
       default:
         throw unknownType(urn);
     }
@@ -133,6 +143,8 @@ export class AynaProvider {
         return diffFile(olds, news);
       case types.secret:
         return diffSecret(olds, news);
+      case types.plan:
+        return diffPlan(olds, news);
       default:
         throw unknownType(urn);
     }
@@ -149,6 +161,9 @@ export class AynaProvider {
         break;
       case types.secret:
         r = createSecret(inputs);
+        break;
+      case types.plan:
+        r = createPlan(inputs);
         break;
       default:
         throw unknownType(urn);
@@ -182,6 +197,9 @@ export class AynaProvider {
         // Only a change that replaces nothing gets here: keep the value.
         outs = { ...news, value: olds["value"] };
         break;
+      case types.plan:
+        outs = updatePlan(olds, news).outs;
+        break;
       default:
         throw unknownType(urn);
     }
@@ -198,6 +216,7 @@ export class AynaProvider {
       case types.file:
         return deleteFile(this.exec, this.connection(urn), props);
       case types.secret:
+      case types.plan:
         return;
       default:
         throw unknownType(urn);

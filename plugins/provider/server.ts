@@ -6,6 +6,8 @@
 import * as grpc from "@grpc/grpc-js";
 import * as emptyproto from "google-protobuf/google/protobuf/empty_pb";
 import * as structproto from "google-protobuf/google/protobuf/struct_pb";
+import type * as enginerpc from "@pulumi/pulumi/proto/engine_grpc_pb";
+import type * as engineproto from "@pulumi/pulumi/proto/engine_pb";
 import * as plugproto from "@pulumi/pulumi/proto/plugin_pb";
 import * as provrpc from "@pulumi/pulumi/proto/provider_grpc_pb";
 import * as provproto from "@pulumi/pulumi/proto/provider_pb";
@@ -96,8 +98,44 @@ export function configOf(req: provproto.ConfigureRequest): Props {
   return out;
 }
 
+/** Shows a message on a resource in the engine's output (the deploy plan). */
+export type EngineLog = (urn: string, message: string) => Promise<void>;
+
+/**
+ * The engine's Log call at `address` (the engine passes it to every provider
+ * it starts). A message that cannot be delivered is written to stderr, which
+ * the engine shows too: a plan is never lost silently, nor fatal.
+ */
+export function engineLog(address: string): EngineLog {
+  // The engine's stubs are loaded with the first message: most runs send none.
+  let client: enginerpc.EngineClient | undefined;
+  let proto: typeof engineproto | undefined;
+  return (urn, message) =>
+    new Promise((resolve) => {
+      /* eslint-disable @typescript-eslint/no-require-imports -- lazy loads, see above */
+      proto ??= require("@pulumi/pulumi/proto/engine_pb") as typeof engineproto;
+      client ??= new (require("@pulumi/pulumi/proto/engine_grpc_pb") as typeof enginerpc).EngineClient(
+        address,
+        grpc.credentials.createInsecure(),
+      );
+      /* eslint-enable @typescript-eslint/no-require-imports */
+      const req = new proto.LogRequest();
+      req.setSeverity(proto.LogSeverity.INFO);
+      req.setUrn(urn);
+      req.setMessage(message);
+      client.log(req, (err) => {
+        if (err) {
+          process.stderr.write(
+            `${message}\n(pulumi-resource-ayna: the engine did not take this message: ${err.message})\n`,
+          );
+        }
+        resolve();
+      });
+    });
+}
+
 /** The ResourceProvider service implementation for grpc-js. */
-export function service(p: AynaProvider): grpc.UntypedServiceImplementation {
+export function service(p: AynaProvider, log?: EngineLog): grpc.UntypedServiceImplementation {
   return {
     getPluginInfo: handle(() => {
       const info = new plugproto.PluginInfo();
@@ -124,9 +162,11 @@ export function service(p: AynaProvider): grpc.UntypedServiceImplementation {
       resp.setSupportspreview(false);
       return resp;
     }),
-    check: handle((req: provproto.CheckRequest) =>
-      checkResponse(p.check(req.getUrn(), props(req.getOlds()), props(req.getNews()))),
-    ),
+    check: handle(async (req: provproto.CheckRequest) => {
+      const r = p.check(req.getUrn(), props(req.getOlds()), props(req.getNews()));
+      for (const m of r.messages ?? []) await log?.(req.getUrn(), m);
+      return checkResponse(r);
+    }),
     diff: handle((req: provproto.DiffRequest) =>
       diffResponse(p.diff(req.getUrn(), props(req.getOlds()), props(req.getNews()))),
     ),
@@ -164,9 +204,9 @@ export function service(p: AynaProvider): grpc.UntypedServiceImplementation {
 }
 
 /** Serves the provider on a free loopback port; resolves to the port. */
-export function serve(p: AynaProvider): Promise<{ server: grpc.Server; port: number }> {
+export function serve(p: AynaProvider, log?: EngineLog): Promise<{ server: grpc.Server; port: number }> {
   const server = new grpc.Server({ "grpc.max_receive_message_length": 400 * 1024 * 1024 });
-  server.addService(provrpc.ResourceProviderService, service(p));
+  server.addService(provrpc.ResourceProviderService, service(p, log));
   return new Promise((resolve, reject) => {
     server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, port) =>
       err ? reject(err) : resolve({ server, port }),

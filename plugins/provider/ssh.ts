@@ -2,8 +2,19 @@
 // with its algorithm, commands run through the wrapper of builders/remote.ts
 // (environment on stdin, bounded on the host by `timeout`, stoppable by PID).
 import { createHash } from "node:crypto";
-import { Client, ClientChannel, utils as sshUtils } from "ssh2";
+import type { Client, ClientChannel } from "ssh2";
 import { envPrelude, killGraceSeconds, remoteInvocation, splitPid, stopCommand } from "../../builders/remote";
+
+/**
+ * ssh2, loaded on first use: it is a third of the provider's start-up, and a
+ * run that connects nowhere (a no-op `up`, the stack's random secrets) never
+ * needs it.
+ */
+let sshModule: typeof import("ssh2") | undefined;
+function ssh2(): typeof import("ssh2") {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- a lazy load; `import()` would make every caller async
+  return (sshModule ??= require("ssh2") as typeof import("ssh2"));
+}
 
 export interface Connection {
   /** Address SSH connects to. */
@@ -95,7 +106,7 @@ export function hostIdentity(c: Pick<Connection, "hostKey">): string {
 }
 
 /** Checks a connection's shape; names the field and never echoes a value. */
-export function validateConnection(c: Partial<Connection>): Failure[] {
+export function validateConnection(c: Partial<Connection>, opts: { parseKey?: boolean } = {}): Failure[] {
   const errs: Failure[] = [];
   if (typeof c.host !== "string" || c.host === "" || /\s/.test(c.host)) {
     errs.push({ property: "address", reason: "required: the host's IP address or DNS name" });
@@ -108,7 +119,7 @@ export function validateConnection(c: Partial<Connection>): Failure[] {
   }
   if (typeof c.privateKey !== "string" || c.privateKey === "") {
     errs.push({ property: "privateKey", reason: "required (set it with `pulumi config set --secret`)" });
-  } else if (sshUtils.parseKey(c.privateKey) instanceof Error) {
+  } else if (opts.parseKey !== false && ssh2().utils.parseKey(c.privateKey) instanceof Error) {
     errs.push({
       property: "privateKey",
       reason: "is not a private key ssh can read (expected an unencrypted OpenSSH or PEM key)",
@@ -331,7 +342,7 @@ async function connectWithRetry(c: Connection): Promise<Client> {
 
 function connectOnce(c: Connection): Promise<Client> {
   return new Promise((resolve, reject) => {
-    const client = new Client();
+    const client = new (ssh2().Client)();
     let hostKeyProblem: string | undefined;
     const pinned = c.hostKey ? parseHostKey(c.hostKey) : undefined;
     const timeoutSec = c.connectTimeoutSeconds ?? 10;

@@ -13,6 +13,27 @@ import { servedRelease, sh, touchCode } from "../support/sampleApp";
 const project = "demoapp";
 const units = ["web", "api", "celery", "beat"].map((r) => `${project}-${r}.service`);
 const envFile = `/opt/ayna/${project}/shared/.env.staging`;
+const apiToken = `plan-probe-token-${process.pid}`;
+
+/** The deploy plan's lines for a host as the CLI printed them (indentation dropped), one list per printing. */
+function plansIn(out: string, host: string): string[][] {
+  const plans: string[][] = [];
+  const lines = out.split("\n");
+  lines.forEach((l, i) => {
+    if (!l.trim().endsWith(`deploy plan for ${host}:`)) return;
+    const plan: string[] = [];
+    for (const next of lines.slice(i + 1)) {
+      const m = /^\s+((?:release|code|python environment|migrations|env keys|unit files|services|gate)\b.*)$/.exec(
+        next,
+      );
+      if (!m) break;
+      plan.push(m[1]!.trimEnd());
+    }
+    // The progress display also repeats the heading alone on the resource's status line.
+    if (plan.length > 0) plans.push(plan);
+  });
+  return plans;
+}
 
 interface MakeResult {
   code: number;
@@ -79,6 +100,8 @@ describe("operator surface: make targets on a live stack", function () {
     app = await stack.configureSampleApp(project);
     // Generous: under CI load (two e2e files side by side) a cold start takes several seconds.
     await stack.setConfig("release.healthTimeoutSeconds", "30", { path: true });
+    await stack.setConfig("env.FEATURE_FLAG", "off", { path: true });
+    await stack.setConfig("secretEnv.API_TOKEN", apiToken, { path: true, secret: true });
     touchCode(app, "v1");
     const r = await stack.ok(["up", "--yes", "--skip-preview"], { timeoutMs: 900_000 });
     process.stderr.write(`      cold deploy of v1: ${(r.ms / 1000).toFixed(1)} s\n`);
@@ -145,7 +168,7 @@ describe("operator surface: make targets on a live stack", function () {
     assert.match(r.stdout, /^2 True$/m);
   });
 
-  it("validate: passes on the live host; a world-readable env file fails that check, by name", async () => {
+  it("validate: passes on the live host; a world-readable env file fails that check, by name; a refreshed preview shows the drift and up --refresh repairs it", async () => {
     const good = await makeOk("validate");
     assert.doesNotMatch(good.stdout, /✗/);
     assert.match(
@@ -169,6 +192,16 @@ describe("operator surface: make targets on a live stack", function () {
         `only that check fails:\n${bad.stdout}`,
       );
       assert.match(bad.stdout, /1 failed on 1 host\(s\)/);
+      const preview = await stack.ok(["preview", "--refresh", "--diff"]);
+      assert.ok(
+        preview.stdout.includes("::web1-deploy]"),
+        `the refreshed preview names the release:\n${preview.stdout}`,
+      );
+      await stack.ok(["up", "--refresh", "--yes", "--skip-preview"], { timeoutMs: 600_000 });
+      assert.equal((await sh(host, `sudo stat -c '%a %U' ${envFile}`)).trim(), "600 demoapp");
+      const repaired = await makeOk("validate");
+      assert.match(repaired.stdout, /validate ops\d+: \d+ passed, 0 failed on 1 host\(s\)/);
+      assert.equal(await servedRelease(host), "v1");
     } finally {
       await sh(host, `sudo chmod 0600 ${envFile}`);
     }
@@ -183,12 +216,67 @@ describe("operator surface: make targets on a live stack", function () {
     assert.doesNotMatch(r.out, /Previewing/);
   });
 
-  it("deploy YES=1 after a code change: preview --diff, then the update releases v2", async () => {
+  it("deploy YES=1 after new code, one new migration and one changed env key: the plan line by line at preview and at up, no secret; v2 released", async () => {
     touchCode(app, "v2");
+    fs.writeFileSync(
+      path.join(app, "core", "migrations", "0002_plan_probe.py"),
+      [
+        "from django.db import migrations",
+        "",
+        "",
+        "class Migration(migrations.Migration):",
+        '    dependencies = [("core", "0001_initial")]',
+        "    operations = []",
+        "",
+      ].join("\n"),
+    );
+    await stack.setConfig("env.FEATURE_FLAG", "on", { path: true });
     const r = await makeOk("deploy", ["YES=1"]);
+    process.stderr.write(
+      r.out
+        .split("\n")
+        .filter((l) => /deploy plan|^\s+(release|code|python|migrations|env keys|unit files|services|gate)/.test(l))
+        .map((l) => `      | ${l}\n`)
+        .join(""),
+    );
     assert.match(r.stdout, /Previewing update[\s\S]*Updating/);
     assert.match(r.stdout, /release\s*: "v1" => "v2"/);
+    // Once in the preview, once in the update (the two go to different streams of make).
+    const plans = plansIn(r.out, "web1");
+    assert.equal(plans.length, 2, `the plan is printed at preview and at up:\n${r.out}`);
+    const rest = [
+      "python environment: unchanged",
+      "migrations to run: core.0002_plan_probe",
+      "env keys: changed FEATURE_FLAG",
+      "unit files: unchanged",
+      "services: web hands over to new processes (no dropped requests); api hands over to new processes (no dropped requests); celery restarts; beat restarts",
+      "gate: candidates and the health check before the switch; rolled back automatically on failure",
+    ];
+    const code = "code: 1 changed, 1 added, 0 removed: core/build_tag.py, core/migrations/0002_plan_probe.py";
+    // The app copy is outside git: its SHA is `content-` and the archive's hash.
+    const release = /^release: v1 \((content-[0-9a-f]{12})\) -> (a new release|v2) \((content-[0-9a-f]{12})\)$/;
+    const [atPreview, atUp] = [release.exec(plans[0]![0]!), release.exec(plans[1]![0]!)];
+    assert.ok(atPreview && atUp, `release lines: ${plans[0]![0]} / ${plans[1]![0]}`);
+    assert.equal(atPreview[2], "a new release");
+    assert.equal(atUp[2], "v2");
+    assert.notEqual(atPreview[1], atPreview[3]);
+    assert.deepEqual([atUp[1], atUp[3]], [atPreview[1], atPreview[3]]);
+    assert.deepEqual(plans[0]!.slice(1), [code, ...rest]);
+    assert.deepEqual(plans[1]!.slice(1), [code, ...rest]);
+    assert.ok(!r.out.includes(apiToken), "the secret env value appears in make deploy's output");
+    // Kept as a stack output, the plan of the update that last changed the host.
+    const outputs = JSON.parse((await stack.ok(["stack", "output", "--json", "--show-secrets"])).stdout) as {
+      hosts: { name: string; plan: string[] }[];
+    };
+    assert.deepEqual(outputs.hosts[0]!.plan, plans[1]);
+    assert.ok(!JSON.stringify(outputs).includes(apiToken));
     assert.equal(await servedRelease(host), "v2");
+    const applied = await makeOk("shell", [], {
+      input:
+        "from django.db.migrations.recorder import MigrationRecorder as R\n" +
+        "print(sorted(m.name for m in R.Migration.objects.filter(app='core')))\n",
+    });
+    assert.match(applied.stdout, /\['0001_initial', '0002_plan_probe'\]/);
   });
 
   it("rollback: back to v1", async () => {

@@ -175,7 +175,8 @@ describe("venv/systemd mode: the sample app on a fresh host", function () {
       else stack.env["TMPDIR"] = savedTmp;
     }
     const runMs = Date.now() - started;
-    assert.equal(resourceSummary(up.stdout)["updated"], 1, `the env change is a release:\n${up.stdout}`);
+    // The release, and the deploy plan that records it.
+    assert.equal(resourceSummary(up.stdout)["updated"], 2, `the env change is a release:\n${up.stdout}`);
 
     const key = (
       await sh(host, `sudo sed -n 's/^SECRET_KEY="\\(.*\\)"$/\\1/p' /opt/ayna/${project}/shared/.env.staging`)
@@ -289,12 +290,20 @@ describe("venv/systemd mode: the sample app on a fresh host", function () {
       .filter((parts) => parts[2] !== "pulumi:pulumi:Stack")
       .map((parts) => parts[3])
       .sort();
-    assert.deepEqual(touched, ["web1-deploy"], preview.stdout);
+    assert.deepEqual(touched, ["web1-deploy", "web1-plan"], preview.stdout);
     assert.match(preview.stdout, /env:/, "the preview says the env file changed");
-    assert.ok(!preview.stdout.includes("FEATURE_FLAG"), "the env file's content stays masked");
+    // The env file's content stays masked: the key is named by the deploy plan, never its value.
+    assert.deepEqual(
+      preview.stdout
+        .split("\n")
+        .filter((l) => l.includes("FEATURE_FLAG"))
+        .map((l) => l.trim()),
+      ["env keys: added FEATURE_FLAG"],
+      preview.stdout,
+    );
     const pidBefore = (await sh(host, `systemctl show -P MainPID ${project}-web`)).trim();
     const r = await stack.ok(["up", "--yes", "--skip-preview"]);
-    assert.equal(resourceSummary(r.stdout)["updated"], 1, r.stdout);
+    assert.equal(resourceSummary(r.stdout)["updated"], 2, r.stdout);
     const pidAfter = (await sh(host, `systemctl show -P MainPID ${project}-web`)).trim();
     assert.notEqual(pidAfter, pidBefore, "web restarted");
     assert.match(

@@ -60,4 +60,31 @@ describe("local archive cache", () => {
       else process.env["AYNA_ARCHIVE_DIR"] = prev;
     }
   });
+
+  it("lists every shipped file (long names too) with a hash of its mode and content, for the deploy plan", () => {
+    const app = path.join(tmp, "app");
+    const deep = path.join(app, "a".repeat(60), "b".repeat(60));
+    fs.mkdirSync(deep, { recursive: true });
+    fs.writeFileSync(path.join(app, "a.py"), "print(1)\n");
+    fs.writeFileSync(path.join(deep, "long.py"), "x = 2\n");
+    fs.mkdirSync(path.join(app, "__pycache__"));
+    fs.writeFileSync(path.join(app, "__pycache__", "a.pyc"), "junk");
+    fs.symlinkSync("a.py", path.join(app, "link.py"));
+    const prev = process.env["AYNA_ARCHIVE_DIR"];
+    process.env["AYNA_ARCHIVE_DIR"] = path.join(tmp, "cache");
+    try {
+      const one = buildArchive(app);
+      const longName = `${"a".repeat(60)}/${"b".repeat(60)}/long.py`;
+      assert.deepEqual(Object.keys(one.files).sort(), ["a.py", longName, "link.py"]);
+      fs.chmodSync(path.join(app, "a.py"), 0o755);
+      const two = buildArchive(app);
+      assert.notEqual(two.files["a.py"], one.files["a.py"], "a mode change changes the file's hash");
+      assert.equal(two.files[longName], one.files[longName]);
+      fs.writeFileSync(path.join(deep, "long.py"), "x = 3\n");
+      assert.notEqual(buildArchive(app).files[longName], one.files[longName]);
+    } finally {
+      if (prev === undefined) delete process.env["AYNA_ARCHIVE_DIR"];
+      else process.env["AYNA_ARCHIVE_DIR"] = prev;
+    }
+  });
 });

@@ -103,4 +103,28 @@ describe("scripts/compiled.js: the program compiled ahead", () => {
     assert.match(r.out, /components\/thing\.ts/);
     assert.deepEqual(fs.readdirSync(path.join(root, "dist", "program")), []);
   });
+
+  it("@pulumi/pulumi loads without its Automation API and closure serializer, each loaded in full on first use", async function () {
+    this.timeout(60_000);
+    const script = [
+      `const { deferSdkParts } = require(${JSON.stringify(launcher)});`,
+      `console.log(deferSdkParts(${JSON.stringify(repoRoot)}).length);`,
+      "const loaded = (part) => Object.keys(require.cache).filter((k) => k.includes(part) && require.cache[k].loaded).length;",
+      "const parts = ['/@pulumi/pulumi/automation/localWorkspace', '/closure/createClosure', '/@npmcli/arborist/'];",
+      'const pulumi = require("@pulumi/pulumi");',
+      "console.log(typeof pulumi.ComponentResource, parts.map(loaded).join(' '));",
+      "console.log(typeof pulumi.automation.LocalWorkspace.create, Object.keys(pulumi.automation).includes('Stack'));",
+      "pulumi.runtime.serializeFunction(() => 42).then((f) => {",
+      "  console.log(f.text.includes('42'), typeof pulumi.runtime.computeCodePaths, parts.slice(0, 2).every((p) => loaded(p) > 0));",
+      "});",
+    ].join("\n");
+    const child = spawn(process.execPath, ["-e", script], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (err += d));
+    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    assert.equal(code, 0, out + err);
+    assert.equal(out, "3\nfunction 0 0 0\nfunction true\ntrue function true\n", err);
+  });
 });

@@ -210,6 +210,31 @@ describe("ayna provider (AynaProvider against a fake executor)", () => {
       assert.match(r.failures[0]!.reason, /unknown setting; the ayna provider takes address, port, user/);
     });
 
+    // A no-op `up` checks the provider's config on every run: the key in state
+    // passed this check when it was set, and parsing it again would load ssh2.
+    it("an unchanged config loads no SSH library and connects nowhere; a changed key is parsed", function () {
+      this.timeout(30_000);
+      const script = [
+        'const { AynaProvider } = require("./plugins/provider/provider");',
+        "const cfg = JSON.parse(process.env.CFG);",
+        "const exec = { run() { throw new Error('ran') }, probe() { throw new Error('probed') }, cancelAll() {}, closeAll() {} };",
+        'const p = new AynaProvider(exec, "0");',
+        "p.checkConfig(cfg, cfg).then((r) => {",
+        "  const loaded = () => Object.keys(require.cache).some((k) => k.includes('/node_modules/ssh2/'));",
+        "  const before = loaded();",
+        "  return p.checkConfig(cfg, { ...cfg, privateKey: 'not a key' }).then((r2) =>",
+        "    console.log(JSON.stringify({ failures: r.failures, ssh2: before, changed: r2.failures.map((f) => f.property), after: loaded() })));",
+        "});",
+      ].join("\n");
+      const r = spawnSync(process.execPath, ["-r", "ts-node/register/transpile-only", "-e", script], {
+        cwd: path.resolve(__dirname, "..", ".."),
+        env: { ...process.env, CFG: JSON.stringify(configA) },
+        encoding: "utf8",
+      });
+      assert.equal(r.status, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout), { failures: [], ssh2: false, changed: ["privateKey"], after: true });
+    });
+
     it("rejects a malformed private key without echoing it", async () => {
       const body = "c2VjcmV0LWtleS1tYXRlcmlhbC1aWlpa";
       const bad = `-----BEGIN OPENSSH PRIVATE KEY-----\n${body}\n-----END OPENSSH PRIVATE KEY-----\n`;
@@ -1115,6 +1140,80 @@ describe("ayna provider (AynaProvider against a fake executor)", () => {
     for (const outs of [cmdOuts, stored, rerun, cmdRead, fileOuts, fileRead, fileUpdated, secretOuts, secretUpdated]) {
       assertEngineSafe(outs);
     }
+  });
+
+  describe("ayna:deploy:Plan", () => {
+    const planUrn = "urn:pulumi:dev::ayna-deploy::ayna:components:Release$ayna:deploy:Plan::web1-plan";
+    const manifest = (over: Props = {}): Props => ({
+      project: "demoapp",
+      host: "web1",
+      sha: "content-aaaa",
+      files: { "manage.py": "h1", "core/views.py": "h2" },
+      environment: "env-1",
+      env: wrapSecret({ FEATURE_FLAG: "off", DJANGO_SECRET_KEY: envSecret }),
+      units: { "demoapp-web.service": "u1" },
+      services: [{ role: "web", reload: "handover" }],
+      ...over,
+    });
+
+    it("check of a change returns the plan as the resource's message, naming keys and never values; on any provider, with no host", async () => {
+      const p = new AynaProvider(new FakeExecutor(), "0.0.0-test");
+      const olds = { ...manifest(), release: "v3" };
+      const news = manifest({
+        sha: "content-bbbb",
+        files: { "manage.py": "h1", "core/views.py": "h3" },
+        env: wrapSecret({ FEATURE_FLAG: "on", DJANGO_SECRET_KEY: envSecret }),
+        release: unknownValue,
+      });
+      const r = p.check(planUrn, olds, news);
+      assert.deepEqual(r.failures, []);
+      assert.deepEqual(r.messages, [
+        [
+          "deploy plan for web1:",
+          "  release: v3 (content-aaaa) -> a new release (content-bbbb)",
+          "  code: 1 changed, 0 added, 0 removed: core/views.py",
+          "  python environment: unchanged",
+          "  migrations: none new",
+          "  env keys: changed FEATURE_FLAG",
+          "  unit files: unchanged",
+          "  services: web hands over to new processes (no dropped requests)",
+          "  gate: candidates and the health check before the switch; rolled back automatically on failure",
+        ].join("\n"),
+      ]);
+      assert.ok(!JSON.stringify(r.messages).includes(envSecret));
+      assert.equal(r.inputs["hostIdentity"], undefined, "a plan belongs to no machine");
+    });
+
+    it("check with nothing changed sends no message; a malformed manifest fails on its keys", () => {
+      const { p } = providerFor();
+      const m = { ...manifest(), release: "v3" };
+      assert.deepEqual(p.check(planUrn, m, m).messages, []);
+      const bad = p.check(planUrn, {}, { project: "demoapp", host: "web1", sha: "s", environment: "e" });
+      assert.deepEqual(
+        bad.failures.map((f) => f.property),
+        ["files", "units", "env", "services"],
+      );
+    });
+
+    it("create and update keep the lines as outputs and the env values secret-wrapped; nothing runs on a host", async () => {
+      const { p, fake } = providerFor();
+      const created = await p.create(planUrn, { ...manifest(), release: "v1" });
+      assert.match(created.id, /^plan-[0-9a-f]{12}$/);
+      assert.equal((created.outs["lines"] as string[])[0], "release: none -> v1 (content-aaaa)");
+      assert.ok(isSecret(created.outs["env"]));
+      const news = { ...manifest({ env: wrapSecret({ FEATURE_FLAG: "off" }) }), release: "v1" };
+      const updated = await p.update(planUrn, created.outs, news);
+      assert.deepEqual((updated.outs["lines"] as string[]).slice(0, 1), [
+        "release: v1 (content-aaaa) stays; this update changes its configuration",
+      ]);
+      assert.ok((updated.outs["lines"] as string[]).includes("env keys: removed DJANGO_SECRET_KEY"));
+      assert.ok(isSecret(updated.outs["env"]));
+      assert.equal(fake.calls.length, 0);
+      assert.equal(p.diff(planUrn, created.outs, news).changes, true);
+      assert.equal(p.diff(planUrn, updated.outs, news).changes, false);
+      await p.delete(planUrn, updated.outs);
+      assert.equal(fake.calls.length, 0);
+    });
   });
 
   it("cancel() asks the executor to stop every running command, and runs nothing else", async () => {

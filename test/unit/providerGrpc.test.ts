@@ -13,6 +13,8 @@ import * as path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import * as emptyproto from "google-protobuf/google/protobuf/empty_pb";
 import * as structproto from "google-protobuf/google/protobuf/struct_pb";
+import { EngineService } from "@pulumi/pulumi/proto/engine_grpc_pb";
+import * as engineproto from "@pulumi/pulumi/proto/engine_pb";
 import { ResourceProviderClient } from "@pulumi/pulumi/proto/provider_grpc_pb";
 import * as provproto from "@pulumi/pulumi/proto/provider_pb";
 import { ed25519KeyPair } from "../support/keys";
@@ -65,6 +67,9 @@ describe("ayna provider over gRPC (the built plugin, started as the engine start
   let client: ResourceProviderClient;
   let stderr = "";
   let sshPort: number;
+  let engine: grpc.Server | undefined;
+  /** What the provider sent to the engine's Log, in order. */
+  const logged: { urn: string; message: string; severity: number }[] = [];
 
   /** One call with a deadline, so nothing here can hang. */
   function rpc<Req, Res>(method: Unary<Req, Res>, req: Req, ms = 20_000): Promise<Res> {
@@ -107,7 +112,21 @@ describe("ayna provider over gRPC (the built plugin, started as the engine start
     // A stale dist/ is compiled first, as it would be under the engine.
     this.timeout(240_000);
     sshPort = await closedPort();
-    const engineAddress = `127.0.0.1:${await closedPort()}`;
+    // The engine's Log service, as the provider reaches it at the address it is started with.
+    engine = new grpc.Server();
+    engine.addService(EngineService, {
+      log: (call: { request: engineproto.LogRequest }, cb: (e: null, r: emptyproto.Empty) => void) => {
+        const r = call.request;
+        logged.push({ urn: r.getUrn(), message: r.getMessage(), severity: r.getSeverity() });
+        cb(null, new emptyproto.Empty());
+      },
+    });
+    const enginePort = await new Promise<number>((resolve, reject) =>
+      engine!.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, port) =>
+        e ? reject(e) : resolve(port),
+      ),
+    );
+    const engineAddress = `127.0.0.1:${enginePort}`;
     child = spawn(launcher, [engineAddress], { cwd: os.tmpdir(), stdio: ["ignore", "pipe", "pipe"] });
     child.stderr!.setEncoding("utf8").on("data", (d: string) => (stderr += d));
     const firstLine = await new Promise<string>((resolve, reject) => {
@@ -127,6 +146,35 @@ describe("ayna provider over gRPC (the built plugin, started as the engine start
   after(() => {
     client?.close();
     child?.kill("SIGTERM");
+    engine?.forceShutdown();
+  });
+
+  it("Check of a deploy plan sends the plan to the engine's Log as info on the resource's URN, before it answers; no env value", async () => {
+    const planUrn = "urn:pulumi:dev::ayna-deploy::ayna:components:Release$ayna:deploy:Plan::web1-plan";
+    const manifest = {
+      project: "demoapp",
+      host: "web1",
+      sha: "content-aaaa",
+      files: { "core/views.py": "h1" },
+      environment: "env-1",
+      env: secret({ FEATURE_FLAG: "off-value" }),
+      units: { "demoapp-web.service": "u1" },
+      services: [{ role: "web", reload: "handover" }],
+    };
+    const news = { ...manifest, files: { "core/views.py": "h2" }, env: secret({ FEATURE_FLAG: "on-value" }) };
+    const before = logged.length;
+    const resp = await rpc(client.check, checkRequest(planUrn, news, { ...manifest, release: "v3" }));
+    assert.deepEqual(resp.getFailuresList(), []);
+    const sent = logged.slice(before);
+    assert.equal(sent.length, 1, `one message: ${JSON.stringify(sent)}`);
+    assert.equal(sent[0]!.urn, planUrn);
+    assert.equal(sent[0]!.severity, engineproto.LogSeverity.INFO);
+    assert.match(sent[0]!.message, /^deploy plan for web1:\n {2}release: v3 \(content-aaaa\) -> a new release/);
+    assert.match(sent[0]!.message, /\n {2}env keys: changed FEATURE_FLAG\n/);
+    assert.ok(!/off-value|on-value/.test(sent[0]!.message));
+    // Nothing changed: nothing sent.
+    await rpc(client.check, checkRequest(planUrn, news, { ...news, release: "v4" }));
+    assert.equal(logged.length, before + 1);
   });
 
   it("GetPluginInfo answers the project's version", async () => {

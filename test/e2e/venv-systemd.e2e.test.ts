@@ -292,14 +292,16 @@ describe("venv/systemd mode: the sample app on a fresh host", function () {
       .sort();
     assert.deepEqual(touched, ["web1-deploy", "web1-plan"], preview.stdout);
     assert.match(preview.stdout, /env:/, "the preview says the env file changed");
-    // The env file's content stays masked: the key is named by the deploy plan, never its value.
+    // The env file's content stays masked: the key is named by the deploy plan
+    // (the preview's diagnostics, on stderr), never its value.
+    const printed = preview.stdout + preview.stderr;
     assert.deepEqual(
-      preview.stdout
+      printed
         .split("\n")
         .filter((l) => l.includes("FEATURE_FLAG"))
         .map((l) => l.trim()),
       ["env keys: added FEATURE_FLAG"],
-      preview.stdout,
+      printed,
     );
     const pidBefore = (await sh(host, `systemctl show -P MainPID ${project}-web`)).trim();
     const r = await stack.ok(["up", "--yes", "--skip-preview"]);

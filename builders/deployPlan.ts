@@ -3,12 +3,11 @@
 // provider's ayna:deploy:Plan resource) and the manifest of this run. Names
 // only: env values never reach a plan, only their keys.
 
-/** How a role picks up a release (ReleaseService.reload). */
-export type ReloadMode = "handover" | "restart";
+import { ReleaseService } from "./releaseTool";
 
 export interface PlanService {
   role: string;
-  reload: ReloadMode;
+  reload: ReleaseService["reload"];
 }
 
 /** Everything a plan compares, for one host. */
@@ -156,11 +155,8 @@ export function renderPlan(project: string, before: Manifest | undefined, after:
           ? "python environment: new (the lockfile changed); built unless the host still has it"
           : "python environment: unchanged",
     );
-    const pending = before?.pin
-      ? []
-      : migrationNames(Object.keys(after.files)).filter(
-          (m) => !migrationNames(Object.keys(before?.files ?? {})).includes(m),
-        );
+    const applied = new Set(migrationNames(Object.keys(before?.files ?? {})));
+    const pending = before?.pin ? [] : migrationNames(Object.keys(after.files)).filter((m) => !applied.has(m));
     lines.push(
       before?.pin
         ? "migrations: those the source holds beyond the database's, applied before the switch"

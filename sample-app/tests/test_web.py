@@ -105,3 +105,19 @@ def test_settings_defaults() -> None:
     assert settings.CELERY_BROKER_URL == "memory://"
     assert "core.tasks.heartbeat" == settings.CELERY_BEAT_SCHEDULE["heartbeat"]["task"]
     assert settings.CELERY_BEAT_SCHEDULE["heartbeat"]["schedule"] == 30.0
+
+
+@override_settings(
+    STORAGES={
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+)
+@pytest.mark.parametrize("path", ["/", "/health"])
+def test_pages_wait_at_most_one_second_for_a_sqlite_lock(client: Client, migrated_db: None, path: str) -> None:
+    # The load tests' clients give up after 5 s, SQLite's default busy timeout.
+    assert connection.vendor == "sqlite"  # conftest's DATABASE_URL
+    assert client.get(path).status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA busy_timeout")
+        assert cursor.fetchone()[0] == 1000

@@ -544,15 +544,24 @@ start_candidates() { # dir
 }
 
 workers_load() { # dir release: a worker has no port; its code must at least load, as it does at start
-  local dir=$1 rel=$2 entry role port mode cport ref out
+  local dir=$1 rel=$2 entry role port mode cport ref out rc
   local -a cmd
   for entry in "${SERVICES[@]}"; do
     IFS=: read -r role port mode cport _ <<<"$entry"
     declare -p "CHECK_$role" >/dev/null 2>&1 || continue
     ref="CHECK_${role}[@]"
     cmd=("${!ref}")
-    if ! out=$(run_as_app "$dir" "${cmd[@]//@RELEASE@/$dir}" 2>&1); then
-      say "health check failed: the $role code of release $rel does not load:"
+    rc=0
+    out=$(run_as_app "$dir" "${cmd[@]//@RELEASE@/$dir}" 2>&1) || rc=$?
+    if [ "$rc" != 0 ] && [ -z "${out//[[:space:]]/}" ]; then
+      # Code that cannot load says why (a traceback); a check that ended
+      # without a word was stopped from outside it, so it gets one more try.
+      say "the $role check of $rel ended with status $rc and printed nothing: running it once more"
+      rc=0
+      out=$(run_as_app "$dir" "${cmd[@]//@RELEASE@/$dir}" 2>&1) || rc=$?
+    fi
+    if [ "$rc" != 0 ]; then
+      say "health check failed: the $role code of release $rel does not load (exit status $rc):"
       printf '%s\n' "$out" | tail -n 25 >&2 2>/dev/null || true
       return 1
     fi

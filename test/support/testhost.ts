@@ -281,7 +281,9 @@ export function sshArgs(host: TestHost, extra: string[] = []): string[] {
     "-o",
     "GlobalKnownHostsFile=/dev/null",
     "-o",
-    "ConnectTimeout=5",
+    // A freshly booted host on a machine whose 2 cores run other tests can
+    // take more than 5 s to send its SSH banner (seen in CI).
+    "ConnectTimeout=20",
     "-o",
     "LogLevel=ERROR",
     ...extra,

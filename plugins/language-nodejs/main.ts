@@ -87,6 +87,23 @@ function unary<Req, Res>(fn: (req: Req) => Promise<Res>): grpc.handleUnaryCall<R
   };
 }
 
+/** Programs running now: stopped with the host when its engine is gone. */
+const programs = new Set<ReturnType<typeof spawn>>();
+
+/**
+ * The engine is this host's parent. An engine killed outright (SIGKILL) cannot
+ * stop its plugins and leaves this host to init, listening forever; the
+ * upstream hosts health-check their engine for the same reason.
+ */
+function exitWithEngine(): void {
+  const engine = process.ppid;
+  setInterval(() => {
+    if (process.ppid === engine) return;
+    for (const child of programs) child.kill("SIGTERM");
+    process.exit(1);
+  }, 500).unref();
+}
+
 function runProgram(settings: RunSettings): Promise<langproto.RunResponse> {
   const runScript = require.resolve("@pulumi/pulumi/cmd/run", {
     paths: [settings.pwd || process.cwd()],
@@ -100,12 +117,14 @@ function runProgram(settings: RunSettings): Promise<langproto.RunResponse> {
       env: inv.env,
       stdio: ["ignore", "inherit", "inherit"],
     });
+    programs.add(child);
     child.on("error", (err) => {
       const res = new proto.langproto.RunResponse();
       res.setError(`could not start Node.js: ${err.message}`);
       resolve(res);
     });
     child.on("exit", (code, signal) => {
+      programs.delete(child);
       const outcome = runOutcome(code, signal);
       const res = new proto.langproto.RunResponse();
       if (outcome.error) res.setError(outcome.error);
@@ -151,6 +170,7 @@ function main(argv: string[]): void {
     }
     // The engine reads the port from the first line of stdout.
     process.stdout.write(`${port}\n`);
+    exitWithEngine();
   });
 }
 

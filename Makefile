@@ -8,7 +8,7 @@ SHELL := /bin/bash
 ROOT := $(patsubst %/,%,$(dir $(realpath $(firstword $(MAKEFILE_LIST)))))
 TSC := $(ROOT)/node_modules/typescript/bin/tsc
 
-TARGETS := deploy preview rollback migrate shell logs start stop restart status validate
+TARGETS := deploy preview rollback migrate shell backup restore logs start stop restart status validate
 
 # Shells set HOST (the machine's name) and LINES (the terminal's height) on
 # their own: only values given on make's command line count for those two.
@@ -21,7 +21,7 @@ endif
 
 # Values reach scripts/ops.ts through the environment, never spliced into a
 # command line; CONFIG_FILE is relative to where make was run.
-export STACK CONFIG_FILE HOST YES TO LINES FOLLOW
+export STACK CONFIG_FILE HOST YES TO LINES FOLLOW FILE INTO
 export AYNA_OPS_ROOT := $(ROOT)
 export AYNA_OPS_CALLER_DIR := $(CURDIR)
 export AYNA_OPS_TSC := $(TSC)

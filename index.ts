@@ -2,16 +2,28 @@
 // env file, the systemd units and a health-gated release.
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { appArchive, EnvFile, Host, lockfileArchive, PythonRuntime, Release, SystemdService } from "./components";
+import {
+  appArchive,
+  EnvFile,
+  Host,
+  lockfileArchive,
+  PostgresDatabase,
+  PythonRuntime,
+  Release,
+  SystemdService,
+} from "./components";
 import { RandomSecret } from "./sdk";
 import { loadStackConfig } from "./stacks";
 import { planHosts } from "./stacks/plan";
+import { checkApp } from "./stacks/app";
 import { unitFiles } from "./builders/units";
 
 const config = loadStackConfig();
 // The project's folder (where Pulumi.yaml is), not this file's: the engine runs
 // a compiled copy of it from dist/ (scripts/program.js).
 const appDir = path.resolve(pulumi.runtime.getRootDirectory() || process.cwd(), config.app.path);
+// Before anything is packed: a folder that cannot be deployed is a config error.
+checkApp(pulumi.getProject(), appDir, config);
 // Packed once here, shared by every host.
 const app = appArchive(appDir);
 const lockArchive = lockfileArchive(appDir);
@@ -21,6 +33,11 @@ const generated: Record<string, pulumi.Output<string>> = {};
 for (const name of config.generatedSecrets) {
   generated[name] = new RandomSecret(`generated-${name.toLowerCase().replace(/_/g, "-")}`, { length: 50 }).value;
 }
+
+// With a local database, one password for the project's role on every host.
+const databasePassword = config.database.local
+  ? new RandomSecret("database-password", { length: 40 }).value
+  : undefined;
 
 // Releases go out in batches: a batch starts only once every host of the one
 // before it is healthy, so a failed host stops the rollout there.
@@ -55,11 +72,27 @@ const releases = planHosts(config).map((plan) => {
     },
     { ...onHost, dependsOn: host.bootstrap },
   );
+  const database =
+    databasePassword && config.database.name
+      ? new PostgresDatabase(
+          h.name,
+          {
+            project: config.project,
+            name: config.database.name,
+            password: databasePassword,
+            serviceUser: host.serviceUser,
+            serviceGroup: host.serviceGroup,
+            backupRetentionDays: config.database.backupRetentionDays,
+          },
+          { ...onHost, dependsOn: host.bootstrap },
+        )
+      : undefined;
   const env = new EnvFile(h.name, {
     project: config.project,
     stage: config.stage,
     plain: config.env,
-    secrets: { ...config.secretEnv, ...generated },
+    secrets: { ...config.secretEnv, ...generated, ...(database ? { DATABASE_URL: database.url } : {}) },
+    required: config.requiredEnv,
   });
   const previousBatch = plan.batch > 0 ? (releasedInBatch[plan.batch - 1] ?? []) : [];
   // Code, dependencies, env file and units go out together, in the host's
@@ -75,7 +108,7 @@ const releases = planHosts(config).map((plan) => {
       tool: plan.releaseTool,
       pin: config.release.pin,
     },
-    { ...onHost, dependsOn: [host.bootstrap, runtime, ...previousBatch] },
+    { ...onHost, dependsOn: [host.bootstrap, runtime, ...(database ? [database] : []), ...previousBatch] },
   );
   (releasedInBatch[plan.batch] ??= []).push(release);
   for (const unit of plan.units) {

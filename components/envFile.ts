@@ -11,7 +11,11 @@ export interface EnvFileArgs {
   readonly plain: Record<string, string>;
   /** Secret values (config secrets and generated ones). */
   readonly secrets: Record<string, pulumi.Input<string>>;
-  /** Variables that must be present. @default standard v2.0's required variables */
+  /**
+   * Variables that must be present: the stack config's `requiredEnv`, which
+   * follows the roles the project runs.
+   * @default all of standard v2.0's required variables
+   */
   readonly required?: readonly string[];
 }
 
@@ -33,7 +37,12 @@ export class EnvFile extends pulumi.ComponentResource {
     this.path = paths.envFile(args.project, args.stage);
     const names = new Set([...Object.keys(args.plain), ...Object.keys(args.secrets)]);
     const missing = (args.required ?? requiredVariables).filter((v) => !names.has(v));
-    if (missing.length > 0) throw new Error(`EnvFile ${name}: missing required variables ${missing.join(", ")}`);
+    if (missing.length > 0) {
+      // A RunError: the engine shows the message without a stack trace.
+      throw new pulumi.RunError(
+        `EnvFile ${name}: missing required variables ${missing.join(", ")}; set each with \`pulumi config set --path 'env.NAME' VALUE\` (or --secret --path 'secretEnv.NAME')`,
+      );
+    }
 
     this.values = pulumi.secret(pulumi.all(args.secrets).apply((secrets) => ({ ...args.plain, ...secrets })));
     this.content = pulumi.secret(

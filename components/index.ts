@@ -3,3 +3,4 @@ export * from "./pythonRuntime";
 export * from "./envFile";
 export * from "./systemdService";
 export * from "./release";
+export * from "./database";

@@ -11,6 +11,7 @@ import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as readline from "node:readline/promises";
+import { databaseToolPath } from "../builders/postgres";
 import { argv } from "../builders/shell";
 import { paths } from "../standard/paths";
 import { parseProbe, probeScript, renderStatus, validateHost } from "./lib/hostReport";
@@ -34,6 +35,10 @@ interface Options extends StackRef {
   to?: string;
   lines: number;
   follow: boolean;
+  /** restore: the dump's file name in shared/backups. */
+  file?: string;
+  /** restore: the database to load it into. */
+  into?: string;
 }
 
 const help = `Operating a stack (Ayna Deployment Standard v2.0): make TARGET STACK=staging|production [CONFIG_FILE=FILE] [HOST=NAME]
@@ -45,6 +50,8 @@ Deployment:
 Database:
   make migrate    manage.py migrate on each host, as the service user with the env file
   make shell      manage.py shell on one host (the first, or HOST=)
+  make backup     dump the project's database (database.local) into shared/backups on each host
+  make restore    FILE=NAME.dump: load a dump into the scratch database NAME_restore (INTO=NAME: the live one)
 Services:
   make start      start the project's units on each host
   make stop       stop them
@@ -61,6 +68,8 @@ Variables:
   TO=vN             rollback: the release to go back to
   LINES=N           logs: lines of history to start with (default 50)
   FOLLOW=0          logs: print and exit instead of following
+  FILE=NAME.dump    restore: a dump in shared/backups (make backup prints its name)
+  INTO=DB           restore: the database to replace (default: a scratch copy, <database>_restore)
 `;
 
 function options(target: string, env: NodeJS.ProcessEnv): Options {
@@ -82,10 +91,21 @@ function options(target: string, env: NodeJS.ProcessEnv): Options {
   if (to !== undefined && !/^v[1-9][0-9]*$/.test(to)) throw new OpsError(`TO=${to}: expected a release such as v7`);
   const lines = env["LINES"] ? Number(env["LINES"]) : 50;
   if (!Number.isInteger(lines) || lines < 0) throw new OpsError(`LINES=${env["LINES"]}: expected a whole number`);
+  const file = env["FILE"] || undefined;
+  if (file !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]*\.dump$/.test(file)) {
+    throw new OpsError(
+      `FILE=${file}: expected the name of a dump in shared/backups, such as demoapp-20261201T030000Z.dump`,
+    );
+  }
+  const into = env["INTO"] || undefined;
+  if (into !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(into))
+    throw new OpsError(`INTO=${into}: not a database name`);
   return {
     target,
     stack,
     configFile,
+    file,
+    into,
     host: env["HOST"] || undefined,
     yes: /^(1|y|yes|true)$/i.test(env["YES"] ?? ""),
     to,
@@ -262,6 +282,47 @@ async function shellTarget(o: Options): Promise<number> {
   });
 }
 
+function localDatabase(s: OpsStack, target: string): string {
+  if (!s.database) {
+    throw new OpsError(
+      `make ${target}: stack ${s.stack} has no database on its hosts (database.local is not set); ` +
+        `back up the database its DATABASE_URL names with that server's own tools`,
+    );
+  }
+  return s.database.name;
+}
+
+async function backup(o: Options): Promise<number> {
+  return withHosts(o, async (s, hosts, keys) => {
+    const name = localDatabase(s, "backup");
+    for (const host of hosts) {
+      note(`${host.name}: pg_dump of ${name} into ${paths.shared(s.project)}/backups`);
+      const code = await keys.attach(host, asRoot(host, databaseToolPath(s.project), "backup"));
+      if (code !== 0) return code;
+    }
+    return 0;
+  });
+}
+
+async function restore(o: Options): Promise<number> {
+  return withHosts(o, async (s, hosts, keys) => {
+    const name = localDatabase(s, "restore");
+    if (!o.file) {
+      throw new OpsError(
+        `FILE= is required: make restore FILE=${name}-YYYYMMDDTHHMMSSZ.dump (make backup prints the name)`,
+      );
+    }
+    // Each host has its own database and its own dumps.
+    if (hosts.length > 1) {
+      throw new OpsError(`restore acts on one host's database: add HOST= (${hosts.map((h) => h.name).join(", ")})`);
+    }
+    const host = hosts[0]!;
+    const target = o.into ?? `${name}_restore`;
+    note(`${host.name}: ${o.file} into ${target}${target === name ? " (the live database)" : " (a scratch copy)"}`);
+    return keys.attach(host, asRoot(host, databaseToolPath(s.project), "restore", o.file, target));
+  });
+}
+
 // --- services ---
 
 async function logs(o: Options): Promise<number> {
@@ -377,6 +438,8 @@ const targets: Record<string, (o: Options) => Promise<number>> = {
   rollback: rollbackTarget,
   migrate,
   shell: shellTarget,
+  backup,
+  restore,
   logs,
   start: unitControl("start"),
   stop: unitControl("stop"),

@@ -3,7 +3,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { checkBind, checkPort, PortError, PortRange, portFor, rangeFor } from "../standard/portRegistry";
 import { localRedisUrl, redisDbFor } from "../standard/redis";
-import { requiredVariables } from "../standard/variables";
+import { requiredVariablesFor } from "../standard/variables";
 import { schema } from "./schema";
 import { ConfigError, unknownKeyMessage, validateField } from "./validate";
 
@@ -47,9 +47,13 @@ export interface StackConfig {
   app: { path: string };
   /** Plain variables, including the ones the program derives (PROJECT_NAME, WEB_PORT, ...). */
   env: Record<string, string>;
+  /** The required variables of the roles this project runs (standard v2.0's list, less what no enabled role reads). */
+  requiredEnv: string[];
   /** Secret variables, each a secret Output. */
   secretEnv: Record<string, pulumi.Output<string>>;
   generatedSecrets: string[];
+  /** PostgreSQL on the host; `name` (database and role) set exactly when `local`. */
+  database: { local: boolean; name?: string; backupRetentionDays: number };
   /** `db`: the project's database on the host's Redis; set exactly when `local`. */
   redis: { local: boolean; db?: number };
   release: {
@@ -133,16 +137,32 @@ function crossCheck(ns: string, out: Record<string, unknown>, raw: RawConfig, pr
       `${ns}:redis.db: only used with redis.local: true; with another Redis, put the database in env.REDIS_URL (redis://HOST:6379/N)`,
     );
   }
+  const database = out["database"] as StackConfig["database"];
+  if (database.local) {
+    database.name ??= project.replace(/-/g, "_");
+    if ("DATABASE_URL" in secretEnv || "DATABASE_URL" in env) {
+      problems.push(
+        `${ns}:secretEnv.DATABASE_URL: database.local derives it from the host's PostgreSQL; remove it (pulumi config rm --path secretEnv.DATABASE_URL) or set database.local: false`,
+      );
+    }
+  } else if (database.name !== undefined) {
+    problems.push(`${ns}:database.name: only used with database.local: true; remove it, or set database.local: true`);
+  }
   for (const [k, v] of Object.entries(derived)) {
     if (k in env && env[k] !== v)
       problems.push(`${ns}:env.${k}: the program sets it to ${v} (from the registry and config); remove it`);
     env[k] = v;
   }
   const nonEmpty = (m: Record<string, string>) => Object.keys(m).filter((k) => m[k] !== "");
-  const provided = new Set([...nonEmpty(env), ...nonEmpty(secretEnv), ...generated]);
-  for (const name of requiredVariables) {
-    if (name === "WEB_PORT" && !services.web.enabled) continue;
-    if (name === "API_PORT" && !services.api.enabled) continue;
+  const provided = new Set([
+    ...nonEmpty(env),
+    ...nonEmpty(secretEnv),
+    ...generated,
+    ...(database.local ? ["DATABASE_URL"] : []),
+  ]);
+  const roles = (["web", "api", "celery", "beat"] as const).filter((r) => services[r].enabled);
+  out["requiredEnv"] = requiredVariablesFor(roles);
+  for (const name of requiredVariablesFor(roles)) {
     if (!provided.has(name)) {
       const fix =
         name === "DATABASE_URL"

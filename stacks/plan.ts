@@ -21,7 +21,10 @@ export function enabledRoles(c: StackConfig): ServiceRole[] {
 }
 
 export function unitSpec(c: StackConfig, role: ServiceRole): UnitSpec {
-  const after = c.redis.local ? ["redis-server.service"] : [];
+  const after = [
+    ...(c.redis.local ? ["redis-server.service"] : []),
+    ...(c.database.local ? ["postgresql.service"] : []),
+  ];
   const user = c.serviceUser;
   const base = { project: c.project, role, stage: c.stage, user, group: user, after };
   switch (role) {
@@ -92,7 +95,7 @@ export function planHosts(c: StackConfig): HostPlan[] {
   const releaseTool = releaseToolSpec(c);
   return c.hosts.map((host, i) => ({
     host,
-    packages: c.redis.local ? ["redis-server"] : [],
+    packages: [...(c.redis.local ? ["redis-server"] : []), ...(c.database.local ? ["postgresql"] : [])],
     units,
     releaseTool,
     batch: batchOf(i, c.release.batchSize),

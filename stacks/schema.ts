@@ -215,6 +215,30 @@ export const schema: Record<string, Field> = {
       },
     },
   },
+  database: {
+    kind: "object",
+    doc: "PostgreSQL on the host itself (Debian's postgresql, listening on 127.0.0.1 only). Without it, DATABASE_URL comes from secretEnv.",
+    fields: {
+      local: {
+        kind: "bool",
+        doc: "Install PostgreSQL on each host, with a database and a role for the project, a generated password kept as a stack secret, and DATABASE_URL derived from them.",
+        default: false,
+      },
+      name: {
+        kind: "string",
+        doc: "Database and role name. Defaults to the project name with `-` as `_`.",
+        pattern: /^[a-z_][a-z0-9_]{0,62}$/,
+        patternHint: "a lower-case PostgreSQL name (letters, digits, _)",
+      },
+      backupRetentionDays: {
+        kind: "int",
+        doc: "A systemd timer dumps the database daily into shared/backups (files 0600); dumps older than this many days are deleted. 0 turns the timer off.",
+        default: 14,
+        min: 0,
+        max: 3650,
+      },
+    },
+  },
   release: {
     kind: "object",
     doc: "How releases are kept and gated.",

@@ -43,6 +43,8 @@ export interface OpsStack extends StackRef {
   healthPath: string;
   /** release.pin: the release served instead of the source (set by a rollback). */
   pin?: string;
+  /** The project's database on each host's PostgreSQL, when database.local is set. */
+  database?: { name: string };
 }
 
 export class OpsError extends Error {
@@ -103,6 +105,7 @@ export function readStack(ref: StackRef): OpsStack {
   const services =
     field<Record<Role, { enabled: boolean; port?: number; server?: "gunicorn" | "uvicorn" }>>("services");
   const release = field<{ healthPath: string; pin?: string }>("release");
+  const database = field<{ local: boolean; name?: string }>("database");
   if (raw[`${ns}:sshPrivateKey`] === undefined) {
     problems.push(`${ns}:sshPrivateKey: required; set it with \`pulumi config set --secret sshPrivateKey < key\``);
   }
@@ -158,6 +161,8 @@ export function readStack(ref: StackRef): OpsStack {
     portRange: { first: base, last: base + 9 },
     healthPath: release.healthPath,
     pin: release.pin,
+    // Named as the program names it: the project, with - as _.
+    ...(database.local ? { database: { name: database.name ?? project.replace(/-/g, "_") } } : {}),
   };
 }
 

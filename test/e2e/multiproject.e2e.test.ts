@@ -2,11 +2,13 @@
 // project names share a test host, each on its own port range and its own
 // database of the host's Redis; releasing or rolling back one leaves the other's
 // processes alone; a third project claiming a range already taken there is
-// refused at `up`, before anything on the host changes.
+// refused at `up`, before anything on the host changes; a project that runs
+// only its api needs only the api's variables.
 import { strict as assert } from "node:assert";
 import { PulumiStack } from "../support/pulumi";
 import { sshExec, startHost, stopHost, TestHost } from "../support/testhost";
 import { servedRelease, sh, touchCode } from "../support/sampleApp";
+import { assertNoLoss, describeLoad, startLoad } from "../support/load";
 
 const roles = ["web", "api", "celery", "beat"];
 
@@ -33,6 +35,7 @@ describe("several projects on one host: own ports, own Redis database, a claim e
   let alpha: PulumiStack;
   let beta: PulumiStack;
   let gamma: PulumiStack | undefined;
+  let delta: PulumiStack | undefined;
   let alphaApp: string;
 
   async function deploy(project: string, portBase: number): Promise<{ stack: PulumiStack; app: string }> {
@@ -50,6 +53,7 @@ describe("several projects on one host: own ports, own Redis database, a claim e
   });
 
   after(async () => {
+    await delta?.remove();
     await gamma?.remove();
     await beta?.remove();
     await alpha?.remove();
@@ -138,5 +142,40 @@ describe("several projects on one host: own ports, own Redis database, a claim e
     }
     assert.equal(await servedRelease(host, 8150), "v1", "alpha still serves");
     assert.equal(await servedRelease(host, 8170), "v1", "beta still serves");
+  });
+
+  it("an api-only project (no web, workers, Redis or Django settings) deploys, releases and rolls back under 8 clients, losing nothing", async () => {
+    delta = await PulumiStack.create(`delta${process.pid}`);
+    await delta.configureHost("delta", host);
+    const app = await delta.configureSampleApp("delta", { portBase: 8190 });
+    for (const role of ["web", "celery", "beat"]) {
+      await delta.setConfig(`services.${role}.enabled`, "false", { path: true });
+    }
+    await delta.setConfig("redis.local", "false", { path: true });
+    await delta.ok(["config", "rm", "--path", "env.DJANGO_SETTINGS_MODULE"]);
+    touchCode(app, "delta-v1");
+    await delta.ok(["up", "--yes", "--skip-preview"]);
+    assert.equal(await servedRelease(host, 8191), "v1");
+    assert.equal(
+      await sh(host, "systemctl list-units --all --plain --no-legend 'delta-*.service' | awk '{print $1, $3}'"),
+      "delta-api.service active\n",
+      "only the api runs",
+    );
+    const env = await sh(host, "sudo cat /opt/ayna/delta/shared/.env.staging");
+    assert.match(env, /^API_PORT="8191"$/m);
+    assert.doesNotMatch(env, /WEB_PORT|REDIS_URL|DJANGO_SETTINGS_MODULE/);
+
+    const load = await startLoad(host, { urls: ["http://127.0.0.1:8191/"] });
+    touchCode(app, "delta-v2");
+    await delta.ok(["up", "--yes", "--skip-preview"]);
+    assert.equal(await servedRelease(host, 8191), "v2");
+    await delta.ok(["config", "set", "--path", "release.pin", "v1"]);
+    await delta.ok(["up", "--yes", "--skip-preview"]);
+    assert.equal(await servedRelease(host, 8191), "v1");
+    const res = await load.stop();
+    process.stderr.write(`      load through delta v1 -> v2 -> v1: ${describeLoad(res)}\n`);
+    assertNoLoss(res);
+    assert.ok((res.releases["v1"] ?? 0) > 0 && (res.releases["v2"] ?? 0) > 0, "both releases served the clients");
+    assert.equal(await servedRelease(host, 8150), "v1", "alpha still serves");
   });
 });

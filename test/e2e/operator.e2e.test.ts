@@ -3,9 +3,9 @@
 // it, with the stack's config file given as CONFIG_FILE. One host, the sample
 // app deployed once; the targets then act on it in turn.
 import { strict as assert } from "node:assert";
-import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { MakeResult, makeOk as makeOkIn, runMake } from "../support/make";
 import { PulumiStack, repoRoot } from "../support/pulumi";
 import { startHost, stopHost, TestHost } from "../support/testhost";
 import { servedRelease, sh, touchCode } from "../support/sampleApp";
@@ -35,58 +35,16 @@ function plansIn(out: string, host: string): string[][] {
   return plans;
 }
 
-interface MakeResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-  out: string;
-}
-
 describe("operator surface: make targets on a live stack", function () {
   this.timeout(900_000);
   let host: TestHost;
   let stack: PulumiStack;
   let app: string;
 
-  /** `make -s TARGET STACK=<stack> CONFIG_FILE=<its file> VARS...` from the repo, with the stack's backend. */
-  function make(target: string, vars: string[] = [], opts: { input?: string; stack?: boolean } = {}) {
-    const stackVars = opts.stack === false ? [] : [`STACK=${stack.name}`, `CONFIG_FILE=${stack.configFile}`];
-    return new Promise<MakeResult>((resolve, reject) => {
-      const child = spawn("make", ["-s", target, ...stackVars, ...vars], {
-        cwd: repoRoot,
-        env: stack.env,
-        stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
-      });
-      let stdout = "";
-      let stderr = "";
-      let out = "";
-      child.stdout!.setEncoding("utf8").on("data", (d: string) => {
-        stdout += d;
-        out += d;
-      });
-      child.stderr!.setEncoding("utf8").on("data", (d: string) => {
-        stderr += d;
-        out += d;
-      });
-      const timer = setTimeout(() => child.kill("SIGKILL"), 300_000);
-      child.on("error", reject);
-      const started = Date.now();
-      child.on("close", (code) => {
-        clearTimeout(timer);
-        process.stderr.write(
-          `      make ${target} ${vars.join(" ")}: ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
-        );
-        resolve({ code: code ?? -1, stdout, stderr, out });
-      });
-      child.stdin?.end(opts.input);
-    });
-  }
-
-  async function makeOk(target: string, vars: string[] = [], opts: { input?: string } = {}): Promise<MakeResult> {
-    const r = await make(target, vars, opts);
-    assert.equal(r.code, 0, `make ${target} ${vars.join(" ")} exited ${r.code}:\n${r.out}`);
-    return r;
-  }
+  const make = (target: string, vars: string[] = [], opts: { input?: string; stack?: boolean } = {}) =>
+    runMake(stack, target, vars, opts);
+  const makeOk = (target: string, vars: string[] = [], opts: { input?: string } = {}): Promise<MakeResult> =>
+    makeOkIn(stack, target, vars, opts);
 
   function assertUnits(status: string, state: RegExp): void {
     for (const unit of units)

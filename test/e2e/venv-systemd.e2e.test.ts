@@ -317,6 +317,15 @@ describe("venv/systemd mode: the sample app on a fresh host", function () {
   });
 
   describe("bad config fails with the key and the fix, and touches no host", () => {
+    // An existing Django project that lists its dependencies in requirements files, with no lock.
+    const requirementsApp = path.join(os.tmpdir(), `ayna-requirements-app-${process.pid}`);
+    before(() => {
+      fs.mkdirSync(path.join(requirementsApp, "requirements"), { recursive: true });
+      fs.writeFileSync(path.join(requirementsApp, "requirements", "base.txt"), "django~=5.2\ngunicorn\n");
+      fs.writeFileSync(path.join(requirementsApp, "manage.py"), "");
+    });
+    after(() => fs.rmSync(requirementsApp, { recursive: true, force: true }));
+
     const cases: { name: string; set: [string, string, { path?: boolean; secret?: boolean }?][]; expect: RegExp }[] = [
       {
         name: "an unknown key",
@@ -348,6 +357,12 @@ describe("venv/systemd mode: the sample app on a fresh host", function () {
           ],
         ],
         expect: /privateKey.*is not a private key ssh can read/,
+      },
+      {
+        name: "an app with requirements files and no lock",
+        set: [["app.path", requirementsApp, { path: true }]],
+        expect:
+          /ayna-deploy:app\.path: \S+ lists its dependencies in requirements\/base\.txt, without pyproject\.toml and uv\.lock, which the host's environment is built from; in \S+ run `uv init --bare` and `uv add -r requirements\/base\.txt`/,
       },
     ];
     for (const c of cases) {

@@ -5,6 +5,7 @@ import * as path from "node:path";
 import * as yaml from "js-yaml";
 import { ConfigError, parseStackConfig, RawConfig } from "../../stacks";
 import { renderConfigDocs } from "../../stacks/docs";
+import { planHosts } from "../../stacks/plan";
 
 const hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPGVtSKQWjur8Pq/ONhmYCAWFTjQzutzjFtNZ0WGKGWw";
 const privateKey = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
@@ -286,6 +287,44 @@ describe("stack config validation", () => {
   }
 });
 
+describe("database.local", () => {
+  const { secretEnv: _unused, ...noUrl } = good;
+  void _unused;
+
+  it("derives DATABASE_URL (so it is not required) and names the database after the project, - as _", () => {
+    const c = parseStackConfig(
+      "ayna-deploy",
+      "staging",
+      raw({ ...noUrl, project: "my-app", database: { local: true } }, ["sshPrivateKey"]),
+    );
+    assert.deepEqual(c.database, { local: true, name: "my_app", backupRetentionDays: 14 });
+    assert.ok(c.requiredEnv.includes("DATABASE_URL"));
+    assert.ok(!("DATABASE_URL" in c.secretEnv));
+  });
+
+  it("refuses secretEnv.DATABASE_URL beside it, and database.name without it", () => {
+    assert.throws(
+      () => parseStackConfig("ayna-deploy", "staging", raw({ ...good, database: { local: true } })),
+      /ayna-deploy:secretEnv\.DATABASE_URL: database\.local derives it from the host's PostgreSQL; remove it \(pulumi config rm --path secretEnv\.DATABASE_URL\) or set database\.local: false/,
+    );
+    assert.throws(
+      () => parseStackConfig("ayna-deploy", "staging", raw({ ...good, database: { name: "x" } })),
+      /ayna-deploy:database\.name: only used with database\.local: true/,
+    );
+  });
+
+  it("puts PostgreSQL on the host and orders the units after it", () => {
+    const c = parseStackConfig(
+      "ayna-deploy",
+      "staging",
+      raw({ ...noUrl, database: { local: true } }, ["sshPrivateKey"]),
+    );
+    const [plan] = planHosts(c);
+    assert.deepEqual(plan!.packages, ["redis-server", "postgresql"]);
+    assert.deepEqual(plan!.units[0]!.after, ["redis-server.service", "postgresql.service"]);
+  });
+});
+
 describe("committed stack files", () => {
   // Only keys the schema knows, in the shapes it wants; the secret is set by each operator.
   for (const stack of ["staging", "production"]) {
@@ -306,6 +345,52 @@ describe("required variables", () => {
     assert.throws(
       () => parseStackConfig("ayna-deploy", "staging", raw({ ...good, secretEnv: { DATABASE_URL: "" } })),
       /DATABASE_URL is required by standard v2\.0/,
+    );
+  });
+
+  const only = (...roles: string[]) =>
+    Object.fromEntries(["web", "api", "celery", "beat"].map((r) => [r, { enabled: roles.includes(r) }]));
+
+  it("every role: standard v2.0's seven, in its order", () => {
+    assert.deepEqual(parseStackConfig("ayna-deploy", "staging", raw(good)).requiredEnv, [
+      "PROJECT_NAME",
+      "DJANGO_SETTINGS_MODULE",
+      "SECRET_KEY",
+      "DATABASE_URL",
+      "REDIS_URL",
+      "WEB_PORT",
+      "API_PORT",
+    ]);
+  });
+
+  it("an api-only project needs neither Django's settings, Redis nor WEB_PORT", () => {
+    const c = parseStackConfig(
+      "ayna-deploy",
+      "staging",
+      raw({ ...good, services: only("api"), redis: { local: false }, env: {} }),
+    );
+    assert.deepEqual(c.requiredEnv, ["PROJECT_NAME", "SECRET_KEY", "DATABASE_URL", "API_PORT"]);
+    assert.deepEqual(c.env, { PROJECT_NAME: "demoapp", API_PORT: "8151" });
+  });
+
+  it("a worker-only project needs REDIS_URL but no port", () => {
+    const c = parseStackConfig("ayna-deploy", "staging", raw({ ...good, services: only("celery", "beat"), env: {} }));
+    assert.deepEqual(c.requiredEnv, ["PROJECT_NAME", "SECRET_KEY", "DATABASE_URL", "REDIS_URL"]);
+    assert.throws(
+      () =>
+        parseStackConfig(
+          "ayna-deploy",
+          "staging",
+          raw({ ...good, services: only("celery"), redis: { local: false }, env: {} }),
+        ),
+      /ayna-deploy:env: REDIS_URL is required by standard v2\.0 \("Required Variables"\); set redis\.local: true, or env\.REDIS_URL/,
+    );
+  });
+
+  it("the web role still needs DJANGO_SETTINGS_MODULE", () => {
+    assert.throws(
+      () => parseStackConfig("ayna-deploy", "staging", raw({ ...good, services: only("web"), env: {} })),
+      /ayna-deploy:env: DJANGO_SETTINGS_MODULE is required by standard v2\.0/,
     );
   });
 });

@@ -23,7 +23,7 @@ const config = loadStackConfig();
 // a compiled copy of it from dist/ (scripts/program.js).
 const appDir = path.resolve(pulumi.runtime.getRootDirectory() || process.cwd(), config.app.path);
 // Before anything is packed: a folder that cannot be deployed is a config error.
-checkApp(pulumi.getProject(), appDir, config);
+const steps = checkApp(pulumi.getProject(), appDir, config);
 // Packed once here, shared by every host.
 const app = appArchive(appDir);
 const lockArchive = lockfileArchive(appDir);
@@ -43,7 +43,7 @@ const databasePassword = config.database.local
 // before it is healthy, so a failed host stops the rollout there.
 const releasedInBatch: Release[][] = [];
 
-const releases = planHosts(config).map((plan) => {
+const releases = planHosts(config, steps).map((plan) => {
   const h = plan.host;
   const host = new Host(h.name, {
     project: config.project,

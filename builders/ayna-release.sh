@@ -132,13 +132,15 @@ existing_release() { # checksum venv: the newest complete release of this archiv
 # installed apps' own static files) and every file of the release that is not
 # Python code, plus the settings modules. A release that changes only other
 # Python files gets the serving release's static files copied instead.
-static_inputs_hash() { # dir venv
-  (cd "$1" && find . -path ./staticfiles -prune -o -type f \( ! -name '*.py' -o -path '*settings*' \) ! -name .ayna-release.json.part -print0 |
+static_inputs_hash() { # dir venv; empty when STATIC_INPUTS is unset (the build always runs)
+  [ -n "$STATIC_INPUTS" ] || return 0
+  (cd "$1" && find . -path ./staticfiles -prune -o -type f \( ! -name '*.py' -o -path "$STATIC_INPUTS" \) ! -name .ayna-release.json.part -print0 |
     sort -z | xargs -0 -r sha256sum | { cat; printf 'venv %s\n' "$2"; } | sha256sum | cut -c1-16)
 }
 
-migrations_hash() { # dir: one hash over every migration file of the release
-  (cd "$1" && find . -path '*/migrations/*.py' -type f -print0 | sort -z | xargs -0 -r sha256sum | sha256sum | cut -c1-16)
+migrations_hash() { # dir: one hash over every migration file of the release; empty when MIGRATE_INPUTS is unset
+  [ -n "$MIGRATE_INPUTS" ] || return 0
+  (cd "$1" && find . -path "$MIGRATE_INPUTS" -type f -print0 | sort -z | xargs -0 -r sha256sum | sha256sum | cut -c1-16)
 }
 
 switch_to() { # release name; atomic: a new link renamed over the old one
@@ -405,10 +407,13 @@ stop_handovers() {
   done
 }
 
-names_release() { # answer release: does the health answer name this release?
+names_release() { # answer release: does the health answer name this release? (always yes for an app that names none)
+  [ "$HEALTH_NAMES_RELEASE" = 1 ] || return 0
   local key='"release": *"'
   [[ $1 =~ $key"$2"\" ]]
 }
+
+health_path() { printf '%s' "${HEALTH_PATHS[$1]:-$HEALTH_PATH}"; } # role
 
 # The one health poll, for the candidates, the real ports after the switch and
 # the check after a rollback: HEALTH_PASSES answers in a row that name the
@@ -438,7 +443,7 @@ http_gate() { # release: every HTTP service answers 200 naming it
     [ -n "$port" ] || continue
     unit=$(unit_of "$role")
     enabled "$unit" || continue
-    url="http://127.0.0.1:$port$HEALTH_PATH"
+    url="http://127.0.0.1:$port$(health_path "$role")"
     if ! poll_health "$url" "$rel" "$deadline"; then
       say "health check failed: $url did not answer 200 for release $rel within ${HEALTH_TIMEOUT}s; last answer: ${HEALTH_ANSWER:0:300}"
       say "last log lines of $unit:"
@@ -501,8 +506,8 @@ watch_services() { # release
   for entry in "${SERVICES[@]}"; do
     IFS=: read -r role port mode _ <<<"$entry"
     if [ -z "$port" ] || [ -z "${pids[$role]:-}" ]; then continue; fi
-    if ! poll_health "http://127.0.0.1:$port$HEALTH_PATH" "$rel" "$(($(date +%s) + HEALTH_TIMEOUT))"; then
-      say "health check failed: http://127.0.0.1:$port$HEALTH_PATH stopped answering for release $rel during the watch window; last answer: ${HEALTH_ANSWER:0:300}"
+    if ! poll_health "http://127.0.0.1:$port$(health_path "$role")" "$rel" "$(($(date +%s) + HEALTH_TIMEOUT))"; then
+      say "health check failed: http://127.0.0.1:$port$(health_path "$role") stopped answering for release $rel during the watch window; last answer: ${HEALTH_ANSWER:0:300}"
       return 1
     fi
   done
@@ -581,7 +586,7 @@ candidate_check() { # dir release
   for entry in "${SERVICES[@]}"; do
     IFS=: read -r role port mode cport _ <<<"$entry"
     [ -n "$cport" ] || continue
-    url="http://127.0.0.1:$cport$HEALTH_PATH"
+    url="http://127.0.0.1:$cport$(health_path "$role")"
     if ! poll_health "$url" "$rel" "$deadline" "$(candidate_unit "$role")"; then
       say "health check failed: $role of release $rel did not answer 200 on its candidate port $cport ($url) within ${HEALTH_TIMEOUT}s; last answer: ${HEALTH_ANSWER:0:300}"
       say "last log lines of the candidate:"
@@ -677,24 +682,28 @@ unpack_release() { # to sha checksum venv; tar.gz on stdin. (1)-(3): the release
 
 prepare_release() { # from to sha venv. (4)-(5): migrations once per release and static files, before the switch
   local from=$1 to=$2 sha=$3 dir=$RELEASES/$2 mig static mig_pid="" static_pid=""
-  [ -f "$dir/manage.py" ] || return 0
+  [ ${#MIGRATE[@]} -gt 0 ] || [ ${#STATIC[@]} -gt 0 ] || return 0
   # Side by side; each is skipped when its inputs are exactly those of the
-  # serving release: its migrations are applied, its static files collected.
+  # serving release: its migrations are applied, its static files built.
   mig=$(migrations_hash "$dir")
   static=$(static_inputs_hash "$dir" "$4")
   sed -i 's/}$/, "migrations": "'"$mig"'", "static": "'"$static"'"}/' "$dir/.ayna-release.json.part"
-  if [ "$from" != none ] && [ "$(json_field "$RELEASES/$from/.ayna-release.json" migrations)" = "$mig" ]; then
+  if [ ${#MIGRATE[@]} -eq 0 ]; then
+    :
+  elif [ -n "$mig" ] && [ "$from" != none ] && [ "$(json_field "$RELEASES/$from/.ayna-release.json" migrations)" = "$mig" ]; then
     say "migrations unchanged since $from: not run"
   else
-    run_as_app "$dir" "$dir/.venv/bin/python" manage.py migrate --noinput >&2 &
+    run_as_app "$dir" "${MIGRATE[@]//@RELEASE@/$dir}" >&2 &
     mig_pid=$!
   fi
-  if [ "$from" != none ] && [ "$(json_field "$RELEASES/$from/.ayna-release.json" static)" = "$static" ] &&
+  if [ ${#STATIC[@]} -eq 0 ]; then
+    :
+  elif [ -n "$static" ] && [ "$from" != none ] && [ "$(json_field "$RELEASES/$from/.ayna-release.json" static)" = "$static" ] &&
     [ -d "$RELEASES/$from/staticfiles" ]; then
-    say "static inputs unchanged since $from: its static files copied, collectstatic not run"
+    say "static inputs unchanged since $from: its static files copied, the build not run"
     cp -a "$RELEASES/$from/staticfiles/." "$dir/staticfiles/"
   else
-    run_as_app "$dir" "$dir/.venv/bin/python" manage.py collectstatic --noinput >&2 &
+    run_as_app "$dir" "${STATIC[@]//@RELEASE@/$dir}" >&2 &
     static_pid=$!
   fi
   if [ -n "$mig_pid" ] && ! wait "$mig_pid"; then
@@ -705,8 +714,8 @@ prepare_release() { # from to sha venv. (4)-(5): migrations once per release and
   fi
   if [ -n "$static_pid" ] && ! wait "$static_pid"; then
     rm -rf "$dir"
-    audit failed "$from" "$to" "$sha" "collectstatic failed"
-    die "deploy: collectstatic failed; $(serving "$from")" 4
+    audit failed "$from" "$to" "$sha" "static build failed"
+    die "deploy: the static files build (${STATIC[*]:0:4}) failed; $(serving "$from")" 4
   fi
 }
 

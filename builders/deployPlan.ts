@@ -26,6 +26,11 @@ export interface Manifest {
   env: Record<string, string>;
   /** The project's unit files: name -> content hash. */
   units: Record<string, string>;
+  /**
+   * How migrations run: found by name in the tree (Django, Alembic), by the
+   * operator's own command (names unknown), or not at all. @default "listed"
+   */
+  migrations?: "listed" | "command" | "none";
   /** The roles the release tool restarts or hands over, in its order. */
   services: PlanService[];
 }
@@ -158,11 +163,15 @@ export function renderPlan(project: string, before: Manifest | undefined, after:
     const applied = new Set(migrationNames(Object.keys(before?.files ?? {})));
     const pending = before?.pin ? [] : migrationNames(Object.keys(after.files)).filter((m) => !applied.has(m));
     lines.push(
-      before?.pin
-        ? "migrations: those the source holds beyond the database's, applied before the switch"
-        : pending.length
-          ? `migrations to run: ${listed(pending, 20)}`
-          : "migrations: none new",
+      after.migrations === "none"
+        ? "migrations: not run (app.migrate: none)"
+        : after.migrations === "command"
+          ? "migrations: app.migrate's own command runs before the switch"
+          : before?.pin
+            ? "migrations: those the source holds beyond the database's, applied before the switch"
+            : pending.length
+              ? `migrations to run: ${listed(pending, 20)}`
+              : "migrations: none new",
     );
   }
   lines.push(

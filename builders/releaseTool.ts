@@ -47,6 +47,13 @@ export interface ReleaseToolSpec {
   healthTimeoutSeconds: number;
   /** Consecutive good answers required per service. */
   healthPasses: number;
+  /** Per role, a health path other than `healthPath`. @default none */
+  healthPaths?: Partial<Record<ServiceRole, string>>;
+  /**
+   * Whether a health answer must name the release (`"release": "vN"`) to
+   * count; off, a 200 counts. @default true
+   */
+  healthNamesRelease?: boolean;
   /**
    * Seconds every service must keep its main process, without a restart,
    * after its start for the release to pass (the watch window). @default 15
@@ -54,6 +61,24 @@ export interface ReleaseToolSpec {
   watchSeconds?: number;
   /** Seconds to wait for another deploy's lock before giving up. @default 120 */
   lockWaitSeconds?: number;
+  /** The app's migrations, run once per release before its candidates start. @default none */
+  migrate?: ReleaseStep;
+  /** The app's static files build, run in the new release's directory before the switch. @default none */
+  static?: ReleaseStep;
+}
+
+/** A one-shot command of the release, run as the service user with the env file in the release's directory. */
+export interface ReleaseStep {
+  /** `@RELEASE@` stands for the release's directory. */
+  command: string[];
+  /**
+   * A `find -path` pattern: the step is skipped when the serving release has
+   * exactly the same inputs (its migrations are applied, its static files
+   * built). Migrations: the files they are. Static files: the Python files
+   * they depend on, besides every file that is not Python. Unset: the step
+   * runs for every new release.
+   */
+  inputs?: string;
 }
 
 function assign(name: string, value: string | number): string {
@@ -74,6 +99,10 @@ export function renderReleaseSettings(s: ReleaseToolSpec): string {
     assign("HEALTH_PATH", s.healthPath),
     assign("HEALTH_TIMEOUT", s.healthTimeoutSeconds),
     assign("HEALTH_PASSES", s.healthPasses),
+    assign("HEALTH_NAMES_RELEASE", s.healthNamesRelease === false ? 0 : 1),
+    `declare -A HEALTH_PATHS=(${Object.entries(s.healthPaths ?? {})
+      .map(([role, p]) => `[${role}]=${argv(p)}`)
+      .join(" ")})`,
     assign("WATCH", s.watchSeconds ?? 15),
     assign("LOCK_WAIT", s.lockWaitSeconds ?? 120),
     `SERVICES=(${s.services.map((x) => argv([x.role, x.port ?? "", x.reload, x.candidatePort ?? "", x.ready ?? "fork"].join(":"))).join(" ")})`,
@@ -83,6 +112,10 @@ export function renderReleaseSettings(s: ReleaseToolSpec): string {
     ...s.services
       .filter((x) => x.checkCommand)
       .map((x) => `CHECK_${x.role}=(${x.checkCommand!.map((w) => argv(w)).join(" ")})`),
+    `MIGRATE=(${(s.migrate?.command ?? []).map((w) => argv(w)).join(" ")})`,
+    assign("MIGRATE_INPUTS", s.migrate?.inputs ?? ""),
+    `STATIC=(${(s.static?.command ?? []).map((w) => argv(w)).join(" ")})`,
+    assign("STATIC_INPUTS", s.static?.inputs ?? ""),
   ];
   return settings.join("\n") + "\n";
 }

@@ -181,6 +181,12 @@ export class Release extends pulumi.ComponentResource {
         env: pulumi.secret(pulumi.output(args.envValues ?? {})),
         units: Object.fromEntries(args.units.map((u) => [u.name, sha256(u.content)])),
         services: args.tool.services.map((s) => ({ role: s.role, reload: s.reload })),
+        // Left out for the default, so stacks deployed before the setting existed see no change.
+        ...(!args.tool.migrate
+          ? { migrations: "none" as const }
+          : args.tool.migrate.inputs
+            ? {}
+            : { migrations: "command" as const }),
       },
       { parent: this, dependsOn: [this.deploy] },
     );

@@ -12,6 +12,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as readline from "node:readline/promises";
 import { databaseToolPath } from "../builders/postgres";
+import { releaseDirToken } from "../builders/releaseTool";
 import { argv } from "../builders/shell";
 import { paths } from "../standard/paths";
 import { parseProbe, probeScript, renderStatus, validateHost } from "./lib/hostReport";
@@ -48,8 +49,8 @@ Deployment:
   make deploy     preview --diff, then pulumi up; production asks first (YES=1 answers yes)
   make rollback   back to the release before the current one (TO=v7: to that release)
 Database:
-  make migrate    manage.py migrate on each host, as the service user with the env file
-  make shell      manage.py shell on one host (the first, or HOST=)
+  make migrate    the app's migrations (app.migrate) on each host, as the service user with the env file
+  make shell      manage.py shell (Python's, without Django) on one host (the first, or HOST=)
   make backup     dump the project's database (database.local) into shared/backups on each host
   make restore    FILE=NAME.dump: load a dump into the scratch database NAME_restore (INTO=NAME: the live one)
 Services:
@@ -223,8 +224,11 @@ async function rollbackTarget(o: Options): Promise<number> {
 
 // --- the app, as its service user ---
 
-/** python ARGS in the current release, as the services run: their user, env file and confinement. */
-function appCommand(s: OpsStack, host: OpsHost, args: string[], tty: boolean): string {
+/**
+ * COMMAND in the current release (`@RELEASE@` stands for its directory), as
+ * the services run: their user, env file and confinement.
+ */
+function appCommand(s: OpsStack, host: OpsHost, command: string[], tty: boolean): string {
   const p = s.project;
   const current = paths.current(p);
   return asRoot(
@@ -252,17 +256,25 @@ function appCommand(s: OpsStack, host: OpsHost, args: string[], tty: boolean): s
     "-E",
     `PATH=${current}/.venv/bin:/usr/bin:/bin`,
     "--",
-    `${current}/.venv/bin/python`,
-    ...args,
+    ...command.map((w) => w.split(releaseDirToken).join(current)),
   );
 }
 
+const python = `${releaseDirToken}/.venv/bin/python`;
+
 async function migrate(o: Options): Promise<number> {
   return withHosts(o, async (s, hosts, keys) => {
+    const command = s.migrate;
+    if (!command) {
+      note(
+        `make migrate: app.migrate is none for stack ${s.stack} (or the app has neither manage.py nor alembic.ini); nothing to run`,
+      );
+      return 0;
+    }
     // Every host, as a deploy does: hosts sharing one database find nothing left to apply.
     for (const host of hosts) {
-      note(`${host.name}: manage.py migrate in ${paths.current(s.project)}`);
-      const code = await keys.attach(host, appCommand(s, host, ["manage.py", "migrate", "--noinput"], false));
+      note(`${host.name}: ${command.slice(1).join(" ")} in ${paths.current(s.project)}`);
+      const code = await keys.attach(host, appCommand(s, host, command, false));
       if (code !== 0) {
         note(`${host.name}: migrate exited ${code}${hosts.length > 1 ? "; the hosts after it were not migrated" : ""}`);
         return code;
@@ -278,7 +290,8 @@ async function shellTarget(o: Options): Promise<number> {
     if (hosts.length > 1) note(`shell on ${host.name} (HOST= picks another: ${hosts.map((h) => h.name).join(", ")})`);
     // A terminal gets an interactive shell; piped input runs as a script.
     const tty = !!process.stdin.isTTY && !!process.stdout.isTTY;
-    return keys.attach(host, appCommand(s, host, ["manage.py", "shell"], tty), { tty, input: true });
+    const command = s.django ? [python, "manage.py", "shell"] : [python];
+    return keys.attach(host, appCommand(s, host, command, tty), { tty, input: true });
   });
 }
 

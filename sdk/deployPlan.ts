@@ -21,6 +21,8 @@ export interface DeployPlanArgs {
   readonly units: pulumi.Input<Record<string, string>>;
   /** How each role picks up a release. */
   readonly services: pulumi.Input<{ role: string; reload: "handover" | "restart" }[]>;
+  /** How migrations run: named from the tree (Django, Alembic), the operator's command, or none. @default "listed" */
+  readonly migrations?: pulumi.Input<"listed" | "command" | "none">;
 }
 
 /**

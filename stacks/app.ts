@@ -3,11 +3,24 @@
 // instead of a stack trace from the archive or a failure on the host.
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { alembicUpgrade, commandStep, djangoCollectstatic, djangoMigrate } from "../builders/appSteps";
+import { ReleaseStep } from "../builders/releaseTool";
 import { StackConfig } from "./index";
 import { ConfigError } from "./validate";
 
 /** What the checks read of the config. */
-export type AppCheckConfig = Pick<StackConfig, "python" | "services">;
+export type AppCheckConfig = Pick<StackConfig, "python" | "services"> & {
+  app?: Pick<StackConfig["app"], "migrate" | "static">;
+};
+
+/** The release's one-shot steps, as config and the app folder decide them. */
+export interface AppSteps {
+  migrate?: ReleaseStep;
+  static?: ReleaseStep;
+  /** For the deploy plan and messages: django, alembic, command or none. */
+  migrateKind: "django" | "alembic" | "command" | "none";
+  staticKind: "collectstatic" | "command" | "none";
+}
 
 const requirementsFile = /^requirements.*\.(txt|in)$/;
 
@@ -198,8 +211,65 @@ export function appProblems(ns: string, appDir: string, c: AppCheckConfig): stri
   return problems;
 }
 
-/** Throws a ConfigError listing every problem of the app folder. */
-export function checkApp(ns: string, appDir: string, c: AppCheckConfig): void {
+/**
+ * app.migrate and app.static resolved against the app folder: `auto` looks
+ * for manage.py (Django) and alembic.ini (Alembic). Problems go to `problems`.
+ */
+export function appSteps(
+  ns: string,
+  appDir: string,
+  c: Pick<AppCheckConfig, "app">,
+  problems: string[] = [],
+): AppSteps {
+  const migrate = c.app?.migrate ?? "auto";
+  const build = c.app?.static ?? "auto";
+  const django = isFile(path.join(appDir, "manage.py"));
+  const alembic = isFile(path.join(appDir, "alembic.ini"));
+  const steps: AppSteps = { migrateKind: "none", staticKind: "none" };
+  // A framework step needs its file in the app folder.
+  const needs = (key: string, step: string, file: string, has: boolean) => {
+    if (!has)
+      problems.push(`${ns}:${key}: ${step} needs ${appDir}/${file}; set ${key} to the app's own command, or none`);
+    return has;
+  };
+  const kind = migrate === "auto" ? (django ? "django" : alembic ? "alembic" : "none") : migrate;
+  if (kind === "django") {
+    needs("app.migrate", "django", "manage.py", django);
+    steps.migrate = djangoMigrate;
+    steps.migrateKind = "django";
+  } else if (kind === "alembic") {
+    const lock = path.join(appDir, "uv.lock");
+    if (
+      needs("app.migrate", "alembic", "alembic.ini", alembic) &&
+      isFile(lock) &&
+      !lockedPackages(fs.readFileSync(lock, "utf8")).has("alembic")
+    ) {
+      problems.push(
+        `${ns}:app.migrate: alembic is not in ${appDir}/uv.lock; run \`uv add alembic\` in ${appDir}, or set app.migrate`,
+      );
+    }
+    steps.migrate = alembicUpgrade;
+    steps.migrateKind = "alembic";
+  } else if (kind !== "none") {
+    steps.migrate = commandStep(kind);
+    steps.migrateKind = "command";
+  }
+  const staticKind = build === "auto" ? (django ? "collectstatic" : "none") : build;
+  if (staticKind === "collectstatic") {
+    needs("app.static", "collectstatic", "manage.py", django);
+    steps.static = djangoCollectstatic;
+    steps.staticKind = "collectstatic";
+  } else if (staticKind !== "none") {
+    steps.static = commandStep(staticKind);
+    steps.staticKind = "command";
+  }
+  return steps;
+}
+
+/** Throws a ConfigError listing every problem of the app folder; else its release steps. */
+export function checkApp(ns: string, appDir: string, c: AppCheckConfig): AppSteps {
   const problems = appProblems(ns, appDir, c);
-  if (problems.length > 0) throw new ConfigError(problems);
+  const steps = problems.length === 0 ? appSteps(ns, appDir, c, problems) : undefined;
+  if (problems.length > 0 || !steps) throw new ConfigError(problems);
+  return steps;
 }

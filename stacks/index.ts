@@ -27,6 +27,8 @@ export interface HttpServiceConfig {
   timeoutSeconds?: number;
   /** api only. */
   server?: "gunicorn" | "uvicorn";
+  /** This role's health endpoint, when not release.healthPath. */
+  healthPath?: string;
 }
 
 export interface WorkerServiceConfig {
@@ -44,7 +46,7 @@ export interface StackConfig {
   python: string;
   ports: PortRange;
   services: { web: HttpServiceConfig; api: HttpServiceConfig; celery: WorkerServiceConfig; beat: WorkerServiceConfig };
-  app: { path: string };
+  app: { path: string; migrate: string; static: string };
   /** Plain variables, including the ones the program derives (PROJECT_NAME, WEB_PORT, ...). */
   env: Record<string, string>;
   /** The required variables of the roles this project runs (standard v2.0's list, less what no enabled role reads). */
@@ -52,6 +54,8 @@ export interface StackConfig {
   /** Secret variables, each a secret Output. */
   secretEnv: Record<string, pulumi.Output<string>>;
   generatedSecrets: string[];
+  /** Debian packages the app needs beyond the base set. */
+  systemPackages: string[];
   /** PostgreSQL on the host; `name` (database and role) set exactly when `local`. */
   database: { local: boolean; name?: string; backupRetentionDays: number };
   /** `db`: the project's database on the host's Redis; set exactly when `local`. */
@@ -61,6 +65,7 @@ export interface StackConfig {
     healthPath: string;
     healthTimeoutSeconds: number;
     healthPasses: number;
+    healthNamesRelease: boolean;
     watchSeconds: number;
     pin?: string;
     batchSize: number;

@@ -4,6 +4,7 @@
 import { ReleaseService, ReleaseToolSpec, releaseDirToken } from "../builders/releaseTool";
 import { candidateCommand, ServiceRole, UnitSpec, usesSocket, workerCheckCommand } from "../builders/units";
 import { candidateOffsets } from "../standard/portRegistry";
+import type { AppSteps } from "./app";
 import { HostConfig, StackConfig } from "./index";
 
 export interface HostPlan {
@@ -69,8 +70,10 @@ export function releaseServices(c: StackConfig): ReleaseService[] {
   });
 }
 
-export function releaseToolSpec(c: StackConfig): ReleaseToolSpec {
+export function releaseToolSpec(c: StackConfig, steps: Pick<AppSteps, "migrate" | "static"> = {}): ReleaseToolSpec {
   return {
+    ...(steps.migrate ? { migrate: steps.migrate } : {}),
+    ...(steps.static ? { static: steps.static } : {}),
     project: c.project,
     stage: c.stage,
     user: c.serviceUser,
@@ -80,6 +83,10 @@ export function releaseToolSpec(c: StackConfig): ReleaseToolSpec {
     healthPath: c.release.healthPath,
     healthTimeoutSeconds: c.release.healthTimeoutSeconds,
     healthPasses: c.release.healthPasses,
+    healthNamesRelease: c.release.healthNamesRelease,
+    healthPaths: Object.fromEntries(
+      (["web", "api"] as const).flatMap((r) => (c.services[r].healthPath ? [[r, c.services[r].healthPath]] : [])),
+    ),
     watchSeconds: c.release.watchSeconds,
     lockWaitSeconds: c.release.lockWaitSeconds,
   };
@@ -90,12 +97,17 @@ export function batchOf(index: number, batchSize: number): number {
   return Math.floor(index / batchSize);
 }
 
-export function planHosts(c: StackConfig): HostPlan[] {
+/** Per host what it gets; `steps` are the app's migrate and static steps (stacks/app.ts). */
+export function planHosts(c: StackConfig, steps: Pick<AppSteps, "migrate" | "static"> = {}): HostPlan[] {
   const units = enabledRoles(c).map((role) => unitSpec(c, role));
-  const releaseTool = releaseToolSpec(c);
+  const releaseTool = releaseToolSpec(c, steps);
   return c.hosts.map((host, i) => ({
     host,
-    packages: [...(c.redis.local ? ["redis-server"] : []), ...(c.database.local ? ["postgresql"] : [])],
+    packages: [
+      ...(c.redis.local ? ["redis-server"] : []),
+      ...(c.database.local ? ["postgresql"] : []),
+      ...c.systemPackages,
+    ],
     units,
     releaseTool,
     batch: batchOf(i, c.release.batchSize),

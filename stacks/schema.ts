@@ -86,6 +86,12 @@ function serviceFields(role: "web" | "api", module: string, workers: number): Re
       pattern: /^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$/,
       patternHint: "module.path:attribute",
     },
+    healthPath: {
+      kind: "string",
+      doc: `Health endpoint of ${role}; defaults to release.healthPath.`,
+      pattern: /^\/[A-Za-z0-9._~/-]*$/,
+      patternHint: "an absolute URL path",
+    },
     ...(role === "web"
       ? { timeoutSeconds: { kind: "int", doc: "gunicorn --timeout.", default: 120, min: 1, max: 3600 } as Field }
       : {}),
@@ -179,6 +185,16 @@ export const schema: Record<string, Field> = {
         doc: "Directory of the app (with pyproject.toml and uv.lock), relative to the project.",
         default: "sample-app",
       },
+      migrate: {
+        kind: "string",
+        doc: "Migrations, run once per release before its candidates start: `auto` (Django's `manage.py migrate` when the app has manage.py, else Alembic's `alembic upgrade head` when it has alembic.ini, else none), `django`, `alembic`, `none`, or a command of your own (run by sh in the release's directory as the service user, with the env file and the venv on PATH, for every new release).",
+        default: "auto",
+      },
+      static: {
+        kind: "string",
+        doc: "The static files build before the switch: `auto` (`manage.py collectstatic` when the app has manage.py, else none), `collectstatic`, `none`, or a command of your own (as for migrate).",
+        default: "auto",
+      },
     },
   },
   env: {
@@ -199,6 +215,17 @@ export const schema: Record<string, Field> = {
     doc: "Variables whose value is generated once and kept (e.g. SECRET_KEY).",
     items: { kind: "string", doc: "name", pattern: /^[A-Z_][A-Z0-9_]*$/, patternHint: "an environment variable name" },
     default: ["SECRET_KEY"],
+  },
+  systemPackages: {
+    kind: "array",
+    doc: "Debian packages the app needs on each host beyond the base set (e.g. libpq5, libmagic1), installed by the bootstrap when missing.",
+    items: {
+      kind: "string",
+      doc: "package",
+      pattern: /^[a-z0-9][a-z0-9+.-]+$/,
+      patternHint: "a Debian package name",
+    },
+    default: [],
   },
   redis: {
     kind: "object",
@@ -259,6 +286,11 @@ export const schema: Record<string, Field> = {
         max: 900,
       },
       healthPasses: { kind: "int", doc: "Consecutive healthy answers required.", default: 2, min: 1, max: 20 },
+      healthNamesRelease: {
+        kind: "bool",
+        doc: 'The health answer names the release it comes from (`"release": "vN"` in its JSON; the release is in `.ayna-release.json` of the working directory), so the gate knows the new code answers. Off for an app that cannot: then a 200 is enough, after its candidates answered 200 on their own ports.',
+        default: true,
+      },
       watchSeconds: {
         kind: "int",
         doc: "After the switch, how long every service must keep running in the same process (no crash, no restart) for the release to pass; a service that dies within it rolls the release back. 0 checks once.",

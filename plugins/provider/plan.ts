@@ -23,6 +23,7 @@ export const planKeys = [
   "env",
   "units",
   "services",
+  "migrations",
 ];
 
 function isRecordOfStrings(v: unknown): v is Record<string, string> {
@@ -60,6 +61,9 @@ export function checkPlan(news: Props): Failure[] {
   if (!isServices(n["services"])) {
     failures.push({ property: "services", reason: "required (a list of { role, reload: handover | restart })" });
   }
+  if (n["migrations"] !== undefined && !["listed", "command", "none"].includes(String(n["migrations"]))) {
+    failures.push({ property: "migrations", reason: "listed, command or none" });
+  }
   return failures;
 }
 
@@ -84,7 +88,12 @@ export function storedManifest(olds: Props): Manifest | undefined {
     env: isRecordOfStrings(o["env"]) ? o["env"] : {},
     units: isRecordOfStrings(o["units"]) ? o["units"] : {},
     services: isServices(o["services"]) ? o["services"] : [],
+    migrations: migrationsMode(o["migrations"]),
   };
+}
+
+function migrationsMode(v: unknown): Manifest["migrations"] {
+  return v === "command" || v === "none" ? v : undefined;
 }
 
 export function nextManifest(news: Props): NextManifest {
@@ -98,6 +107,7 @@ export function nextManifest(news: Props): NextManifest {
     env: known(news["env"], (x) => x as Record<string, string>),
     units: n["units"] as Record<string, string>,
     services: n["services"] as PlanService[],
+    migrations: migrationsMode(n["migrations"]),
   };
 }
 

@@ -30,7 +30,7 @@ function sections(s: OpsStack, full: boolean): [string, string][] {
       .filter((x) => x.port !== undefined)
       .map((x): [string, string] => [
         `health ${x.role}`,
-        argv("curl", "-sS", "--max-time", "5", "-w", "\\n%{http_code}", healthUrl(s, x.port!)),
+        argv("curl", "-sS", "--max-time", "5", "-w", "\\n%{http_code}", healthUrl(s, x)),
       ]),
     ["audit", argv("tail", "-n", "5", `${paths.logs(p)}/deploy-audit.log`)],
   ];
@@ -75,8 +75,8 @@ export function parseProbe(out: string): Probe {
   return res;
 }
 
-function healthUrl(s: OpsStack, port: number): string {
-  return `http://127.0.0.1:${port}${s.healthPath}`;
+function healthUrl(s: OpsStack, svc: { port?: number; healthPath?: string }): string {
+  return `http://127.0.0.1:${svc.port!}${svc.healthPath ?? s.healthPath}`;
 }
 
 function envFile(s: OpsStack): string {
@@ -178,7 +178,7 @@ export function renderStatus(s: OpsStack, host: OpsHost, probe: Probe): string {
     .filter((x) => x.port !== undefined)
     .forEach((svc, i) => {
       const h = health(probe, svc.role);
-      const text = `${svc.role.padEnd(4)} ${healthUrl(s, svc.port!)}  ${h.code === "000" ? "no answer" : h.code}${h.release ? `  release ${h.release}` : ""}`;
+      const text = `${svc.role.padEnd(4)} ${healthUrl(s, svc)}  ${h.code === "000" ? "no answer" : h.code}${h.release ? `  release ${h.release}` : ""}`;
       if (i === 0) row("health", text);
       else more(text);
     });
@@ -330,7 +330,7 @@ export function validateHost(s: OpsStack, probe: Probe): Check[] {
     const names = !h.release || h.release === current;
     add(
       h.code === "200" && names,
-      `${svc.role} ${healthUrl(s, svc.port!)} answers 200`,
+      `${svc.role} ${healthUrl(s, svc)} answers 200`,
       `${h.code === "000" ? "no answer" : h.code}${h.release ? `, release ${h.release}` : ""}${names ? "" : ` (current is ${current})`}`,
       std("Blue-Green Deployment", "8. Health check"),
     );

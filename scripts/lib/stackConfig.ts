@@ -6,6 +6,7 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { usesSocket } from "../../builders/units";
+import { appSteps } from "../../stacks/app";
 import { schema } from "../../stacks/schema";
 import { validateField } from "../../stacks/validate";
 import { checkPort, PortError, portFor, rangeFor } from "../../standard/portRegistry";
@@ -37,7 +38,7 @@ export interface OpsStack extends StackRef {
   hosts: OpsHost[];
   /** Enabled roles in the program's order, with the HTTP port of web and api. */
   /** Enabled services; `socket` is the listening socket unit that holds a gunicorn service's port. */
-  services: { role: Role; unit: string; socket?: string; port?: number }[];
+  services: { role: Role; unit: string; socket?: string; port?: number; healthPath?: string }[];
   /** The project's ten ports. */
   portRange: { first: number; last: number };
   healthPath: string;
@@ -45,6 +46,10 @@ export interface OpsStack extends StackRef {
   pin?: string;
   /** The project's database on each host's PostgreSQL, when database.local is set. */
   database?: { name: string };
+  /** app.migrate resolved against the app folder (`@RELEASE@` for the release's directory); none when off. */
+  migrate?: string[];
+  /** The app is Django (manage.py): make shell opens manage.py shell, else Python's. */
+  django: boolean;
 }
 
 export class OpsError extends Error {
@@ -103,9 +108,15 @@ export function readStack(ref: StackRef): OpsStack {
   const serviceUser = field<string | undefined>("serviceUser") ?? project;
   const ports = field<{ base?: number }>("ports");
   const services =
-    field<Record<Role, { enabled: boolean; port?: number; server?: "gunicorn" | "uvicorn" }>>("services");
+    field<Record<Role, { enabled: boolean; port?: number; server?: "gunicorn" | "uvicorn"; healthPath?: string }>>(
+      "services",
+    );
   const release = field<{ healthPath: string; pin?: string }>("release");
   const database = field<{ local: boolean; name?: string }>("database");
+  const app = field<{ path: string; migrate: string; static: string }>("app");
+  // As the program resolves it: relative to the project's folder.
+  const appDir = path.resolve(repoRoot, app.path);
+  const steps = appSteps(ns, appDir, { app }, problems);
   if (raw[`${ns}:sshPrivateKey`] === undefined) {
     problems.push(`${ns}:sshPrivateKey: required; set it with \`pulumi config set --secret sshPrivateKey < key\``);
   }
@@ -157,12 +168,15 @@ export function readStack(ref: StackRef): OpsStack {
         unit: `${project}-${role}.service`,
         ...(usesSocket({ role, apiServer: services.api.server }) ? { socket: `${project}-${role}.socket` } : {}),
         port: services[role].port,
+        ...(services[role].healthPath ? { healthPath: services[role].healthPath } : {}),
       })),
     portRange: { first: base, last: base + 9 },
     healthPath: release.healthPath,
     pin: release.pin,
     // Named as the program names it: the project, with - as _.
     ...(database.local ? { database: { name: database.name ?? project.replace(/-/g, "_") } } : {}),
+    ...(steps.migrate ? { migrate: steps.migrate.command } : {}),
+    django: fs.existsSync(path.join(appDir, "manage.py")),
   };
 }
 

@@ -32,6 +32,8 @@ export interface LoadResult {
   releases: Record<string, number>;
   /** The slowest request, in seconds. */
   max: number;
+  /** With failures: the host's journal from 12 s before the first to 2 s after the last, to tell why. */
+  journal?: string;
 }
 
 export interface LoadOptions {
@@ -73,6 +75,7 @@ export async function startLoad(host: TestHost, opts: LoadOptions = {}): Promise
     opts.clients ?? 8,
     ...urls,
   ];
+  const started = Date.now();
   const run = sshExec(host, `python3 - ${args.join(" ")}`, {
     input: script,
     timeoutMs: ((opts.maxSeconds ?? 600) + 60) * 1000,
@@ -94,6 +97,17 @@ export async function startLoad(host: TestHost, opts: LoadOptions = {}): Promise
         add(total.releases, t.releases);
         total.max = Math.max(total.max, t.max);
       }
+      const at = Object.values(raw.urls).flatMap((t) => t.failedAt);
+      if (at.length > 0) {
+        // The host shares this machine's clock (a container), so load times map onto its journal.
+        const since = Math.floor(started / 1000 + Math.min(...at) - 12);
+        const until = Math.ceil(started / 1000 + Math.max(...at) + 2);
+        const j = await sshExec(
+          host,
+          `sudo journalctl --no-pager -o short-precise --since @${since} --until @${until} | tail -n 150`,
+        );
+        total.journal = j.stdout;
+      }
       return total;
     },
   };
@@ -102,7 +116,11 @@ export async function startLoad(host: TestHost, opts: LoadOptions = {}): Promise
 /** Every request of every URL answered 200 within the client timeout. */
 export function assertNoLoss(r: LoadResult): void {
   for (const [url, t] of Object.entries(r.urls)) {
-    assert.equal(t.failed, 0, `${url} lost ${t.failed} requests: ${describeLoad(r)}`);
+    assert.equal(
+      t.failed,
+      0,
+      `${url} lost ${t.failed} requests: ${describeLoad(r)}${r.journal ? `\nthe host's journal around the failures:\n${r.journal}` : ""}`,
+    );
   }
   assert.ok(r.ok > 0, "the load sent requests");
 }

@@ -27,6 +27,7 @@ export class PulumiStack {
   private constructor(
     readonly name: string,
     readonly cwd: string,
+    backendUrl?: string,
   ) {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), `ayna-e2e-${name}-`));
     this.configFile = path.join(this.dir, `Pulumi.${name}.yaml`);
@@ -35,7 +36,7 @@ export class PulumiStack {
       ...process.env,
       PATH: `${path.dirname(this.pulumi)}:${process.env.PATH ?? ""}`,
       PULUMI_HOME: path.join(this.dir, "home"),
-      PULUMI_BACKEND_URL: `file://${path.join(this.dir, "state")}`,
+      PULUMI_BACKEND_URL: backendUrl ?? `file://${path.join(this.dir, "state")}`,
       PULUMI_CONFIG_PASSPHRASE: `e2e-passphrase-${name}`,
       PULUMI_SKIP_UPDATE_CHECK: "true",
       PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
@@ -44,9 +45,12 @@ export class PulumiStack {
     };
   }
 
-  /** Creates a stack of the program in `cwd` (default: the repo). */
-  static async create(name: string, cwd = repoRoot): Promise<PulumiStack> {
-    const s = new PulumiStack(name, cwd);
+  /**
+   * Creates a stack of the program in `cwd` (default: the repo), its state in
+   * a file backend of its own unless `backendUrl` names another.
+   */
+  static async create(name: string, cwd = repoRoot, opts: { backendUrl?: string } = {}): Promise<PulumiStack> {
+    const s = new PulumiStack(name, cwd, opts.backendUrl);
     // `stack init` takes no --config-file and writes Pulumi.<stack>.yaml (its
     // secrets salt) beside the Pulumi.yaml it runs with: run it on a copy of
     // the project file in the stack's temp dir, never in the repo, and keep
@@ -58,6 +62,16 @@ export class PulumiStack {
     fs.renameSync(path.join(project, `Pulumi.${name}.yaml`), s.configFile);
     fs.rmSync(project, { recursive: true, force: true });
     return s;
+  }
+
+  /**
+   * The same stack as a second operator sees it: a PULUMI_HOME and a copy of
+   * the config file of its own, the same backend and passphrase.
+   */
+  secondOperator(): PulumiStack {
+    const other = new PulumiStack(this.name, this.cwd, this.env["PULUMI_BACKEND_URL"]);
+    fs.copyFileSync(this.configFile, other.configFile);
+    return other;
   }
 
   run(

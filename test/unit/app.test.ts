@@ -4,32 +4,18 @@ import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { parseStackConfig, RawConfig } from "../../stacks";
-import { appProblems, lockedPackages, pythonAllowed, requiresPython } from "../../stacks/app";
+import { alembicUpgrade, djangoCollectstatic, djangoMigrate } from "../../builders/appSteps";
+import { stackConfig } from "../support/config";
+import { appProblems, appSteps, lockedPackages, pythonAllowed, requiresPython } from "../../stacks/app";
 
-const hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPGVtSKQWjur8Pq/ONhmYCAWFTjQzutzjFtNZ0WGKGWw";
-const privateKey = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
-
-function config(extra: Record<string, unknown> = {}) {
-  const values: Record<string, unknown> = {
-    project: "demoapp",
-    ports: { base: 8150 },
-    hosts: [{ name: "web1", address: "10.0.0.5", hostKey }],
-    sshPrivateKey: privateKey,
-    env: { DJANGO_SETTINGS_MODULE: "config.settings" },
-    secretEnv: { DATABASE_URL: "postgresql://app@db/app" },
-    ...extra,
-  };
-  const raw: RawConfig = { values: {}, secretKeys: new Set(["sshPrivateKey", "secretEnv"]) };
-  for (const [k, v] of Object.entries(values)) raw.values[k] = typeof v === "string" ? v : JSON.stringify(v);
-  return parseStackConfig("ayna-deploy", "staging", raw);
-}
+const config = stackConfig;
 
 const lockOf = (...names: string[]) =>
   `version = 1\n\n${names.map((n) => `[[package]]\nname = "${n}"\nversion = "1.0"\n`).join("\n")}`;
 const djangoFiles = {
   "pyproject.toml": '[project]\nname = "x"\nrequires-python = ">=3.12"\n',
   "uv.lock": lockOf("celery", "django", "gunicorn", "uvicorn"),
+  "manage.py": "",
   "config/__init__.py": "",
   "config/wsgi.py": "",
   "api/__init__.py": "",
@@ -189,4 +175,57 @@ describe("reading pyproject.toml and uv.lock", () => {
   for (const [spec, python, want] of cases) {
     it(`Python ${python} against "${spec}": ${String(want)}`, () => assert.equal(pythonAllowed(python, spec), want));
   }
+});
+
+describe("migrate and static steps, from app.migrate and app.static and the app folder", () => {
+  const steps = (files: Record<string, string>, app: Record<string, string> = {}) => {
+    const problems: string[] = [];
+    const dir = tree(files);
+    const s = appSteps("ayna-deploy", dir, config({ app: { path: dir, ...app } }), problems);
+    return { s, problems: problems.map((p) => p.split(dir).join("APP")) };
+  };
+
+  it("auto: a Django app migrates and collects its static files", () => {
+    const { s, problems } = steps(djangoFiles);
+    assert.deepEqual(problems, []);
+    assert.deepEqual(s, {
+      migrate: djangoMigrate,
+      static: djangoCollectstatic,
+      migrateKind: "django",
+      staticKind: "collectstatic",
+    });
+  });
+
+  it("auto: an app with alembic.ini runs alembic upgrade head, and builds no static files", () => {
+    const { s, problems } = steps({ "alembic.ini": "", "uv.lock": lockOf("alembic", "fastapi") });
+    assert.deepEqual(problems, []);
+    assert.deepEqual(s, { migrate: alembicUpgrade, migrateKind: "alembic", staticKind: "none" });
+  });
+
+  it("auto: neither runs nothing; none turns a step off; anything else is the operator's command", () => {
+    assert.deepEqual(steps({ "app.py": "" }).s, { migrateKind: "none", staticKind: "none" });
+    assert.deepEqual(steps(djangoFiles, { migrate: "none", static: "none" }).s, {
+      migrateKind: "none",
+      staticKind: "none",
+    });
+    assert.deepEqual(steps(djangoFiles, { migrate: "python -m app.migrate", static: "make assets" }).s, {
+      migrate: { command: ["/bin/sh", "-c", "python -m app.migrate"] },
+      static: { command: ["/bin/sh", "-c", "make assets"] },
+      migrateKind: "command",
+      staticKind: "command",
+    });
+  });
+
+  it("refuses a framework the app folder does not have, naming the file and the fix", () => {
+    assert.deepEqual(steps({ "app.py": "" }, { migrate: "alembic", static: "collectstatic" }).problems, [
+      "ayna-deploy:app.migrate: alembic needs APP/alembic.ini; set app.migrate to the app's own command, or none",
+      "ayna-deploy:app.static: collectstatic needs APP/manage.py; set app.static to the app's own command, or none",
+    ]);
+    assert.deepEqual(steps({ "alembic.ini": "", "uv.lock": lockOf("fastapi") }).problems, [
+      "ayna-deploy:app.migrate: alembic is not in APP/uv.lock; run `uv add alembic` in APP, or set app.migrate",
+    ]);
+    assert.deepEqual(steps({ "app.py": "" }, { migrate: "django" }).problems, [
+      "ayna-deploy:app.migrate: django needs APP/manage.py; set app.migrate to the app's own command, or none",
+    ]);
+  });
 });

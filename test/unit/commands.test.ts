@@ -12,6 +12,7 @@ import {
   renderReleaseTool,
   verifyCommand,
 } from "../../builders/releaseTool";
+import { commandStep, djangoMigrate } from "../../builders/appSteps";
 import { assertGolden } from "../support/golden";
 
 const envSpec = {
@@ -132,6 +133,8 @@ describe("host command builders (golden files)", () => {
       healthPath: "/health",
       healthTimeoutSeconds: 60,
       healthPasses: 2,
+      migrate: djangoMigrate,
+      static: commandStep("npm run build && cp -r dist staticfiles/"),
     };
     // The script's steps are tested by running them (releaseTool.test.ts); only the settings are golden.
     assertGolden("ayna-release-settings.sh", renderReleaseSettings(spec));

@@ -6,9 +6,7 @@ import * as yaml from "js-yaml";
 import { ConfigError, parseStackConfig, RawConfig } from "../../stacks";
 import { renderConfigDocs } from "../../stacks/docs";
 import { planHosts } from "../../stacks/plan";
-
-const hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPGVtSKQWjur8Pq/ONhmYCAWFTjQzutzjFtNZ0WGKGWw";
-const privateKey = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
+import { goodConfig, hostKey, privateKey } from "../support/config";
 
 function raw(values: Record<string, unknown>, secret: string[] = ["sshPrivateKey", "secretEnv"]): RawConfig {
   const v: Record<string, string> = {};
@@ -16,14 +14,7 @@ function raw(values: Record<string, unknown>, secret: string[] = ["sshPrivateKey
   return { values: v, secretKeys: new Set(secret) };
 }
 
-const good = {
-  project: "demoapp",
-  ports: { base: 8150 },
-  hosts: [{ name: "web1", address: "10.0.0.5", hostKey }],
-  sshPrivateKey: privateKey,
-  env: { DJANGO_SETTINGS_MODULE: "config.settings" },
-  secretEnv: { DATABASE_URL: "postgresql://app:pw@db.internal:5432/app" },
-};
+const good = goodConfig;
 
 interface ErrorCase {
   name: string;
@@ -212,6 +203,11 @@ const errorCases: ErrorCase[] = [
     errors: ["ayna-deploy:env.REDIS_URL: the program sets it to redis://127.0.0.1:6379/6"],
   },
   {
+    name: "a system package name with a shell character",
+    config: { ...good, systemPackages: ["libpq5;rm"] },
+    errors: ["ayna-deploy:systemPackages[0]: invalid value; expected a Debian package name"],
+  },
+  {
     name: "bad env name",
     config: { ...good, env: { "bad-name": "x" } },
     errors: ["ayna-deploy:env.bad-name: invalid name"],
@@ -313,7 +309,7 @@ describe("database.local", () => {
     );
   });
 
-  it("puts PostgreSQL on the host and orders the units after it", () => {
+  it("puts PostgreSQL (and systemPackages) on the host and orders the units after it", () => {
     const c = parseStackConfig(
       "ayna-deploy",
       "staging",
@@ -321,6 +317,12 @@ describe("database.local", () => {
     );
     const [plan] = planHosts(c);
     assert.deepEqual(plan!.packages, ["redis-server", "postgresql"]);
+    const withExtra = parseStackConfig(
+      "ayna-deploy",
+      "staging",
+      raw({ ...noUrl, database: { local: true }, systemPackages: ["libmagic1"] }, ["sshPrivateKey"]),
+    );
+    assert.deepEqual(planHosts(withExtra)[0]!.packages, ["redis-server", "postgresql", "libmagic1"]);
     assert.deepEqual(plan!.units[0]!.after, ["redis-server.service", "postgresql.service"]);
   });
 });

@@ -73,6 +73,15 @@ describe("deploy plan", () => {
     ]);
   });
 
+  it("app.migrate none or a command of the operator's: the plan says so instead of naming migrations", () => {
+    const before = deployed();
+    const files = { ...before.files, "core/migrations/0002_flag.py": "e" };
+    const line = (migrations: "none" | "command") =>
+      renderPlan("demoapp", before, next({ sha: sha2, files, migrations }))[3];
+    assert.equal(line("none"), "migrations: not run (app.migrate: none)");
+    assert.equal(line("command"), "migrations: app.migrate's own command runs before the switch");
+  });
+
   it("at up, once the deploy is through, the plan names the release it made", () => {
     const lines = renderPlan("demoapp", deployed(), next({ sha: sha2, release: "v4" }));
     assert.equal(lines[0], "release: v3 (111111111111) -> v4 (222222222222)");

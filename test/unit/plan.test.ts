@@ -1,30 +1,14 @@
 // stacks/plan.ts: the validated config turned into what each host gets. Pure,
 // so the per-host plan is checked here with exact values.
 import { strict as assert } from "node:assert";
-import { parseStackConfig, RawConfig } from "../../stacks";
-import { planHosts } from "../../stacks/plan";
+import { planHosts, releaseToolSpec } from "../../stacks/plan";
+import { hostKey, stackConfig } from "../support/config";
 
-const hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPGVtSKQWjur8Pq/ONhmYCAWFTjQzutzjFtNZ0WGKGWw";
-const privateKey = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
-
-function config(extra: Record<string, unknown> = {}) {
-  const values: Record<string, unknown> = {
-    project: "demoapp",
-    ports: { base: 8150 },
+const config = (extra: Record<string, unknown> = {}) =>
+  stackConfig({
     hosts: ["a", "b", "c", "d", "e"].map((n, i) => ({ name: n, address: `10.0.0.${i + 5}`, hostKey })),
-    sshPrivateKey: privateKey,
-    env: { DJANGO_SETTINGS_MODULE: "config.settings" },
-    secretEnv: { DATABASE_URL: "postgresql://app:pw@db.internal:5432/app" },
     ...extra,
-  };
-  const raw: RawConfig = {
-    values: Object.fromEntries(
-      Object.entries(values).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]),
-    ),
-    secretKeys: new Set(["sshPrivateKey", "secretEnv"]),
-  };
-  return parseStackConfig("ayna-deploy", "staging", raw);
-}
+  });
 
 describe("stacks/plan: a typed plan per host", () => {
   it("puts hosts in batches of release.batchSize, in config order", () => {
@@ -65,6 +49,16 @@ describe("stacks/plan: a typed plan per host", () => {
       plan!.releaseTool.services.map((s) => s.role),
       ["web", "api"],
     );
+  });
+
+  it("gives the release tool each role's own health path, and whether answers name the release", () => {
+    const spec = releaseToolSpec(
+      config({ services: { api: { healthPath: "/api/health" } }, release: { healthNamesRelease: false } }),
+    );
+    assert.deepEqual(spec.healthPaths, { api: "/api/health" });
+    assert.equal(spec.healthPath, "/health");
+    assert.equal(spec.healthNamesRelease, false);
+    assert.equal(releaseToolSpec(config()).healthNamesRelease, true);
   });
 
   it("asks for redis-server on the host only when Redis is local", () => {

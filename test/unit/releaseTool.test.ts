@@ -11,6 +11,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { encodeUnits, ReleaseToolSpec, renderReleaseTool } from "../../builders/releaseTool";
+import { alembicUpgrade, commandStep, djangoCollectstatic, djangoMigrate } from "../../builders/appSteps";
 
 interface Run {
   code: number;
@@ -477,6 +478,32 @@ describe("ayna-release: candidates before the switch", () => {
       ],
     );
     assert.match(r.stderr, /^candidate ok: web of v2 is healthy on 127\.0\.0\.1:8155$/m);
+  });
+
+  it("a role's own health path is the one polled, on the candidate port and after the switch", async () => {
+    const sb = sandbox({ healthPaths: { web: "/ready/" } });
+    const v2 = sb.release("v2");
+    sb.answers(8155, healthy("v2"));
+    sb.answers(8150, healthy("v2"));
+    const r = await sb.source(`candidate_check ${v2} v2 && http_gate v2`);
+    assert.equal(r.code, 0, r.stderr);
+    const urls = [...new Set(sb.calls("curl").map((c) => c.line.split(" ").pop()))];
+    assert.deepEqual(urls, ["http://127.0.0.1:8155/ready/", "http://127.0.0.1:8150/ready/"]);
+  });
+
+  it("an app whose health answer names no release: a 200 counts when healthNamesRelease is off, and only then", async () => {
+    const plain = '200 {"status": "ok"}';
+    const off = sandbox({ healthNamesRelease: false });
+    const v2 = off.release("v2");
+    off.answers(8155, plain);
+    const passed = await off.source(`candidate_check ${v2} v2`);
+    assert.equal(passed.code, 0, passed.stderr);
+    const on = sandbox({ healthTimeoutSeconds: 1 });
+    const w2 = on.release("v2");
+    on.answers(8155, plain);
+    const failed = await on.source(`rc=0; candidate_check ${w2} v2 || rc=$?; echo "rc=$rc"`);
+    assert.equal(failed.stdout, "rc=1\n");
+    assert.match(failed.stderr, /did not answer 200 on its candidate port 8155 .* last answer: \{"status": "ok"\}/);
   });
 
   it("stops the candidates once they have passed", async () => {
@@ -953,6 +980,7 @@ describe("ayna-release: rollback", () => {
 });
 
 describe("ayna-release: migrations and static files before the switch", () => {
+  const django = { migrate: djangoMigrate, static: djangoCollectstatic };
   /** A Django-shaped release vN whose python logs each manage.py command; `files` adds or replaces files. */
   function djangoRelease(sb: Sandbox, name: string, files: Record<string, string> = {}): string {
     const dir = sb.release(name);
@@ -993,20 +1021,20 @@ describe("ayna-release: migrations and static files before the switch", () => {
   }
 
   it("a first release runs migrate and collectstatic", async () => {
-    const sb = sandbox();
+    const sb = sandbox(django);
     djangoRelease(sb, "v1");
     assert.deepEqual((await prepare(sb, "none", "v1")).run, ["v1 collectstatic", "v1 migrate"]);
   });
 
   it("a release that changes only Python code outside the settings runs neither; the serving release's static files are copied", async () => {
-    const sb = sandbox();
+    const sb = sandbox(django);
     djangoRelease(sb, "v1");
     await prepare(sb, "none", "v1");
     djangoRelease(sb, "v2", { "core/views.py": "v = 2\n" });
     const r = await prepare(sb, "v1", "v2");
     assert.deepEqual(r.run, []);
     assert.match(r.stderr, /^migrations unchanged since v1: not run$/m);
-    assert.match(r.stderr, /^static inputs unchanged since v1: its static files copied, collectstatic not run$/m);
+    assert.match(r.stderr, /^static inputs unchanged since v1: its static files copied, the build not run$/m);
     assert.equal(
       fs.readFileSync(path.join(sb.root, "releases", "v2", "staticfiles", "site.css"), "utf8"),
       "collected\n",
@@ -1014,7 +1042,7 @@ describe("ayna-release: migrations and static files before the switch", () => {
   });
 
   it("a changed static file or settings module runs collectstatic again; a new migration runs migrate alone", async () => {
-    const sb = sandbox();
+    const sb = sandbox(django);
     djangoRelease(sb, "v1");
     await prepare(sb, "none", "v1");
     djangoRelease(sb, "v2", { "core/static/core/site.css": "body { color: red }\n" });
@@ -1030,6 +1058,37 @@ describe("ayna-release: migrations and static files before the switch", () => {
       "core/migrations/0002_more.py": "m = 2\n",
     });
     assert.deepEqual((await prepare(sb, "v3", "v4")).run, ["v4 migrate"]);
+  });
+  it("Alembic: upgrade head on a first release, skipped while no revision changed, run for a new one", async () => {
+    const sb = sandbox({ migrate: alembicUpgrade });
+    const withAlembic = (name: string, files: Record<string, string> = {}) => {
+      const dir = djangoRelease(sb, name, { "migrations/versions/0001_items.py": "r = 1\n", ...files });
+      const bin = path.join(sb.root, "venvs", "envA", "bin", "alembic");
+      fs.writeFileSync(bin, `#!/bin/sh\necho "$(basename "$PWD") alembic $*" >>"$STUB_DIR/manage.log"\n`, {
+        mode: 0o755,
+      });
+      return dir;
+    };
+    withAlembic("v1");
+    assert.deepEqual((await prepare(sb, "none", "v1")).run, ["v1 alembic upgrade head"]);
+    withAlembic("v2", { "app/main.py": "x = 2\n" });
+    const r = await prepare(sb, "v1", "v2");
+    assert.deepEqual(r.run, []);
+    assert.match(r.stderr, /^migrations unchanged since v1: not run$/m);
+    withAlembic("v3", { "migrations/versions/0002_more.py": "r = 2\n" });
+    assert.deepEqual((await prepare(sb, "v2", "v3")).run, ["v3 alembic upgrade head"]);
+  });
+
+  it("the operator's own commands run for every new release, in its directory; none configured runs nothing", async () => {
+    const log = (what: string) => commandStep(`echo "$(basename "$PWD") ${what}" >>"$STUB_DIR/manage.log"`);
+    const sb = sandbox({ migrate: log("migrated"), static: log("built") });
+    djangoRelease(sb, "v1");
+    assert.deepEqual((await prepare(sb, "none", "v1")).run, ["v1 built", "v1 migrated"]);
+    djangoRelease(sb, "v2");
+    assert.deepEqual((await prepare(sb, "v1", "v2")).run, ["v2 built", "v2 migrated"]);
+    const bare = sandbox();
+    djangoRelease(bare, "v1");
+    assert.deepEqual((await prepare(bare, "none", "v1")).run, [], "no step configured: manage.py alone runs nothing");
   });
 });
 

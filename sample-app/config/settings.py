@@ -114,14 +114,13 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL: a page that reads never waits for a writer. In the default
-    # rollback-journal mode a read waits out every commit (the heartbeat's,
-    # a migration's), fsync included, for up to the 5 s busy timeout: on a
-    # busy disk that showed as web requests of exactly 5 s. IMMEDIATE takes
-    # the write lock at BEGIN, so two writers queue instead of one failing.
-    DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE"}
-    )
+    # IMMEDIATE takes the write lock at BEGIN, so two writers queue instead of
+    # one failing. WAL (a page that reads never waits for a writer) is a
+    # property of the database file, set once after each migrate
+    # (core.apps): a PRAGMA on every new connection ran before any view could
+    # shorten the 5 s busy timeout, so fresh workers opening their
+    # connections while another process held the lock waited 5 s each.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE"})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # ------------------------------------------------------------------ i18n / time

@@ -121,3 +121,17 @@ def test_pages_wait_at_most_one_second_for_a_sqlite_lock(client: Client, migrate
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA busy_timeout")
         assert cursor.fetchone()[0] == 1000
+
+
+def test_sqlite_is_in_wal_mode_after_migrate_and_new_connections_run_no_pragma(migrated_db: None) -> None:
+    from django.conf import settings
+    from django.db import connections
+
+    assert "init_command" not in settings.DATABASES["default"].get("OPTIONS", {})
+    fresh = connections.create_connection("default")
+    try:
+        with fresh.cursor() as cursor:
+            cursor.execute("PRAGMA journal_mode")
+            assert cursor.fetchone()[0] == "wal"
+    finally:
+        fresh.close()

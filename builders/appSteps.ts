@@ -2,11 +2,12 @@
 // the static files build, per framework or as the operator's own command.
 import { ReleaseStep, releaseDirToken } from "./releaseTool";
 
-const python = `${releaseDirToken}/.venv/bin/python`;
+/** The release environment's Python. */
+export const releasePython = `${releaseDirToken}/.venv/bin/python`;
 
 /** Django: `manage.py migrate`, skipped while no file under a migrations/ folder changed. */
 export const djangoMigrate: ReleaseStep = {
-  command: [python, "manage.py", "migrate", "--noinput"],
+  command: [releasePython, "manage.py", "migrate", "--noinput"],
   inputs: "*/migrations/*.py",
 };
 
@@ -17,7 +18,7 @@ export const djangoMigrate: ReleaseStep = {
  * serving release's static files.
  */
 export const djangoCollectstatic: ReleaseStep = {
-  command: [python, "manage.py", "collectstatic", "--noinput"],
+  command: [releasePython, "manage.py", "collectstatic", "--noinput"],
   inputs: "*settings*",
 };
 

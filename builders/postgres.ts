@@ -15,6 +15,14 @@ export interface DatabaseSpec {
   retentionDays: number;
 }
 
+/** A database (and role) name: lower-case PostgreSQL letters, digits and _, never quoted in use. */
+export const databaseNamePattern = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/** The database and role of a project unless config names one: the project, with - as _. */
+export function defaultDatabaseName(project: string): string {
+  return project.replace(/-/g, "_");
+}
+
 const psql = ["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres"];
 
 /** A PostgreSQL string literal. */

@@ -11,7 +11,8 @@ import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as readline from "node:readline/promises";
-import { databaseToolPath } from "../builders/postgres";
+import { releasePython } from "../builders/appSteps";
+import { databaseNamePattern, databaseToolPath } from "../builders/postgres";
 import { releaseDirToken } from "../builders/releaseTool";
 import { argv } from "../builders/shell";
 import { paths } from "../standard/paths";
@@ -99,8 +100,7 @@ function options(target: string, env: NodeJS.ProcessEnv): Options {
     );
   }
   const into = env["INTO"] || undefined;
-  if (into !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(into))
-    throw new OpsError(`INTO=${into}: not a database name`);
+  if (into !== undefined && !databaseNamePattern.test(into)) throw new OpsError(`INTO=${into}: not a database name`);
   return {
     target,
     stack,
@@ -260,8 +260,6 @@ function appCommand(s: OpsStack, host: OpsHost, command: string[], tty: boolean)
   );
 }
 
-const python = `${releaseDirToken}/.venv/bin/python`;
-
 async function migrate(o: Options): Promise<number> {
   return withHosts(o, async (s, hosts, keys) => {
     const command = s.migrate;
@@ -290,7 +288,7 @@ async function shellTarget(o: Options): Promise<number> {
     if (hosts.length > 1) note(`shell on ${host.name} (HOST= picks another: ${hosts.map((h) => h.name).join(", ")})`);
     // A terminal gets an interactive shell; piped input runs as a script.
     const tty = !!process.stdin.isTTY && !!process.stdout.isTTY;
-    const command = s.django ? [python, "manage.py", "shell"] : [python];
+    const command = s.django ? [releasePython, "manage.py", "shell"] : [releasePython];
     return keys.attach(host, appCommand(s, host, command, tty), { tty, input: true });
   });
 }

@@ -13,13 +13,10 @@ export type AppCheckConfig = Pick<StackConfig, "python" | "services"> & {
   app?: Pick<StackConfig["app"], "migrate" | "static">;
 };
 
-/** The release's one-shot steps, as config and the app folder decide them. */
+/** The release's one-shot steps, as config and the app folder decide them; absent: none. */
 export interface AppSteps {
   migrate?: ReleaseStep;
   static?: ReleaseStep;
-  /** For the deploy plan and messages: django, alembic, command or none. */
-  migrateKind: "django" | "alembic" | "command" | "none";
-  staticKind: "collectstatic" | "command" | "none";
 }
 
 const requirementsFile = /^requirements.*\.(txt|in)$/;
@@ -147,9 +144,8 @@ function packagesFor(c: AppCheckConfig): { key: string; pkg: string; why: string
  * Empty when the app can be packed and its environment built.
  */
 export function appProblems(ns: string, appDir: string, c: AppCheckConfig): string[] {
-  const shown = appDir;
   if (!isDir(appDir)) {
-    return [`${ns}:app.path: ${shown} is not a folder; set app.path to the app's folder (relative to Pulumi.yaml)`];
+    return [`${ns}:app.path: ${appDir} is not a folder; set app.path to the app's folder (relative to Pulumi.yaml)`];
   }
   const problems: string[] = [];
   const hasPyproject = isFile(path.join(appDir, "pyproject.toml"));
@@ -159,25 +155,25 @@ export function appProblems(ns: string, appDir: string, c: AppCheckConfig): stri
     const workspace = hasPyproject ? lockAbove(appDir) : undefined;
     if (!hasPyproject && reqs.length > 0) {
       problems.push(
-        `${ns}:app.path: ${shown} lists its dependencies in ${reqs.join(", ")}, without pyproject.toml and uv.lock, which the host's environment is built from; in ${shown} run \`uv init --bare\` and \`uv add -r ${reqs[0]}\`, then commit pyproject.toml and uv.lock`,
+        `${ns}:app.path: ${appDir} lists its dependencies in ${reqs.join(", ")}, without pyproject.toml and uv.lock, which the host's environment is built from; in ${appDir} run \`uv init --bare\` and \`uv add -r ${reqs[0]}\`, then commit pyproject.toml and uv.lock`,
       );
     } else if (!hasPyproject) {
       problems.push(
-        `${ns}:app.path: ${shown} has no pyproject.toml; set app.path to the folder holding the app's pyproject.toml and uv.lock`,
+        `${ns}:app.path: ${appDir} has no pyproject.toml; set app.path to the folder holding the app's pyproject.toml and uv.lock`,
       );
     } else if (workspace) {
       problems.push(
-        `${ns}:app.path: ${shown} has no uv.lock of its own; its lock is the uv workspace's at ${workspace}, and a workspace member cannot be deployed on its own yet; lock the app alone (\`uv lock --project ${shown}\` outside the workspace) or deploy the workspace root`,
+        `${ns}:app.path: ${appDir} has no uv.lock of its own; its lock is the uv workspace's at ${workspace}, and a workspace member cannot be deployed on its own yet; lock the app alone (\`uv lock --project ${appDir}\` outside the workspace) or deploy the workspace root`,
       );
     } else {
-      problems.push(`${ns}:app.path: ${shown} has no uv.lock; run \`uv lock\` in ${shown} and commit uv.lock`);
+      problems.push(`${ns}:app.path: ${appDir} has no uv.lock; run \`uv lock\` in ${appDir} and commit uv.lock`);
     }
     return problems;
   }
   const spec = requiresPython(fs.readFileSync(path.join(appDir, "pyproject.toml"), "utf8"));
   if (spec !== undefined && pythonAllowed(c.python, spec) === false) {
     problems.push(
-      `${ns}:python: ${c.python} is outside the app's requires-python "${spec}" (${shown}/pyproject.toml); set python to a version it allows`,
+      `${ns}:python: ${c.python} is outside the app's requires-python "${spec}" (${appDir}/pyproject.toml); set python to a version it allows`,
     );
   }
   const locked = lockedPackages(fs.readFileSync(path.join(appDir, "uv.lock"), "utf8"));
@@ -189,7 +185,7 @@ export function appProblems(ns: string, appDir: string, c: AppCheckConfig): stri
   }
   for (const [pkg, whys] of missing) {
     problems.push(
-      `${ns}:${whys[0]!.split(" ")[0]}: needs ${pkg}, which ${shown}/uv.lock does not have (${whys.join("; ")}); run \`uv add ${pkg}\` in ${shown}, or turn the role off with services.ROLE.enabled: false`,
+      `${ns}:${whys[0]!.split(" ")[0]}: needs ${pkg}, which ${appDir}/uv.lock does not have (${whys.join("; ")}); run \`uv add ${pkg}\` in ${appDir}, or turn the role off with services.ROLE.enabled: false`,
     );
   }
   const modules: [string, boolean, string | undefined][] = [
@@ -204,7 +200,7 @@ export function appProblems(ns: string, appDir: string, c: AppCheckConfig): stri
     if (!hasModule(appDir, module)) {
       const rel = module.split(".").join("/");
       problems.push(
-        `${ns}:${key}: module ${module} is not in ${shown} (neither ${rel}.py nor ${rel}/__init__.py); set ${key} to the app's module, or turn the role off`,
+        `${ns}:${key}: module ${module} is not in ${appDir} (neither ${rel}.py nor ${rel}/__init__.py); set ${key} to the app's module, or turn the role off`,
       );
     }
   }
@@ -225,7 +221,7 @@ export function appSteps(
   const build = c.app?.static ?? "auto";
   const django = isFile(path.join(appDir, "manage.py"));
   const alembic = isFile(path.join(appDir, "alembic.ini"));
-  const steps: AppSteps = { migrateKind: "none", staticKind: "none" };
+  const steps: AppSteps = {};
   // A framework step needs its file in the app folder.
   const needs = (key: string, step: string, file: string, has: boolean) => {
     if (!has)
@@ -236,7 +232,6 @@ export function appSteps(
   if (kind === "django") {
     needs("app.migrate", "django", "manage.py", django);
     steps.migrate = djangoMigrate;
-    steps.migrateKind = "django";
   } else if (kind === "alembic") {
     const lock = path.join(appDir, "uv.lock");
     if (
@@ -249,19 +244,15 @@ export function appSteps(
       );
     }
     steps.migrate = alembicUpgrade;
-    steps.migrateKind = "alembic";
   } else if (kind !== "none") {
     steps.migrate = commandStep(kind);
-    steps.migrateKind = "command";
   }
   const staticKind = build === "auto" ? (django ? "collectstatic" : "none") : build;
   if (staticKind === "collectstatic") {
     needs("app.static", "collectstatic", "manage.py", django);
     steps.static = djangoCollectstatic;
-    steps.staticKind = "collectstatic";
   } else if (staticKind !== "none") {
     steps.static = commandStep(staticKind);
-    steps.staticKind = "command";
   }
   return steps;
 }
@@ -269,7 +260,8 @@ export function appSteps(
 /** Throws a ConfigError listing every problem of the app folder; else its release steps. */
 export function checkApp(ns: string, appDir: string, c: AppCheckConfig): AppSteps {
   const problems = appProblems(ns, appDir, c);
-  const steps = problems.length === 0 ? appSteps(ns, appDir, c, problems) : undefined;
-  if (problems.length > 0 || !steps) throw new ConfigError(problems);
+  // The steps only once the folder itself is sound: their messages would repeat its problems.
+  const steps = problems.length === 0 ? appSteps(ns, appDir, c, problems) : {};
+  if (problems.length > 0) throw new ConfigError(problems);
   return steps;
 }

@@ -4,6 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { checkBind, checkPort, PortError, PortRange, portFor, rangeFor } from "../standard/portRegistry";
 import { localRedisUrl, redisDbFor } from "../standard/redis";
 import { requiredVariablesFor } from "../standard/variables";
+import { defaultDatabaseName } from "../builders/postgres";
 import { schema } from "./schema";
 import { ConfigError, unknownKeyMessage, validateField } from "./validate";
 
@@ -144,7 +145,7 @@ function crossCheck(ns: string, out: Record<string, unknown>, raw: RawConfig, pr
   }
   const database = out["database"] as StackConfig["database"];
   if (database.local) {
-    database.name ??= project.replace(/-/g, "_");
+    database.name ??= defaultDatabaseName(project);
     if ("DATABASE_URL" in secretEnv || "DATABASE_URL" in env) {
       problems.push(
         `${ns}:secretEnv.DATABASE_URL: database.local derives it from the host's PostgreSQL; remove it (pulumi config rm --path secretEnv.DATABASE_URL) or set database.local: false`,

@@ -1,6 +1,7 @@
 // The stack configuration, described once: this table both documents every key
 // (see `npm run config-docs`) and is what unknown or malformed keys are
 // rejected against.
+import { databaseNamePattern } from "../builders/postgres";
 
 export type Field =
   | {
@@ -254,7 +255,7 @@ export const schema: Record<string, Field> = {
       name: {
         kind: "string",
         doc: "Database and role name. Defaults to the project name with `-` as `_`.",
-        pattern: /^[a-z_][a-z0-9_]{0,62}$/,
+        pattern: databaseNamePattern,
         patternHint: "a lower-case PostgreSQL name (letters, digits, _)",
       },
       backupRetentionDays: {

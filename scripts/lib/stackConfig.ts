@@ -5,6 +5,7 @@
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { defaultDatabaseName } from "../../builders/postgres";
 import { usesSocket } from "../../builders/units";
 import { appSteps } from "../../stacks/app";
 import { schema } from "../../stacks/schema";
@@ -173,8 +174,7 @@ export function readStack(ref: StackRef): OpsStack {
     portRange: { first: base, last: base + 9 },
     healthPath: release.healthPath,
     pin: release.pin,
-    // Named as the program names it: the project, with - as _.
-    ...(database.local ? { database: { name: database.name ?? project.replace(/-/g, "_") } } : {}),
+    ...(database.local ? { database: { name: database.name ?? defaultDatabaseName(project) } } : {}),
     ...(steps.migrate ? { migrate: steps.migrate.command } : {}),
     django: fs.existsSync(path.join(appDir, "manage.py")),
   };

@@ -16,12 +16,19 @@ export const goodConfig = {
   secretEnv: { DATABASE_URL: "postgresql://app:pw@db.internal:5432/app" },
 };
 
-/** The demo stack's config with `extra` keys on top (a key set to undefined is left out). */
-export function stackConfig(extra: Record<string, unknown> = {}): StackConfig {
-  const values: Record<string, unknown> = { ...goodConfig, ...extra };
-  const raw: RawConfig = { values: {}, secretKeys: new Set(["sshPrivateKey", "secretEnv"]) };
+/** Config values as the engine gives them: strings, objects and lists as JSON; an undefined value left out. */
+export function rawConfig(
+  values: Record<string, unknown>,
+  secretKeys: string[] = ["sshPrivateKey", "secretEnv"],
+): RawConfig {
+  const raw: RawConfig = { values: {}, secretKeys: new Set(secretKeys) };
   for (const [k, v] of Object.entries(values)) {
     if (v !== undefined) raw.values[k] = typeof v === "string" ? v : JSON.stringify(v);
   }
-  return parseStackConfig("ayna-deploy", "staging", raw);
+  return raw;
+}
+
+/** The demo stack's config with `extra` keys on top (a key set to undefined is left out). */
+export function stackConfig(extra: Record<string, unknown> = {}): StackConfig {
+  return parseStackConfig("ayna-deploy", "staging", rawConfig({ ...goodConfig, ...extra }));
 }

@@ -188,31 +188,21 @@ describe("migrate and static steps, from app.migrate and app.static and the app 
   it("auto: a Django app migrates and collects its static files", () => {
     const { s, problems } = steps(djangoFiles);
     assert.deepEqual(problems, []);
-    assert.deepEqual(s, {
-      migrate: djangoMigrate,
-      static: djangoCollectstatic,
-      migrateKind: "django",
-      staticKind: "collectstatic",
-    });
+    assert.deepEqual(s, { migrate: djangoMigrate, static: djangoCollectstatic });
   });
 
   it("auto: an app with alembic.ini runs alembic upgrade head, and builds no static files", () => {
     const { s, problems } = steps({ "alembic.ini": "", "uv.lock": lockOf("alembic", "fastapi") });
     assert.deepEqual(problems, []);
-    assert.deepEqual(s, { migrate: alembicUpgrade, migrateKind: "alembic", staticKind: "none" });
+    assert.deepEqual(s, { migrate: alembicUpgrade });
   });
 
   it("auto: neither runs nothing; none turns a step off; anything else is the operator's command", () => {
-    assert.deepEqual(steps({ "app.py": "" }).s, { migrateKind: "none", staticKind: "none" });
-    assert.deepEqual(steps(djangoFiles, { migrate: "none", static: "none" }).s, {
-      migrateKind: "none",
-      staticKind: "none",
-    });
+    assert.deepEqual(steps({ "app.py": "" }).s, {});
+    assert.deepEqual(steps(djangoFiles, { migrate: "none", static: "none" }).s, {});
     assert.deepEqual(steps(djangoFiles, { migrate: "python -m app.migrate", static: "make assets" }).s, {
       migrate: { command: ["/bin/sh", "-c", "python -m app.migrate"] },
       static: { command: ["/bin/sh", "-c", "make assets"] },
-      migrateKind: "command",
-      staticKind: "command",
     });
   });
 

@@ -3,16 +3,12 @@ import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as yaml from "js-yaml";
-import { ConfigError, parseStackConfig, RawConfig } from "../../stacks";
+import { ConfigError, parseStackConfig } from "../../stacks";
 import { renderConfigDocs } from "../../stacks/docs";
 import { planHosts } from "../../stacks/plan";
-import { goodConfig, hostKey, privateKey } from "../support/config";
+import { goodConfig, hostKey, privateKey, rawConfig } from "../support/config";
 
-function raw(values: Record<string, unknown>, secret: string[] = ["sshPrivateKey", "secretEnv"]): RawConfig {
-  const v: Record<string, string> = {};
-  for (const [k, x] of Object.entries(values)) v[k] = typeof x === "string" ? x : JSON.stringify(x);
-  return { values: v, secretKeys: new Set(secret) };
-}
+const raw = rawConfig;
 
 const good = goodConfig;
 

@@ -91,12 +91,13 @@ function unary<Req, Res>(fn: (req: Req) => Promise<Res>): grpc.handleUnaryCall<R
 const programs = new Set<ReturnType<typeof spawn>>();
 
 /**
- * The engine is this host's parent. An engine killed outright (SIGKILL) cannot
- * stop its plugins and leaves this host to init, listening forever; the
- * upstream hosts health-check their engine for the same reason.
+ * The engine (`engine`, this host's parent pid at start) killed outright
+ * (SIGKILL) cannot stop its plugins and leaves this host to init, listening
+ * forever; the upstream hosts health-check their engine for the same reason.
+ * The pid is taken before the port line is printed: taken after it, an engine
+ * killed as soon as it read the line would already have been replaced by init.
  */
-function exitWithEngine(): void {
-  const engine = process.ppid;
+function exitWithEngine(engine: number): void {
   setInterval(() => {
     if (process.ppid === engine) return;
     for (const child of programs) child.kill("SIGTERM");
@@ -135,6 +136,7 @@ function runProgram(settings: RunSettings): Promise<langproto.RunResponse> {
 }
 
 function main(argv: string[]): void {
+  const engine = process.ppid;
   const positional = argv.filter((a) => !a.startsWith("-"));
   const engineAddress = positional[positional.length - 1] ?? "";
 
@@ -170,7 +172,7 @@ function main(argv: string[]): void {
     }
     // The engine reads the port from the first line of stdout.
     process.stdout.write(`${port}\n`);
-    exitWithEngine();
+    exitWithEngine(engine);
   });
 }
 

@@ -350,16 +350,32 @@ apply_release() { # from to [all|http|workers]: make services serve 'to', with t
 handover() { # role unit ready port
   local h
   h=$(handover_unit "$1")
-  if systemctl start "$h"; then
+  if start_unit start "$h"; then
     serving_workers "$h" "$3" "$4"
-    systemctl restart "$2" || say "warning: $2 did not restart"
+    start_unit restart "$2" || say "warning: $2 did not restart"
     serving_workers "$2" "$3" "$4"
     systemctl stop "$h" || say "warning: $h did not stop"
   else
     say "warning: $h did not start; restarting $2 without a handover"
     systemctl reset-failed "$h" 2>/dev/null || true
-    systemctl restart "$2" || say "warning: $2 did not restart"
+    start_unit restart "$2" || say "warning: $2 did not restart"
   fi
+}
+
+# systemctl start|restart, tried again when systemd itself could not spawn the
+# unit (Result=resources: "Failed to spawn executor", seen once in CI on a busy
+# host, where falling back to a plain restart then cost 8 web requests). A unit
+# whose own process fails is not retried: that is the app's failure to judge.
+start_unit() { # start|restart unit
+  local attempt
+  for attempt in 1 2 3; do
+    systemctl "$1" "$2" && return 0
+    [ "$(systemctl show -P Result "$2" 2>/dev/null)" = resources ] || return 1
+    [ "$attempt" -lt 3 ] || return 1
+    say "warning: systemd could not spawn $2 (attempt $attempt of 3); trying again"
+    systemctl reset-failed "$2" 2>/dev/null || true
+    sleep 0.5
+  done
 }
 
 handover_unit() { echo "$PROJECT-$1-handover.service"; }

@@ -831,6 +831,69 @@ describe("ayna-release: applying a release to the services", () => {
       /warning: demoapp-web-handover\.service did not start; restarting demoapp-web\.service without a handover/,
     );
     assert.ok(sb.calls("systemctl").some((c) => c.line === "systemctl restart demoapp-web.service"));
+    assert.equal(
+      sb.calls("systemctl").filter((c) => c.line === "systemctl start demoapp-web-handover.service").length,
+      1,
+      "a handover that failed on its own (Result is not resources) is not tried again",
+    );
+  });
+
+  it("a handover systemd could not spawn (Result=resources, 'Failed to spawn executor') is reset and started again, and the release still hands over without a gap", async () => {
+    const sb = sandbox();
+    sb.release("v1");
+    sb.release("v2");
+    // The first start fails as PID 1 failed it in CI; the second works.
+    sb.stub(
+      "systemctl",
+      `n="$STUB_DIR/handover-starts"
+case "$1 $2" in
+  "start demoapp-web-handover.service") c=$(( $(cat "$n" 2>/dev/null || echo 0) + 1 )); echo "$c" >"$n"; [ "$c" -gt 1 ] || exit 1 ;;
+  "show -P") if [ "$3" = Result ]; then echo resources; else echo 4242; fi ;;
+esac
+`,
+    );
+    const r = await sb.source("apply_release v1 v2");
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      /warning: systemd could not spawn demoapp-web-handover\.service \(attempt 1 of 3\); trying again/,
+    );
+    assert.doesNotMatch(r.stderr, /without a handover/);
+    assert.deepEqual(
+      sb
+        .calls("systemctl")
+        .map((c) => c.line)
+        .filter((l) => /^systemctl (start|stop|restart|reset-failed) /.test(l)),
+      [
+        "systemctl start demoapp-web-handover.service",
+        "systemctl reset-failed demoapp-web-handover.service",
+        "systemctl start demoapp-web-handover.service",
+        "systemctl restart demoapp-web.service",
+        "systemctl stop demoapp-web-handover.service",
+        "systemctl restart demoapp-celery.service",
+      ],
+    );
+  });
+
+  it("a handover systemd cannot spawn three times falls back to a plain restart, with a warning", async () => {
+    const sb = sandbox();
+    sb.release("v1");
+    sb.release("v2");
+    sb.stub(
+      "systemctl",
+      `case "$1 $2" in
+  "start demoapp-web-handover.service") exit 1 ;;
+  "show -P") if [ "$3" = Result ]; then echo resources; else echo 4242; fi ;;
+esac
+`,
+    );
+    const r = await sb.source("apply_release v1 v2");
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(
+      sb.calls("systemctl").filter((c) => c.line === "systemctl start demoapp-web-handover.service").length,
+      3,
+    );
+    assert.match(r.stderr, /restarting demoapp-web\.service without a handover/);
   });
 });
 

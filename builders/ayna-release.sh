@@ -316,7 +316,7 @@ apply_release() { # from to [all|http|workers]: make services serve 'to', with t
     fi
     # A unit that fails to come up is the health gate's to judge (and roll back).
     if ! systemctl is-active --quiet "$unit"; then
-      systemctl start "$unit" || say "warning: $unit did not start"
+      start_unit start "$unit" || say "warning: $unit did not start"
     elif [ "$mode" = handover ]; then
       # One role at a time: with web and api handing over side by side (two
       # app boots at once beside the serving workers), all 8 web clients of a
@@ -333,7 +333,7 @@ apply_release() { # from to [all|http|workers]: make services serve 'to', with t
   [ ${#together[@]} -gt 0 ] || return 0
   local -a units=()
   for role in "${together[@]}"; do units+=("$(unit_of "$role")"); done
-  systemctl restart "${units[@]}" || say "warning: ${units[*]} did not restart"
+  restart_units "${units[@]}" || say "warning: ${units[*]} did not restart"
   for role in "${together[@]}"; do
     RESTARTS[$role]=$(systemctl show -P NRestarts "$(unit_of "$role")")
     STARTED[$role]=$(date +%s)
@@ -363,19 +363,42 @@ handover() { # role unit ready port
 }
 
 # systemctl start|restart, tried again when systemd itself could not spawn the
-# unit (Result=resources: "Failed to spawn executor", seen once in CI on a busy
-# host, where falling back to a plain restart then cost 8 web requests). A unit
-# whose own process fails is not retried: that is the app's failure to judge.
+# unit (Result=resources). systemd 257 sometimes fails a start right after the
+# unit's previous process stopped with "Failed to spawn executor: No such file
+# or directory" (its cgroup pruned under the new start): seen in CI on busy
+# hosts for a handover (a plain restart then cost 8 web requests) and for
+# beat in a workers' restart (a healthy release rolled back). A unit whose own
+# process fails is not retried: that is the app's failure to judge.
 start_unit() { # start|restart unit
   local attempt
   for attempt in 1 2 3; do
     systemctl "$1" "$2" && return 0
-    [ "$(systemctl show -P Result "$2" 2>/dev/null)" = resources ] || return 1
+    spawn_failed "$2" || return 1
     [ "$attempt" -lt 3 ] || return 1
     say "warning: systemd could not spawn $2 (attempt $attempt of 3); trying again"
     systemctl reset-failed "$2" 2>/dev/null || true
     sleep 0.5
   done
+}
+
+spawn_failed() { [ "$(systemctl show -P Result "$1" 2>/dev/null)" = resources ]; }
+
+# Units restarted in one systemctl call (one job each, side by side); any that
+# systemd could not spawn is then started on its own, as start_unit does.
+restart_units() { # unit...
+  systemctl restart "$@" && return 0
+  local u rc=0
+  for u; do
+    systemctl is-active --quiet "$u" && continue
+    if spawn_failed "$u"; then
+      say "warning: systemd could not spawn $u; trying again"
+      systemctl reset-failed "$u" 2>/dev/null || true
+      start_unit start "$u" || rc=1
+    else
+      rc=1
+    fi
+  done
+  return "$rc"
 }
 
 handover_unit() { echo "$PROJECT-$1-handover.service"; }

@@ -875,6 +875,49 @@ esac
     );
   });
 
+  for (const [result, retried] of [
+    ["resources", true],
+    ["exit-code", false],
+  ] as const) {
+    it(`workers restarted together: one left inactive with Result=${result} is ${retried ? "started again on its own (systemd could not spawn it)" : "not tried again (its own failure)"}`, async () => {
+      const sb = sandbox({
+        services: [
+          { role: "celery", reload: "restart" },
+          { role: "beat", reload: "restart" },
+        ],
+      });
+      sb.release("v1");
+      sb.release("v2");
+      // The joint restart fails and leaves beat down, as PID 1 did in CI ("Failed to spawn executor").
+      sb.stub("systemctl-default", stubs["systemctl"]!);
+      sb.stub(
+        "systemctl",
+        `if [ "$*" = "restart demoapp-celery.service demoapp-beat.service" ]; then touch "$STUB_DIR/inactive/demoapp-beat.service"; exit 1; fi
+exec "$(dirname "$0")/systemctl-default" "$@"
+`,
+      );
+      sb.state("show/demoapp-beat.service.Result", `${result}\n`);
+      const r = await sb.source("apply_release v1 v2");
+      assert.equal(r.code, 0, r.stderr);
+      const actions = sb
+        .calls("systemctl")
+        .map((c) => c.line)
+        .filter((l) => /^systemctl (start|restart|reset-failed) /.test(l));
+      if (retried) {
+        assert.deepEqual(actions, [
+          "systemctl restart demoapp-celery.service demoapp-beat.service",
+          "systemctl reset-failed demoapp-beat.service",
+          "systemctl start demoapp-beat.service",
+        ]);
+        assert.match(r.stderr, /warning: systemd could not spawn demoapp-beat\.service; trying again/);
+        assert.doesNotMatch(r.stderr, /did not restart/);
+      } else {
+        assert.deepEqual(actions, ["systemctl restart demoapp-celery.service demoapp-beat.service"]);
+        assert.match(r.stderr, /warning: demoapp-celery\.service demoapp-beat\.service did not restart/);
+      }
+    });
+  }
+
   it("a handover systemd cannot spawn three times falls back to a plain restart, with a warning", async () => {
     const sb = sandbox();
     sb.release("v1");

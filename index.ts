@@ -4,6 +4,7 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import {
   appArchive,
+  defaultUvVersion,
   EnvFile,
   Host,
   lockfileArchive,
@@ -11,11 +12,17 @@ import {
   PythonRuntime,
   Release,
   SystemdService,
+  uvWheelArchive,
+  wheelhouseArchive,
 } from "./components";
 import { RandomSecret } from "./sdk";
 import { loadStackConfig } from "./stacks";
 import { planHosts } from "./stacks/plan";
 import { checkApp } from "./stacks/app";
+import { appLock, LockError } from "./local/lock";
+import { gatherWheels, Wheelhouse } from "./local/wheels";
+import { Archive } from "./local/archive";
+import { ConfigError } from "./stacks/validate";
 import { unitFiles } from "./builders/units";
 
 const config = loadStackConfig();
@@ -23,10 +30,38 @@ const config = loadStackConfig();
 // a compiled copy of it from dist/ (scripts/program.js).
 const appDir = path.resolve(pulumi.runtime.getRootDirectory() || process.cwd(), config.app.path);
 // Before anything is packed: a folder that cannot be deployed is a config error.
-const steps = checkApp(pulumi.getProject(), appDir, config);
+// An app without a uv.lock of its own gets one made here (kept for the next run).
+const { steps, lock } = checkApp(pulumi.getProject(), appDir, config, (source) =>
+  appLock(source, { python: config.python, project: config.project, addPackages: config.app.addPackages }),
+);
+if (lock.made) {
+  pulumi.log.info(
+    lock.fresh
+      ? `app dependencies: locked now from ${lock.from} with uv, for Python ${config.python} (kept in ${lock.dir} for the next runs)`
+      : `app dependencies: the lock made earlier from ${lock.from} (${lock.dir})`,
+  );
+}
 // Packed once here, shared by every host.
 const app = appArchive(appDir);
-const lockArchive = lockfileArchive(appDir);
+const lockArchive = lockfileArchive(lock.dir);
+// Hosts without PyPI: every wheel the lock needs, and uv's, gathered here once.
+const offline = config.offline.enabled ? offlineWheels(lock.dir) : undefined;
+
+function offlineWheels(lockDir: string): { wheels: Archive; uvWheel: Archive } {
+  let house: Wheelhouse;
+  try {
+    house = gatherWheels(lockDir, { python: config.python, arch: config.offline.arch, uvVersion: defaultUvVersion });
+  } catch (e) {
+    if (e instanceof LockError) throw new ConfigError([`${pulumi.getProject()}:${e.key}: ${e.message}`]);
+    throw e;
+  }
+  pulumi.log.info(
+    house.fresh
+      ? `offline hosts: wheels gathered now for Python ${config.python} on ${config.offline.arch} (kept in ${house.dir})`
+      : `offline hosts: the wheels gathered earlier (${house.dir})`,
+  );
+  return { wheels: wheelhouseArchive(house.dir), uvWheel: uvWheelArchive(house.dir) };
+}
 
 // Generated secrets are made once per stack, so every host gets the same value.
 const generated: Record<string, pulumi.Output<string>> = {};
@@ -69,6 +104,7 @@ const releases = planHosts(config, steps).map((plan) => {
       serviceGroup: host.serviceGroup,
       lockArchive,
       python: config.python,
+      offline,
     },
     { ...onHost, dependsOn: host.bootstrap },
   );

@@ -28,13 +28,57 @@ export function installUvCommand(version: string): string {
   return shell(and("set -eu", tlsEnv, or(present, `{ ${install}; }`)), { sudo: true });
 }
 
+/**
+ * Installs the pinned uv from its wheel on stdin (a tar.gz holding uv/<wheel>,
+ * checked against its sha256 first), for a host that cannot reach PyPI.
+ */
+export function installUvOfflineCommand(version: string, archiveSha256: string): string {
+  if (!/^[0-9a-f]{64}$/.test(archiveSha256)) throw new Error(`invalid archive checksum ${archiveSha256}`);
+  const dir = uvDir(version);
+  const present = `${argv(uvBinary(version), "--version")} 2>/dev/null | cut -d' ' -f2 | grep -qx ${argv(version)}`;
+  const install = and(
+    "work=$(mktemp -d)",
+    `trap 'rm -rf "$work"' EXIT`,
+    'cat >"$work/uv.tar.gz"',
+    verifyChecksum('"$work/uv.tar.gz"', archiveSha256, "uv wheel archive"),
+    'tar -xzf "$work/uv.tar.gz" -C "$work" uv',
+    argv("rm", "-rf", dir),
+    argv("python3", "-m", "venv", dir),
+    argv(
+      `${dir}/bin/pip`,
+      "install",
+      "--quiet",
+      "--disable-pip-version-check",
+      "--no-input",
+      "--no-index",
+      "--no-deps",
+    ) + ' "$work"/uv/*.whl',
+    present,
+  );
+  const skip = and(present, "cat >/dev/null");
+  return shell(and("set -eu", or(skip, `{ ${install}; }`)), { sudo: true });
+}
+
+function verifyChecksum(file: string, sha256: string, what: string): string {
+  return and(
+    `got=$(sha256sum <${file} | cut -d" " -f1)`,
+    `{ [ "$got" = ${argv(sha256)} ] || { echo "${what}: sha256 $got, expected ${sha256} (damaged upload); nothing installed" >&2; exit 1; }; }`,
+  );
+}
+
 export interface EnvSpec {
   project: string;
   hash: string;
   python: string;
   uvVersion: string;
-  /** sha256 of the pyproject.toml + uv.lock archive on stdin, checked before it is unpacked. */
+  /**
+   * sha256 of the archive on stdin, checked before it is unpacked:
+   * pyproject.toml + uv.lock, and with `offline` also requirements.txt
+   * (exported from the lock, with hashes) and wheels/.
+   */
   archiveSha256: string;
+  /** Install from the uploaded wheels alone, never from an index (a host without PyPI). @default false */
+  offline?: boolean;
   /** The service user: packages' build steps run as it, never as root. */
   user: string;
   group: string;
@@ -43,8 +87,9 @@ export interface EnvSpec {
 /**
  * Builds venvs/<hash> from pyproject.toml + uv.lock (a tar.gz on stdin, its
  * checksum verified first) with `uv sync --frozen`, run as the service user so
- * no package's build step runs as root; the finished environment is then
- * root's, read-only to the services. A finished environment carries
+ * no package's build step runs as root; the finished environment, with the
+ * two files it was built from in .ayna-lock/, is then root's, read-only to
+ * the services. A finished environment carries
  * `.ayna-complete`; one without it (an interrupted build) is rebuilt.
  */
 export function buildEnvCommand(s: EnvSpec): string {
@@ -54,36 +99,55 @@ export function buildEnvCommand(s: EnvSpec): string {
   const complete = `${target}/.ayna-complete`;
   const cache = `${paths.root(s.project)}/.uv-cache`;
   const owner = `${s.user}:${s.group}`;
+  const asUser = [
+    "runuser",
+    "-u",
+    s.user,
+    "--",
+    "env",
+    `HOME=${cache}`,
+    `UV_PROJECT_ENVIRONMENT=${target}`,
+    "UV_PYTHON_DOWNLOADS=never",
+    "UV_LINK_MODE=copy",
+    `UV_CACHE_DIR=${cache}`,
+    uvBinary(s.uvVersion),
+  ];
   const build = and(
     argv("rm", "-rf", target),
     "work=$(mktemp -d)",
     `trap 'rm -rf "$work"' EXIT`,
     'cat >"$work/lock.tar.gz"',
-    'got=$(sha256sum <"$work/lock.tar.gz" | cut -d" " -f1)',
-    `{ [ "$got" = ${argv(s.archiveSha256)} ] || { echo "lockfile archive: sha256 $got, expected ${s.archiveSha256} (damaged upload); nothing installed" >&2; exit 1; }; }`,
-    'tar -xzf "$work/lock.tar.gz" -C "$work" pyproject.toml uv.lock',
+    verifyChecksum('"$work/lock.tar.gz"', s.archiveSha256, "lockfile archive"),
+    s.offline
+      ? 'tar -xzf "$work/lock.tar.gz" -C "$work" pyproject.toml uv.lock requirements.txt wheels'
+      : 'tar -xzf "$work/lock.tar.gz" -C "$work" pyproject.toml uv.lock',
     argv("install", "-d", "-o", s.user, "-g", s.group, target, cache),
     argv("chown", "-R", owner, cache) + ' "$work"',
-    argv(
-      "runuser",
-      "-u",
-      s.user,
-      "--",
-      "env",
-      `HOME=${cache}`,
-      `UV_PROJECT_ENVIRONMENT=${target}`,
-      "UV_PYTHON_DOWNLOADS=never",
-      "UV_LINK_MODE=copy",
-      `UV_CACHE_DIR=${cache}`,
-      uvBinary(s.uvVersion),
-      "sync",
-      "--quiet",
-      "--frozen",
-      "--no-dev",
-      "--no-install-project",
-      "--python",
-      s.python,
-    ) + ' --project "$work"',
+    ...(s.offline
+      ? [
+          // No index at all: the venv, then exactly the exported pins, each wheel checked against its hash.
+          // --no-config: without a --project, uv would look for a uv.toml from the login's cwd, which the service user cannot read.
+          argv(...asUser, "venv", "--quiet", "--no-config", "--allow-existing", "--python", s.python, target),
+          argv(
+            ...asUser,
+            "pip",
+            "install",
+            "--quiet",
+            "--no-config",
+            "--offline",
+            "--no-index",
+            "--require-hashes",
+            "--python",
+            `${target}/bin/python`,
+          ) + ' --find-links "$work/wheels" -r "$work/requirements.txt"',
+        ]
+      : [
+          argv(...asUser, "sync", "--quiet", "--frozen", "--no-dev", "--no-install-project", "--python", s.python) +
+            ' --project "$work"',
+        ]),
+    // The lock the environment was built from stays with it (the release's .venv/.ayna-lock/).
+    argv("install", "-d", `${target}/.ayna-lock`),
+    'cp "$work/pyproject.toml" "$work/uv.lock" ' + argv(`${target}/.ayna-lock/`),
     // uv leaves some files (its .lock) writable by everyone; the services only read.
     argv("chown", "-R", "root:root", target),
     argv("chmod", "-R", "go-w", target),

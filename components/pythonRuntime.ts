@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { Archive, buildArchive } from "../local/archive";
-import { buildEnvCommand, installUvCommand } from "../builders/python";
+import { buildEnvCommand, installUvCommand, installUvOfflineCommand } from "../builders/python";
 import { RemoteCommand } from "../sdk/remoteCommand";
 
 /** uv release installed on hosts (from PyPI, pinned). */
@@ -20,6 +20,12 @@ export interface PythonRuntimeArgs {
   readonly python?: string;
   /** @default defaultUvVersion */
   readonly uvVersion?: string;
+  /**
+   * For hosts without PyPI: the lock's wheels (`wheelhouseArchive`) and uv's
+   * own wheel (`uvWheelArchive`), uploaded and installed with no index.
+   * @default undefined (uv and the packages come from PyPI)
+   */
+  readonly offline?: { readonly wheels: Archive; readonly uvWheel: Archive };
 }
 
 /**
@@ -38,11 +44,21 @@ export class PythonRuntime extends pulumi.ComponentResource {
     const python = args.python ?? "3.13";
     const uvVersion = args.uvVersion ?? defaultUvVersion;
     this.lockArchive = args.lockArchive;
-    this.envHash = envKey(this.lockArchive.sha256, python, uvVersion);
+    const offline = args.offline;
+    // The same lock built offline is another environment (made by another installer).
+    this.envHash = envKey(this.lockArchive.sha256, python, offline ? `${uvVersion} offline` : uvVersion);
+    // What the environment is built from: the lock alone, or the lock with its wheels.
+    const envInput = offline ? offline.wheels : this.lockArchive;
 
     const uv = new RemoteCommand(
       `${name}-uv`,
-      { create: installUvCommand(uvVersion), timeoutSeconds: 600 },
+      offline
+        ? {
+            create: installUvOfflineCommand(uvVersion, offline.uvWheel.sha256),
+            stdinFile: offline.uvWheel.path,
+            timeoutSeconds: 600,
+          }
+        : { create: installUvCommand(uvVersion), timeoutSeconds: 600 },
       { parent: this },
     );
     this.environment = new RemoteCommand(
@@ -53,12 +69,13 @@ export class PythonRuntime extends pulumi.ComponentResource {
           hash: this.envHash,
           python,
           uvVersion,
-          archiveSha256: this.lockArchive.sha256,
+          archiveSha256: envInput.sha256,
+          offline: offline !== undefined,
           user: args.serviceUser,
           group: args.serviceGroup ?? args.serviceUser,
         }),
-        stdinFile: this.lockArchive.path,
-        triggers: [this.lockArchive.sha256],
+        stdinFile: envInput.path,
+        triggers: [envInput.sha256],
         timeoutSeconds: 1800,
       },
       { parent: this, dependsOn: uv },
@@ -69,6 +86,16 @@ export class PythonRuntime extends pulumi.ComponentResource {
 
 export function lockfileArchive(appDir: string): Archive {
   return buildArchive(path.resolve(appDir), { files: ["pyproject.toml", "uv.lock"] });
+}
+
+/** The lock with its exported requirements and wheels (`gatherWheels`'s folder), for an offline build. */
+export function wheelhouseArchive(dir: string): Archive {
+  return buildArchive(path.resolve(dir), { files: ["pyproject.toml", "uv.lock", "requirements.txt", "wheels"] });
+}
+
+/** uv's wheel alone (`uv/` of `gatherWheels`'s folder). */
+export function uvWheelArchive(dir: string): Archive {
+  return buildArchive(path.resolve(dir), { files: ["uv"] });
 }
 
 /** The environment's key: what decides its content. */

@@ -89,6 +89,34 @@ else
   lang_src="installed"
 fi
 
+# --- uv, for apps without a uv.lock ------------------------------------------
+# The program locks such an app on the deploying machine with uv and an
+# interpreter of the hosts' Python (3.13): the same uv release the hosts run,
+# from PyPI; the interpreter from the machine (uv's own, or pyenv's).
+uv_version=$(sed -n 's/^export const defaultUvVersion = "\(.*\)";$/\1/p' "$repo_root/components/pythonRuntime.ts")
+uv_dir=$cache_dir/toolchain/uv-$uv_version
+if [ "$("$uv_dir/bin/uv" --version 2>/dev/null | cut -d' ' -f2)" = "$uv_version" ]; then
+  uv_src="cache"
+else
+  log "installing uv $uv_version from PyPI"
+  rm -rf "$uv_dir.tmp"
+  python3 -m venv "$uv_dir.tmp"
+  "$uv_dir.tmp/bin/pip" install --quiet --disable-pip-version-check --no-input "uv==$uv_version"
+  rm -rf "$uv_dir" && mv "$uv_dir.tmp" "$uv_dir"
+  uv_src="PyPI (cached)"
+fi
+# The venv's other programs (its python3) stay off PATH: only these two go on it.
+mkdir -p "$tool_bin"
+ln -sfn "$uv_dir/bin/uv" "$tool_bin/uv"
+lock_python=$(UV_PYTHON_DOWNLOADS=never "$tool_bin/uv" python find 3.13 2>/dev/null ||
+  find "${PYENV_ROOT:-$HOME/.pyenv}/versions" -maxdepth 3 -path '*/3.13*/bin/python3.13' 2>/dev/null | sort -V | tail -n 1 || true)
+if [ -n "$lock_python" ] && [ -x "$lock_python" ]; then
+  ln -sfn "$lock_python" "$tool_bin/python3.13"
+else
+  rm -f "$tool_bin/python3.13"
+  log "warning: no Python 3.13 on this machine: apps without a uv.lock cannot be locked here (uv python install 3.13)"
+fi
+
 # --- the provider ------------------------------------------------------------
 # Its launcher compiles dist/ whenever the sources changed, on every start;
 # building here only moves the first compile (and its errors) to set-up.
@@ -102,5 +130,6 @@ toolchain ready in $(( $(date +%s) - start ))s (cache: $cache_dir)
   node                  $(node --version) [$node_src]
   @pulumi/pulumi SDK    $sdk_version
   language host nodejs  $own_version [$lang_src] $pulumi_bin_dir/pulumi-language-nodejs
+  uv                    $uv_version [$uv_src], locking with ${lock_python:-no Python 3.13}
   provider ayna         $own_version (plugins/provider: remote Command/File, random Secret; plugins/bin/pulumi-resource-ayna)
 INFO

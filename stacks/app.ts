@@ -5,12 +5,13 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { alembicUpgrade, commandStep, djangoCollectstatic, djangoMigrate } from "../builders/appSteps";
 import { ReleaseStep } from "../builders/releaseTool";
+import { AppLock, DependencySource, LockError } from "../builders/dependencies";
 import { StackConfig } from "./index";
 import { ConfigError } from "./validate";
 
 /** What the checks read of the config. */
 export type AppCheckConfig = Pick<StackConfig, "python" | "services"> & {
-  app?: Pick<StackConfig["app"], "migrate" | "static">;
+  app?: Partial<Pick<StackConfig["app"], "migrate" | "static" | "requirements">>;
 };
 
 /** The release's one-shot steps, as config and the app folder decide them; absent: none. */
@@ -139,55 +140,102 @@ function packagesFor(c: AppCheckConfig): { key: string; pkg: string; why: string
   return need;
 }
 
+/** The requirements file to lock: app.requirements, else the usual names, else the only one. */
+function chooseRequirements(ns: string, appDir: string, c: AppCheckConfig, problems: string[]): string | undefined {
+  const reqs = requirementsFiles(appDir);
+  const asked = c.app?.requirements;
+  if (asked !== undefined) {
+    if (isFile(path.join(appDir, asked))) return asked;
+    problems.push(
+      `${ns}:app.requirements: ${appDir}/${asked} does not exist${reqs.length > 0 ? ` (the app has ${reqs.join(", ")})` : ""}; set app.requirements to one of the app's requirements files, relative to app.path`,
+    );
+    return undefined;
+  }
+  for (const usual of ["requirements.txt", "requirements/production.txt", "requirements/prod.txt"]) {
+    if (reqs.includes(usual)) return usual;
+  }
+  if (reqs.length === 1) return reqs[0];
+  problems.push(
+    `${ns}:app.requirements: ${appDir} has several requirements files (${reqs.join(", ")}) and none is requirements.txt or requirements/production.txt; set app.requirements to the one the hosts install`,
+  );
+  return undefined;
+}
+
 /**
- * Problems of the app folder for this config, each `${ns}:key: what; fix`.
- * Empty when the app can be packed and its environment built.
+ * Where the app lists its dependencies, with the problems of the app folder
+ * for this config, each `${ns}:key: what; fix`. No source when the folder
+ * cannot be deployed as it is.
  */
-export function appProblems(ns: string, appDir: string, c: AppCheckConfig): string[] {
+export function appSource(
+  ns: string,
+  appDir: string,
+  c: AppCheckConfig,
+): { source?: DependencySource; problems: string[] } {
   if (!isDir(appDir)) {
-    return [`${ns}:app.path: ${appDir} is not a folder; set app.path to the app's folder (relative to Pulumi.yaml)`];
+    return {
+      problems: [
+        `${ns}:app.path: ${appDir} is not a folder; set app.path to the app's folder (relative to Pulumi.yaml)`,
+      ],
+    };
   }
   const problems: string[] = [];
   const hasPyproject = isFile(path.join(appDir, "pyproject.toml"));
   const hasLock = isFile(path.join(appDir, "uv.lock"));
-  if (!hasPyproject || !hasLock) {
-    const reqs = requirementsFiles(appDir);
-    const workspace = hasPyproject ? lockAbove(appDir) : undefined;
-    if (!hasPyproject && reqs.length > 0) {
-      problems.push(
-        `${ns}:app.path: ${appDir} lists its dependencies in ${reqs.join(", ")}, without pyproject.toml and uv.lock, which the host's environment is built from; in ${appDir} run \`uv init --bare\` and \`uv add -r ${reqs[0]}\`, then commit pyproject.toml and uv.lock`,
-      );
-    } else if (!hasPyproject) {
-      problems.push(
-        `${ns}:app.path: ${appDir} has no pyproject.toml; set app.path to the folder holding the app's pyproject.toml and uv.lock`,
-      );
-    } else if (workspace) {
-      problems.push(
-        `${ns}:app.path: ${appDir} has no uv.lock of its own; its lock is the uv workspace's at ${workspace}, and a workspace member cannot be deployed on its own yet; lock the app alone (\`uv lock --project ${appDir}\` outside the workspace) or deploy the workspace root`,
-      );
-    } else {
-      problems.push(`${ns}:app.path: ${appDir} has no uv.lock; run \`uv lock\` in ${appDir} and commit uv.lock`);
-    }
-    return problems;
-  }
-  const spec = requiresPython(fs.readFileSync(path.join(appDir, "pyproject.toml"), "utf8"));
-  if (spec !== undefined && pythonAllowed(c.python, spec) === false) {
+  let source: DependencySource | undefined;
+  if (hasPyproject && hasLock) {
+    source = { kind: "uv.lock", appDir };
+  } else if (hasPyproject) {
+    const root = lockAbove(appDir);
+    source =
+      root !== undefined && /^\[tool\.uv\.workspace\]/m.test(readIf(path.join(root, "pyproject.toml")))
+        ? { kind: "workspace", appDir, root, member: path.relative(root, appDir) }
+        : { kind: "pyproject", appDir };
+  } else if (requirementsFiles(appDir).length > 0 || c.app?.requirements !== undefined) {
+    const file = chooseRequirements(ns, appDir, c, problems);
+    if (file !== undefined) source = { kind: "requirements", appDir, file };
+  } else {
     problems.push(
-      `${ns}:python: ${c.python} is outside the app's requires-python "${spec}" (${appDir}/pyproject.toml); set python to a version it allows`,
+      `${ns}:app.path: ${appDir} has neither pyproject.toml nor a requirements file; set app.path to the folder holding the app's pyproject.toml (or requirements.txt)`,
     );
   }
-  const locked = lockedPackages(fs.readFileSync(path.join(appDir, "uv.lock"), "utf8"));
+  if (hasPyproject) {
+    const spec = requiresPython(fs.readFileSync(path.join(appDir, "pyproject.toml"), "utf8"));
+    if (spec !== undefined && pythonAllowed(c.python, spec) === false) {
+      problems.push(
+        `${ns}:python: ${c.python} is outside the app's requires-python "${spec}" (${appDir}/pyproject.toml); set python to a version it allows`,
+      );
+    }
+  }
+  // Module checks only for a folder that holds an app: else they repeat its problem.
+  if (source !== undefined) problems.push(...moduleProblems(ns, appDir, c));
+  return { source, problems };
+}
+
+function readIf(p: string): string {
+  return isFile(p) ? fs.readFileSync(p, "utf8") : "";
+}
+
+/** Packages the enabled roles need that the lock lacks, each a problem naming both fixes. */
+export function lockProblems(ns: string, lock: AppLock, c: AppCheckConfig): string[] {
+  const locked = lockedPackages(fs.readFileSync(path.join(lock.dir, "uv.lock"), "utf8"));
   const missing = new Map<string, string[]>();
   for (const n of packagesFor(c)) {
     if (locked.has(n.pkg)) continue;
     const whys = missing.get(n.pkg) ?? [];
     missing.set(n.pkg, [...whys, `${n.key} (${n.why})`]);
   }
+  const where = lock.made ? `the lock made from ${lock.from}` : lock.from;
+  const problems: string[] = [];
   for (const [pkg, whys] of missing) {
     problems.push(
-      `${ns}:${whys[0]!.split(" ")[0]}: needs ${pkg}, which ${appDir}/uv.lock does not have (${whys.join("; ")}); run \`uv add ${pkg}\` in ${appDir}, or turn the role off with services.ROLE.enabled: false`,
+      `${ns}:${whys[0]!.split(" ")[0]}: needs ${pkg}, which ${where} does not have (${whys.join("; ")}); add ${pkg} to the app's dependencies, or list it in app.addPackages, or turn the role off with services.ROLE.enabled: false`,
     );
   }
+  return problems;
+}
+
+function moduleProblems(ns: string, appDir: string, c: AppCheckConfig): string[] {
+  const problems: string[] = [];
   const modules: [string, boolean, string | undefined][] = [
     ["services.web.module", c.services.web.enabled, c.services.web.module],
     ["services.api.module", c.services.api.enabled, c.services.api.module],
@@ -216,6 +264,7 @@ export function appSteps(
   appDir: string,
   c: Pick<AppCheckConfig, "app">,
   problems: string[] = [],
+  lock?: AppLock,
 ): AppSteps {
   const migrate = c.app?.migrate ?? "auto";
   const build = c.app?.static ?? "auto";
@@ -233,14 +282,15 @@ export function appSteps(
     needs("app.migrate", "django", "manage.py", django);
     steps.migrate = djangoMigrate;
   } else if (kind === "alembic") {
-    const lock = path.join(appDir, "uv.lock");
+    const lockFile = lock ? path.join(lock.dir, "uv.lock") : undefined;
     if (
       needs("app.migrate", "alembic", "alembic.ini", alembic) &&
-      isFile(lock) &&
-      !lockedPackages(fs.readFileSync(lock, "utf8")).has("alembic")
+      lockFile !== undefined &&
+      isFile(lockFile) &&
+      !lockedPackages(fs.readFileSync(lockFile, "utf8")).has("alembic")
     ) {
       problems.push(
-        `${ns}:app.migrate: alembic is not in ${appDir}/uv.lock; run \`uv add alembic\` in ${appDir}, or set app.migrate`,
+        `${ns}:app.migrate: alembic is not in ${lock!.made ? `the lock made from ${lock!.from}` : lock!.from}; add alembic to the app's dependencies (or to app.addPackages), or set app.migrate`,
       );
     }
     steps.migrate = alembicUpgrade;
@@ -257,11 +307,31 @@ export function appSteps(
   return steps;
 }
 
-/** Throws a ConfigError listing every problem of the app folder; else its release steps. */
-export function checkApp(ns: string, appDir: string, c: AppCheckConfig): AppSteps {
-  const problems = appProblems(ns, appDir, c);
+/** Makes (or finds) the app's lock; a LockError is the app folder's problem. */
+export type Locker = (source: DependencySource) => AppLock;
+
+/**
+ * Throws a ConfigError listing every problem of the app folder; else its lock
+ * (made here when the app has none) and its release steps.
+ */
+export function checkApp(ns: string, appDir: string, c: AppCheckConfig, locker: Locker): CheckedApp {
+  const { source, problems } = appSource(ns, appDir, c);
+  if (problems.length > 0 || source === undefined) throw new ConfigError(problems);
+  let lock: AppLock;
+  try {
+    lock = locker(source);
+  } catch (e) {
+    if (e instanceof LockError) throw new ConfigError([`${ns}:${e.key}: ${e.message}`]);
+    throw e;
+  }
+  problems.push(...lockProblems(ns, lock, c));
   // The steps only once the folder itself is sound: their messages would repeat its problems.
-  const steps = problems.length === 0 ? appSteps(ns, appDir, c, problems) : {};
+  const steps = problems.length === 0 ? appSteps(ns, appDir, c, problems, lock) : {};
   if (problems.length > 0) throw new ConfigError(problems);
-  return steps;
+  return { steps, lock };
+}
+
+export interface CheckedApp {
+  steps: AppSteps;
+  lock: AppLock;
 }

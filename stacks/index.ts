@@ -47,7 +47,15 @@ export interface StackConfig {
   python: string;
   ports: PortRange;
   services: { web: HttpServiceConfig; api: HttpServiceConfig; celery: WorkerServiceConfig; beat: WorkerServiceConfig };
-  app: { path: string; migrate: string; static: string };
+  app: {
+    path: string;
+    migrate: string;
+    static: string;
+    /** The requirements file of an app without pyproject.toml, relative to path; chosen from the app when unset. */
+    requirements?: string;
+    /** Packages added to the app's own dependencies in the lock made on the deploying machine. */
+    addPackages: string[];
+  };
   /** Plain variables, including the ones the program derives (PROJECT_NAME, WEB_PORT, ...). */
   env: Record<string, string>;
   /** The required variables of the roles this project runs (standard v2.0's list, less what no enabled role reads). */
@@ -57,6 +65,8 @@ export interface StackConfig {
   generatedSecrets: string[];
   /** Debian packages the app needs beyond the base set. */
   systemPackages: string[];
+  /** Hosts without PyPI: wheels gathered here and uploaded. */
+  offline: { enabled: boolean; arch: "x86_64" | "aarch64" };
   /** PostgreSQL on the host; `name` (database and role) set exactly when `local`. */
   database: { local: boolean; name?: string; backupRetentionDays: number };
   /** `db`: the project's database on the host's Redis; set exactly when `local`. */

@@ -183,8 +183,26 @@ export const schema: Record<string, Field> = {
     fields: {
       path: {
         kind: "string",
-        doc: "Directory of the app (with pyproject.toml and uv.lock), relative to the project.",
+        doc: "Directory of the app, relative to the project: with pyproject.toml and uv.lock (used as they are), pyproject.toml alone or inside a uv workspace, or requirements files (each locked on the deploying machine with uv, for `python`).",
         default: "sample-app",
+      },
+      requirements: {
+        kind: "string",
+        doc: "For an app without pyproject.toml: the requirements file the hosts install, relative to app.path (its -r and -c includes follow). Unset: requirements.txt, else requirements/production.txt, else the app's only requirements file.",
+        pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[A-Za-z0-9_./-]+$/,
+        patternHint: "a path inside app.path, such as requirements/production.txt",
+      },
+      addPackages: {
+        kind: "array",
+        doc: "Packages the app lacks but its roles need (e.g. gunicorn, uvicorn), added to its dependencies in a lock made on the deploying machine; the app's own files are not changed.",
+        items: {
+          kind: "string",
+          doc: "package",
+          pattern:
+            /^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,-]+\])?((~=|==|!=|<=|>=|<|>)[A-Za-z0-9.*+!]+(,(~=|==|!=|<=|>=|<|>)[A-Za-z0-9.*+!]+)*)?$/,
+          patternHint: "a package name with an optional version, such as gunicorn or gunicorn>=23",
+        },
+        default: [],
       },
       migrate: {
         kind: "string",
@@ -240,6 +258,23 @@ export const schema: Record<string, Field> = {
           "Defaults to 1 + (ports.base / 10) mod 15 (1..15, never 0). The host refuses a database another project there uses: then set a free one. Only with redis.local.",
         min: 0,
         max: 15,
+      },
+    },
+  },
+  offline: {
+    kind: "object",
+    doc: "Hosts that cannot reach PyPI: the wheels of the app's lock for `python` and the hosts' CPU, and uv's own, are gathered on the deploying machine (uv and pip, through its index) and uploaded; the hosts install them with no index at all. Debian packages still come from the hosts' own mirror.",
+    fields: {
+      enabled: {
+        kind: "bool",
+        doc: "Gather and upload the wheels instead of letting the hosts fetch them.",
+        default: false,
+      },
+      arch: {
+        kind: "enum",
+        doc: "The hosts' CPU, which the gathered wheels are built for.",
+        values: ["x86_64", "aarch64"],
+        default: "x86_64",
       },
     },
   },

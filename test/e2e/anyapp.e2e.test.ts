@@ -1,8 +1,9 @@
 // An app nobody wrote for this tool, from stack config alone: a FastAPI
 // service with SQLAlchemy and Alembic on the host's own PostgreSQL, api only,
-// whose /health names no release (test/fixtures/fastapi-alembic). It deploys,
-// its Alembic revisions run before each switch, and a release and a rollback
-// lose no request of 8 clients.
+// whose /health names no release, and which is a member of a uv workspace
+// whose lock is at the workspace's root (test/fixtures/items-workspace, the
+// app in backend/). It deploys, its Alembic revisions run before each switch,
+// and a release and a rollback lose no request of 8 clients.
 import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -42,8 +43,11 @@ describe("an app not written for this tool: FastAPI, SQLAlchemy and Alembic on t
     host = await startHost();
     stack = await PulumiStack.create(`items${process.pid}`);
     await stack.configureHost(project, host);
-    app = path.join(stack.dir, "app");
-    fs.cpSync(path.join(repoRoot, "test", "fixtures", "fastapi-alembic"), app, { recursive: true });
+    // Locks made from the workspace's go to the stack's own folder, not to ~/.cache.
+    stack.env["AYNA_LOCK_DIR"] = path.join(stack.dir, "locks");
+    const workspace = path.join(stack.dir, "workspace");
+    fs.cpSync(path.join(repoRoot, "test", "fixtures", "items-workspace"), workspace, { recursive: true });
+    app = path.join(workspace, "backend");
     const settings: [string, string][] = [
       ["ports.base", "8150"],
       ["app.path", app],
@@ -64,8 +68,21 @@ describe("an app not written for this tool: FastAPI, SQLAlchemy and Alembic on t
     if (host) await stopHost(host);
   });
 
-  it("deploys from nothing: the plan lists the Alembic revision, upgrade head runs on the project's database, /health answers 200", async () => {
+  it("deploys from nothing: the member's part of the workspace lock locked here, the plan lists the Alembic revision, upgrade head runs on the project's database, /health answers 200", async () => {
     const r = await stack.ok(["up", "--yes"]);
+    assert.match(
+      r.stdout + r.stderr,
+      /app dependencies: locked now from the uv workspace lock \S+\/workspace\/uv\.lock \(member backend\) with uv/,
+    );
+    const onHost = await sh(host, `sudo cat /opt/ayna/${project}/releases/current/.venv/.ayna-lock/uv.lock`);
+    // The versions the workspace's own lock pins are the ones installed.
+    const pins = (lock: string) =>
+      [...lock.matchAll(/^\[\[package\]\]\nname = "([^"]+)"\nversion = "([^"]+)"/gm)]
+        .map((m) => `${m[1]}==${m[2]}`)
+        .filter((p) => !p.startsWith("itemsapi=="))
+        .sort();
+    const workspaceLock = fs.readFileSync(path.join(app, "..", "uv.lock"), "utf8");
+    assert.deepEqual(pins(onHost), pins(workspaceLock));
     assert.match(r.stdout + r.stderr, /migrations to run: alembic:0001_create_items/);
     assert.equal(await revision(), "0001");
     assert.deepEqual(await served(), { service: "items", version: "1", items: 0 } as unknown);

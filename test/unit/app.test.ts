@@ -6,7 +6,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { alembicUpgrade, djangoCollectstatic, djangoMigrate } from "../../builders/appSteps";
 import { stackConfig } from "../support/config";
-import { appProblems, appSteps, lockedPackages, pythonAllowed, requiresPython } from "../../stacks/app";
+import { appSteps, checkApp, lockedPackages, pythonAllowed, requiresPython } from "../../stacks/app";
+import { AppLock, DependencySource, describeSource, LockError } from "../../local/lock";
+import { ConfigError } from "../../stacks/validate";
 
 const config = stackConfig;
 
@@ -42,46 +44,107 @@ interface Row {
   /** The app folder inside the tree. */
   sub?: string;
   config?: Record<string, unknown>;
-  /** Each with APP for the app folder's path. */
+  /** Where the dependencies were found (APP and ROOT as below); absent when the folder is refused first. */
+  source?: Record<string, string>;
+  /** The uv.lock a made lock has (for a source other than the app's own uv.lock). */
+  made?: string;
+  /** Each with APP for the app folder's path and ROOT for the tree's. */
   errors: string[];
 }
 
 const apiOnly = { services: { web: { enabled: false }, celery: { enabled: false }, beat: { enabled: false } } };
+const webOnly = { services: { api: { enabled: false }, celery: { enabled: false }, beat: { enabled: false } } };
+const workspaceRoot = '[project]\nname = "ws"\n\n[tool.uv.workspace]\nmembers = ["backend"]\n';
 
 const rows: Row[] = [
-  { name: "a Django app with its lock and modules", files: djangoFiles, errors: [] },
   {
-    name: "Django with requirements files and no lock",
-    files: { "requirements/base.txt": "django\n", "requirements/prod.txt": "-r base.txt\n", "manage.py": "" },
+    name: "a Django app with its lock and modules",
+    files: djangoFiles,
+    source: { kind: "uv.lock", appDir: "APP" },
+    errors: [],
+  },
+  {
+    name: "Django with requirements files and no lock: requirements/production.txt is locked here",
+    files: {
+      "requirements/base.txt": "django\n",
+      "requirements/production.txt": "-r base.txt\ngunicorn\n",
+      "requirements/dev.txt": "-r base.txt\npytest\n",
+      "manage.py": "",
+      "config/wsgi.py": "",
+    },
+    config: webOnly,
+    source: { kind: "requirements", appDir: "APP", file: "requirements/production.txt" },
+    made: lockOf("django", "gunicorn"),
+    errors: [],
+  },
+  {
+    name: "a requirements.txt beside the code is the one locked",
+    files: { "requirements.txt": "django\ngunicorn\n", "requirements-dev.txt": "pytest\n", "config/wsgi.py": "" },
+    config: webOnly,
+    source: { kind: "requirements", appDir: "APP", file: "requirements.txt" },
+    made: lockOf("django", "gunicorn"),
+    errors: [],
+  },
+  {
+    name: "several requirements files, none of the usual names, no app.requirements",
+    files: { "requirements/base.txt": "django\n", "requirements/web.txt": "-r base.txt\n", "config/wsgi.py": "" },
+    config: webOnly,
     errors: [
-      "ayna-deploy:app.path: APP lists its dependencies in requirements/base.txt, requirements/prod.txt, without pyproject.toml and uv.lock, which the host's environment is built from; in APP run `uv init --bare` and `uv add -r requirements/base.txt`, then commit pyproject.toml and uv.lock",
+      "ayna-deploy:app.requirements: APP has several requirements files (requirements/base.txt, requirements/web.txt) and none is requirements.txt or requirements/production.txt; set app.requirements to the one the hosts install",
     ],
   },
   {
-    name: "a requirements.txt beside the code",
-    files: { "requirements.txt": "django\n" },
+    name: "app.requirements naming a file that is not there",
+    files: { "requirements/base.txt": "django\n", "config/wsgi.py": "" },
+    config: { ...webOnly, app: { requirements: "requirements/prod.txt" } },
     errors: [
-      "ayna-deploy:app.path: APP lists its dependencies in requirements.txt, without pyproject.toml and uv.lock, which the host's environment is built from; in APP run `uv init --bare` and `uv add -r requirements.txt`, then commit pyproject.toml and uv.lock",
+      "ayna-deploy:app.requirements: APP/requirements/prod.txt does not exist (the app has requirements/base.txt); set app.requirements to one of the app's requirements files, relative to app.path",
     ],
   },
   {
-    name: "a pyproject without a lock",
-    files: { "pyproject.toml": '[project]\nname = "x"\n' },
-    errors: ["ayna-deploy:app.path: APP has no uv.lock; run `uv lock` in APP and commit uv.lock"],
+    name: "app.requirements chooses among several",
+    files: { "requirements/base.txt": "django\n", "requirements/web.txt": "-r base.txt\n", "config/wsgi.py": "" },
+    config: { ...webOnly, app: { requirements: "requirements/web.txt", addPackages: ["gunicorn"] } },
+    source: { kind: "requirements", appDir: "APP", file: "requirements/web.txt" },
+    made: lockOf("django", "gunicorn"),
+    errors: [],
   },
   {
-    name: "a member of a uv workspace (the lock at the root)",
-    files: { "uv.lock": lockOf("fastapi"), "pyproject.toml": "", "backend/pyproject.toml": '[project]\nname = "b"\n' },
+    name: "a pyproject without a lock is locked here",
+    files: { "pyproject.toml": '[project]\nname = "x"\n', "api/main.py": "" },
+    config: apiOnly,
+    source: { kind: "pyproject", appDir: "APP" },
+    made: lockOf("fastapi", "gunicorn", "uvicorn"),
+    errors: [],
+  },
+  {
+    name: "a member of a uv workspace: its part of the workspace lock",
+    files: {
+      "uv.lock": lockOf("fastapi"),
+      "pyproject.toml": workspaceRoot,
+      "backend/pyproject.toml": '[project]\nname = "b"\n',
+      "backend/api/main.py": "",
+    },
     sub: "backend",
+    config: apiOnly,
+    source: { kind: "workspace", appDir: "APP", root: "ROOT", member: "backend" },
+    made: lockOf("fastapi", "gunicorn", "uvicorn"),
+    errors: [],
+  },
+  {
+    name: "a lock made from requirements that lacks the web server",
+    files: { "requirements.txt": "django\n", "config/wsgi.py": "" },
+    config: webOnly,
+    made: lockOf("django"),
     errors: [
-      "ayna-deploy:app.path: APP has no uv.lock of its own; its lock is the uv workspace's at ROOT, and a workspace member cannot be deployed on its own yet",
+      "ayna-deploy:services.web: needs gunicorn, which the lock made from APP/requirements.txt does not have (services.web (web runs under gunicorn)); add gunicorn to the app's dependencies, or list it in app.addPackages, or turn the role off with services.ROLE.enabled: false",
     ],
   },
   {
-    name: "a folder without pyproject.toml",
+    name: "a folder with neither pyproject.toml nor requirements",
     files: { "app.py": "" },
     errors: [
-      "ayna-deploy:app.path: APP has no pyproject.toml; set app.path to the folder holding the app's pyproject.toml and uv.lock",
+      "ayna-deploy:app.path: APP has neither pyproject.toml nor a requirements file; set app.path to the folder holding the app's pyproject.toml (or requirements.txt)",
     ],
   },
   {
@@ -101,14 +164,14 @@ const rows: Row[] = [
     name: "a web role whose server the lock lacks",
     files: { ...djangoFiles, "uv.lock": lockOf("celery", "django", "uvicorn") },
     errors: [
-      "ayna-deploy:services.web: needs gunicorn, which APP/uv.lock does not have (services.web (web runs under gunicorn); services.api (api runs under gunicorn)); run `uv add gunicorn` in APP, or turn the role off with services.ROLE.enabled: false",
+      "ayna-deploy:services.web: needs gunicorn, which APP/uv.lock does not have (services.web (web runs under gunicorn); services.api (api runs under gunicorn)); add gunicorn to the app's dependencies, or list it in app.addPackages, or turn the role off with services.ROLE.enabled: false",
     ],
   },
   {
     name: "workers without Celery in the lock",
     files: { ...djangoFiles, "uv.lock": lockOf("django", "gunicorn", "uvicorn") },
     errors: [
-      "ayna-deploy:services.celery: needs celery, which APP/uv.lock does not have (services.celery (celery is Celery's); services.beat (beat is Celery's)); run `uv add celery` in APP",
+      "ayna-deploy:services.celery: needs celery, which APP/uv.lock does not have (services.celery (celery is Celery's); services.beat (beat is Celery's)); add celery to the app's dependencies",
     ],
   },
   {
@@ -128,22 +191,64 @@ const rows: Row[] = [
     config: { services: { ...apiOnly.services, api: { server: "uvicorn" } } },
     errors: [],
   },
+  {
+    name: "a lock that cannot be made: uv's own words, under app.path",
+    files: { "requirements.txt": "no-such-package-ayna\n", "config/wsgi.py": "" },
+    config: webOnly,
+    made: "FAIL",
+    errors: [
+      "ayna-deploy:app.path: uv add -r requirements.txt (from APP/requirements.txt) failed:\n  × No solution found",
+    ],
+  },
 ];
 
+/** checkApp with a locker standing in for uv: the app's own lock as is, else a made one with `made`. */
+function check(row: Row, app: string): { problems: string[]; source?: DependencySource } {
+  let seen: DependencySource | undefined;
+  const locker = (source: DependencySource): AppLock => {
+    seen = source;
+    if (source.kind === "uv.lock") return { dir: source.appDir, made: false, from: describeSource(source) };
+    if (row.made === "FAIL") {
+      throw new LockError(
+        "app.path",
+        `uv add -r requirements.txt (from ${describeSource(source)}) failed:\n  × No solution found`,
+      );
+    }
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ayna-made-lock-"));
+    dirs.push(dir);
+    fs.writeFileSync(path.join(dir, "uv.lock"), row.made ?? "");
+    return { dir, made: true, from: describeSource(source) };
+  };
+  try {
+    checkApp("ayna-deploy", app, config(row.config), locker);
+    return { problems: [], source: seen };
+  } catch (e) {
+    if (e instanceof ConfigError) return { problems: e.problems, source: seen };
+    throw e;
+  }
+}
+
 describe("the app folder checked against the stack config (before anything is packed)", () => {
-  it("the sample app passes with the default config", () => {
-    assert.deepEqual(appProblems("ayna-deploy", path.join(__dirname, "..", "..", "sample-app"), config()), []);
+  it("the sample app passes with the default config, its own uv.lock used as it is", () => {
+    const app = path.join(__dirname, "..", "..", "sample-app");
+    const r = check({ name: "sample", files: {}, errors: [] }, app);
+    assert.deepEqual(r.problems, []);
+    assert.deepEqual(r.source, { kind: "uv.lock", appDir: app });
   });
 
   for (const row of rows) {
     it(row.errors.length ? `refuses: ${row.name}` : `accepts: ${row.name}`, () => {
       const app = tree(row.files, row.sub);
-      const problems = appProblems("ayna-deploy", app, config(row.config));
+      const { problems, source } = check(row, app);
       const fill = (s: string) => s.split("APP").join(app).split("ROOT").join(path.dirname(app));
       assert.equal(problems.length, row.errors.length, problems.join("\n"));
       row.errors.forEach((want, i) =>
         assert.ok(problems[i]!.startsWith(fill(want)), `${problems[i]}\n!=\n${fill(want)}`),
       );
+      if (row.source) {
+        const want = Object.fromEntries(Object.entries(row.source).map(([k, v]) => [k, fill(v)]));
+        assert.deepEqual(source, want);
+      }
     });
   }
 });
@@ -181,7 +286,8 @@ describe("migrate and static steps, from app.migrate and app.static and the app 
   const steps = (files: Record<string, string>, app: Record<string, string> = {}) => {
     const problems: string[] = [];
     const dir = tree(files);
-    const s = appSteps("ayna-deploy", dir, config({ app: { path: dir, ...app } }), problems);
+    const lock: AppLock = { dir, made: false, from: `${dir}/uv.lock` };
+    const s = appSteps("ayna-deploy", dir, config({ app: { path: dir, ...app } }), problems, lock);
     return { s, problems: problems.map((p) => p.split(dir).join("APP")) };
   };
 
@@ -212,7 +318,7 @@ describe("migrate and static steps, from app.migrate and app.static and the app 
       "ayna-deploy:app.static: collectstatic needs APP/manage.py; set app.static to the app's own command, or none",
     ]);
     assert.deepEqual(steps({ "alembic.ini": "", "uv.lock": lockOf("fastapi") }).problems, [
-      "ayna-deploy:app.migrate: alembic is not in APP/uv.lock; run `uv add alembic` in APP, or set app.migrate",
+      "ayna-deploy:app.migrate: alembic is not in APP/uv.lock; add alembic to the app's dependencies (or to app.addPackages), or set app.migrate",
     ]);
     assert.deepEqual(steps({ "app.py": "" }, { migrate: "django" }).problems, [
       "ayna-deploy:app.migrate: django needs APP/manage.py; set app.migrate to the app's own command, or none",

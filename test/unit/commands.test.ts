@@ -2,7 +2,7 @@
 import { strict as assert } from "node:assert";
 import { spawnSync } from "node:child_process";
 import { bootstrapCommand, pythonCheck } from "../../builders/bootstrap";
-import { buildEnvCommand, installUvCommand } from "../../builders/python";
+import { buildEnvCommand, installUvCommand, installUvOfflineCommand } from "../../builders/python";
 import { deactivateUnitCommand, enableUnitCommand, unitHealthyCommand } from "../../builders/systemd";
 import { parseToolResult, toolCommand } from "../../components/release";
 import {
@@ -56,6 +56,16 @@ describe("host command builders (golden files)", () => {
     assertGolden("build-env.sh", buildEnvCommand({ ...envSpec, hash: "0123456789abcdef01234567" }) + "\n");
     assert.throws(() => buildEnvCommand({ ...envSpec, hash: "../x" }), /invalid environment hash/);
     assert.throws(() => buildEnvCommand({ ...envSpec, archiveSha256: "$(reboot)" }), /invalid archive checksum/);
+  });
+
+  it("offline: uv from its uploaded wheel, the environment from the uploaded wheels with no index, each checked", () => {
+    const sha = "c".repeat(64);
+    assertGolden("install-uv-offline.sh", installUvOfflineCommand("0.13.9", sha) + "\n");
+    assertGolden(
+      "build-env-offline.sh",
+      buildEnvCommand({ ...envSpec, hash: "0123456789abcdef01234567", offline: true }) + "\n",
+    );
+    assert.throws(() => installUvOfflineCommand("0.13.9", "$(reboot)"), /invalid archive checksum/);
   });
 
   it("the unit check for refresh fails on a pending daemon-reload or, once released, a stopped service", () => {

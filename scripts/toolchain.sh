@@ -108,12 +108,16 @@ fi
 # The venv's other programs (its python3) stay off PATH: only these two go on it.
 mkdir -p "$tool_bin"
 ln -sfn "$uv_dir/bin/uv" "$tool_bin/uv"
+# Our own link goes first, so that the search cannot find it (PATH may hold
+# tool_bin already) and link it to itself; the target is the real file.
+rm -f "$tool_bin/python3.13"
 lock_python=$(UV_PYTHON_DOWNLOADS=never "$tool_bin/uv" python find 3.13 2>/dev/null ||
   find "${PYENV_ROOT:-$HOME/.pyenv}/versions" -maxdepth 3 -path '*/3.13*/bin/python3.13' 2>/dev/null | sort -V | tail -n 1 || true)
-if [ -n "$lock_python" ] && [ -x "$lock_python" ]; then
+[ -z "$lock_python" ] || lock_python=$(readlink -f "$lock_python")
+if [ -n "$lock_python" ] && [ -x "$lock_python" ] && "$lock_python" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then
   ln -sfn "$lock_python" "$tool_bin/python3.13"
 else
-  rm -f "$tool_bin/python3.13"
+  lock_python=""
   log "warning: no Python 3.13 on this machine: apps without a uv.lock cannot be locked here (uv python install 3.13)"
 fi
 

@@ -702,9 +702,11 @@ unpack_release() { # to sha checksum venv; tar.gz on stdin. (1)-(3): the release
   local to=$1 sha=$2 checksum=$3 venv=$4 tmp=$RELEASES/.$1.tmp
   rm -rf "$tmp"
   mkdir -p "$tmp"
-  # The archive's checksum is verified before use.
+  # The archive's checksum (that of its uncompressed tar, the same on every
+  # deploying machine) is verified before use.
   cat >"$tmp/.archive.tar.gz" || { rm -rf "$tmp"; die "deploy: the upload could not be stored$(space_note); nothing changed"; }
-  [ "$(sha256sum "$tmp/.archive.tar.gz" | cut -d' ' -f1)" = "$checksum" ] ||
+  # A gzip error (cut off, junk after the end) spoils the hash.
+  [ "$({ gzip -dc <"$tmp/.archive.tar.gz" 2>/dev/null || echo damaged; } | sha256sum | cut -d' ' -f1)" = "$checksum" ] ||
     { rm -rf "$tmp"; die "deploy: archive checksum mismatch (upload damaged or cut off); nothing changed"; }
   tar -xzf "$tmp/.archive.tar.gz" -C "$tmp" --no-same-owner ||
     { rm -rf "$tmp"; die "deploy: the archive could not be unpacked$(space_note); nothing changed"; }

@@ -61,8 +61,9 @@ export function installUvOfflineCommand(version: string, archiveSha256: string):
 
 function verifyChecksum(file: string, sha256: string, what: string): string {
   return and(
-    `got=$(sha256sum <${file} | cut -d" " -f1)`,
-    `{ [ "$got" = ${argv(sha256)} ] || { echo "${what}: sha256 $got, expected ${sha256} (damaged upload); nothing installed" >&2; exit 1; }; }`,
+    // The archive's hash is that of its uncompressed tar (local/archive.ts); a gzip error spoils it.
+    `got=$({ gzip -dc <${file} || echo damaged; } | sha256sum | cut -d" " -f1)`,
+    `{ [ "$got" = ${argv(sha256)} ] || { echo "${what}: sha256 of its tar $got, expected ${sha256} (damaged upload); nothing installed" >&2; exit 1; }; }`,
   );
 }
 

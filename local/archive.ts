@@ -3,9 +3,11 @@
 // release (content hashes, never timestamps).
 import { createHash } from "node:crypto";
 import { execFileSync } from "node:child_process";
+import { gzipSync } from "node:zlib";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import * as tar from "tar";
 
 export interface Archive {
   /** Local path of the .tar.gz. */
@@ -54,75 +56,117 @@ export function archiveDir(env: NodeJS.ProcessEnv = process.env): string {
   return dir;
 }
 
-export function sha256File(p: string): string {
-  return createHash("sha256").update(fs.readFileSync(p)).digest("hex");
-}
-
 /**
- * tar.gz of `dir` (or of `files` inside it): sorted names, zero mtimes and
- * owners, no gzip timestamp.
+ * tar.gz of `dir` (or of `files` inside it), packed by node-tar rather than a
+ * platform's tar: names sorted bytewise, directories before their contents,
+ * mtimes 0, no owners, and git's modes (644, or 755 when any execute bit is
+ * set; folders 755), so a checkout's umask does not matter. `sha256` is the
+ * hash of the uncompressed tar, so it is the same on every machine: gzip's
+ * bytes vary with the zlib build (Node's own picks its match hashing by CPU).
  */
 export function buildArchive(dir: string, opts: { files?: string[]; exclude?: string[] } = {}): Archive {
   if (!fs.existsSync(dir)) throw new Error(`app directory ${dir} does not exist (config key app.path)`);
-  const tmp = path.join(archiveDir(), `.build-${process.pid}-${Date.now()}.tar.gz`);
-  const tarArgs = [
-    "--sort=name",
-    "--mtime=@0",
-    "--owner=0",
-    "--group=0",
-    "--numeric-owner",
-    "--mode=u+rw,go-w",
-    "--format=gnu",
-    ...(opts.files ? [] : (opts.exclude ?? excluded).map((e) => `--exclude=${e}`)),
-    "-C",
-    dir,
-    "-cf",
-    "-",
-    ...(opts.files ?? ["."]),
-  ];
-  const tar = execFileSync("tar", tarArgs, { maxBuffer: 1024 * 1024 * 1024 });
-  const gz = execFileSync("gzip", ["-n", "-6"], { input: tar, maxBuffer: 1024 * 1024 * 1024 });
-  fs.writeFileSync(tmp, gz, { mode: 0o600 });
-  const sha256 = sha256File(tmp);
-  const final = path.join(archiveDir(), `${sha256}.tar.gz`);
-  fs.renameSync(tmp, final);
-  return { path: final, sha256, bytes: gz.length, files: tarFiles(tar) };
+  const entries = archiveEntries(dir, opts);
+  const tmp = path.join(archiveDir(), `.build-${process.pid}-${Date.now()}`);
+  try {
+    tar.c(
+      {
+        sync: true,
+        file: `${tmp}.tar`,
+        cwd: dir,
+        portable: true,
+        mtime: new Date(0),
+        noDirRecurse: true,
+        onWriteEntry: (e) => {
+          if (e.stat) e.stat.mode = (e.stat.mode & ~0o7777) | packedMode(e.stat);
+        },
+      },
+      entries.map((e) => e.name),
+    );
+    const raw = fs.readFileSync(`${tmp}.tar`);
+    const sha256 = createHash("sha256").update(raw).digest("hex");
+    const gz = gzipSync(raw, { level: 6 });
+    fs.writeFileSync(`${tmp}.tar.gz`, gz, { mode: 0o600 });
+    const final = path.join(archiveDir(), `${sha256}.tar.gz`);
+    fs.renameSync(`${tmp}.tar.gz`, final);
+    return { path: final, sha256, bytes: gz.length, files: fileHashes(dir, entries) };
+  } finally {
+    fs.rmSync(`${tmp}.tar`, { force: true });
+    fs.rmSync(`${tmp}.tar.gz`, { force: true });
+  }
 }
 
-function field(block: Buffer, start: number, length: number): string {
-  const raw = block.subarray(start, start + length);
-  const end = raw.indexOf(0);
-  return raw.subarray(0, end < 0 ? raw.length : end).toString("utf8");
+interface Entry {
+  name: string;
+  kind: "dir" | "file" | "link";
 }
+
+/** `*` and `?` globs matched against one name, as tar's --exclude matches each path component. */
+function globMatch(pattern: string, name: string): boolean {
+  const re = pattern
+    .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+    .replace(/\*/g, ".*")
+    .replace(/\?/g, ".");
+  return new RegExp(`^${re}$`, "s").test(name);
+}
+
+const byteOrder = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
 
 /**
- * The entries of an uncompressed tar stream as written by buildArchive
- * (GNU format: 512-byte headers, long names in a preceding 'L' entry):
- * path (without "./") -> sha256 of mode, type and content, 16 hex digits.
+ * What goes in the archive, in order: with `files`, those names (a folder with
+ * all it holds); else everything under `dir` but the excluded names. Sockets,
+ * pipes and devices are left out.
  */
-export function tarFiles(tar: Buffer): Record<string, string> {
-  const files: Record<string, string> = {};
-  let offset = 0;
-  let longName: string | undefined;
-  while (offset + 512 <= tar.length) {
-    const header = tar.subarray(offset, offset + 512);
-    if (header.every((b) => b === 0)) break;
-    const size = parseInt(field(header, 124, 12).trim() || "0", 8);
-    const type = String.fromCharCode(header[156] ?? 0);
-    const body = tar.subarray(offset + 512, offset + 512 + size);
-    offset += 512 + Math.ceil(size / 512) * 512;
-    if (type === "L") {
-      longName = field(body, 0, size);
-      continue;
+export function archiveEntries(dir: string, opts: { files?: string[]; exclude?: string[] } = {}): Entry[] {
+  const exclude = opts.files ? [] : (opts.exclude ?? excluded);
+  const out: Entry[] = [];
+  const visit = (name: string) => {
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(path.join(dir, name));
+    } catch {
+      throw new Error(`${path.join(dir, name)} does not exist: it cannot be packed`);
     }
-    const name = (longName ?? field(header, 0, 100)).replace(/^\.\//, "");
-    longName = undefined;
-    const mode = field(header, 100, 8).trim();
-    if (type === "0" || type === "\0") {
-      files[name] = createHash("sha256").update(`${mode} file `).update(body).digest("hex").slice(0, 16);
-    } else if (type === "2") {
-      files[name] = createHash("sha256")
-        .update(`${mode} link ${field(header, 157, 100)}`)
+    if (st.isSymbolicLink()) out.push({ name, kind: "link" });
+    else if (st.isFile()) out.push({ name, kind: "file" });
+    else if (st.isDirectory()) {
+      out.push({ name, kind: "dir" });
+      for (const child of fs.readdirSync(path.join(dir, name)).sort(byteOrder)) {
+        if (!exclude.some((p) => globMatch(p, child))) visit(`${name}/${child}`);
+      }
+    }
+  };
+  const top = opts.files ?? fs.readdirSync(dir).filter((n) => !exclude.some((p) => globMatch(p, n)));
+  for (const name of [...top].sort(byteOrder)) visit(name);
+  return out;
+}
+
+/** The mode an entry is packed with: git's two for files, 755 for folders and links. */
+function packedMode(st: fs.Stats): number {
+  if (st.isFile()) return st.mode & 0o111 ? 0o755 : 0o644;
+  return 0o755;
+}
+
+/** The tar's 7-digit octal mode field. */
+function modeField(mode: number): string {
+  return mode.toString(8).padStart(7, "0");
+}
+
+/** path -> sha256 of mode, type and content (16 hex digits), for every file and link packed. */
+function fileHashes(dir: string, entries: Entry[]): Record<string, string> {
+  const files: Record<string, string> = {};
+  for (const e of entries) {
+    const full = path.join(dir, e.name);
+    if (e.kind === "file") {
+      const mode = modeField(packedMode(fs.lstatSync(full)));
+      files[e.name] = createHash("sha256")
+        .update(`${mode} file `)
+        .update(fs.readFileSync(full))
+        .digest("hex")
+        .slice(0, 16);
+    } else if (e.kind === "link") {
+      files[e.name] = createHash("sha256")
+        .update(`${modeField(0o755)} link ${fs.readlinkSync(full)}`)
         .digest("hex")
         .slice(0, 16);
     }

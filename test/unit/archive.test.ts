@@ -3,7 +3,10 @@ import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { archiveDir, buildArchive } from "../../local/archive";
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import * as zlib from "node:zlib";
+import { archiveDir, archiveEntries, buildArchive } from "../../local/archive";
 
 describe("local archive cache", () => {
   let tmp: string;
@@ -86,5 +89,127 @@ describe("local archive cache", () => {
       if (prev === undefined) delete process.env["AYNA_ARCHIVE_DIR"];
       else process.env["AYNA_ARCHIVE_DIR"] = prev;
     }
+  });
+  describe("portable packing (node-tar, no platform tar)", () => {
+    let prev: string | undefined;
+    beforeEach(() => {
+      prev = process.env["AYNA_ARCHIVE_DIR"];
+      process.env["AYNA_ARCHIVE_DIR"] = path.join(tmp, "cache");
+    });
+    afterEach(() => {
+      if (prev === undefined) delete process.env["AYNA_ARCHIVE_DIR"];
+      else process.env["AYNA_ARCHIVE_DIR"] = prev;
+    });
+
+    /** The same small app, made as a checkout under `umask` would be: files in the given order, every mtime set. */
+    function makeApp(name: string, order: string[], umask: number, mtime: Date): string {
+      const app = path.join(tmp, name);
+      fs.mkdirSync(app, { mode: 0o777 & ~umask });
+      const content: Record<string, [string, boolean]> = {
+        "a.py": ["print(1)\n", false],
+        "pkg/__init__.py": ["", false],
+        "pkg/run.sh": ["#!/bin/sh\necho hi\n", true],
+        "pkg/__pycache__/x.pyc": ["junk", false],
+        ".env.local": ["SECRET=1\n", false],
+        ".envrc": ["kept\n", false],
+      };
+      for (const f of order) {
+        const [text, executable] = content[f]!;
+        for (let d = path.dirname(f); d !== "."; d = path.dirname(d)) {
+          fs.mkdirSync(path.join(app, d), { recursive: true });
+          fs.chmodSync(path.join(app, d), 0o777 & ~umask);
+        }
+        fs.writeFileSync(path.join(app, f), text);
+        fs.chmodSync(path.join(app, f), (executable ? 0o777 : 0o666) & ~umask);
+        fs.utimesSync(path.join(app, f), mtime, mtime);
+      }
+      fs.symlinkSync("a.py", path.join(app, "link.py"));
+      return app;
+    }
+    const files = ["a.py", "pkg/__init__.py", "pkg/run.sh", "pkg/__pycache__/x.pyc", ".env.local", ".envrc"];
+
+    it("packs with tar and gzip off PATH: no platform tool is run", () => {
+      const app = makeApp("app", files, 0o022, new Date(0));
+      const path0 = process.env["PATH"];
+      process.env["PATH"] = path.join(tmp, "empty");
+      try {
+        assert.match(buildArchive(app).sha256, /^[0-9a-f]{64}$/);
+      } finally {
+        process.env["PATH"] = path0;
+      }
+    });
+
+    it("gives the same hash whatever the creation order, the mtimes and the umask of the checkout (022, 002, 077)", () => {
+      const one = buildArchive(makeApp("one", files, 0o022, new Date("2020-01-01T00:00:00Z")));
+      const two = buildArchive(makeApp("two", [...files].reverse(), 0o002, new Date("2026-12-03T06:00:00Z")));
+      const three = buildArchive(makeApp("three", files, 0o077, new Date()));
+      assert.equal(two.sha256, one.sha256);
+      assert.equal(three.sha256, one.sha256);
+      assert.deepEqual(three.files, one.files);
+    });
+
+    it("an executable bit still changes the hash (modes are git's two: 644 and 755)", () => {
+      const app = makeApp("app", files, 0o022, new Date(0));
+      const before = buildArchive(app);
+      fs.chmodSync(path.join(app, "a.py"), 0o755);
+      const after = buildArchive(app);
+      assert.notEqual(after.sha256, before.sha256);
+      assert.notEqual(after.files["a.py"], before.files["a.py"]);
+      assert.equal(after.files["pkg/run.sh"], before.files["pkg/run.sh"]);
+    });
+
+    // Pinned: a change of packing (node-tar's version, options, the walk) shows here before it makes every stack release again.
+    it("packs this small tree to the same pinned hash on every machine", () => {
+      const a = buildArchive(makeApp("app", files, 0o002, new Date()));
+      assert.equal(a.sha256, "a3446d29a3714b1c6571e0a275ac387784123e9bfa15b60ed445abe6cade266f");
+    });
+
+    it("hashes the uncompressed tar (gzip's bytes vary by zlib build), and the .tar.gz unpacks to it", () => {
+      const a = buildArchive(makeApp("app", files, 0o022, new Date(0)));
+      const raw = zlib.gunzipSync(fs.readFileSync(a.path));
+      assert.equal(createHash("sha256").update(raw).digest("hex"), a.sha256);
+      assert.equal(path.basename(a.path), `${a.sha256}.tar.gz`);
+    });
+
+    it("leaves out the excluded names at any depth (.env.*, __pycache__), keeps look-alikes (.envrc), sorts bytewise", () => {
+      const app = makeApp("app", files, 0o022, new Date(0));
+      assert.deepEqual(
+        archiveEntries(app).map((e) => `${e.kind} ${e.name}`),
+        ["file .envrc", "file a.py", "link link.py", "dir pkg", "file pkg/__init__.py", "file pkg/run.sh"],
+      );
+    });
+
+    it("GNU tar (the hosts' tar) unpacks it: names, modes 644/755 from a umask-077 checkout, the link, owners 0, mtimes 0", () => {
+      const a = buildArchive(makeApp("app", files, 0o077, new Date("2024-05-05T00:00:00Z")));
+      const r = spawnSync("tar", ["-tvzf", a.path, "--numeric-owner"], { encoding: "utf8" });
+      assert.equal(r.status, 0, r.stderr);
+      assert.deepEqual(
+        r.stdout
+          .trim()
+          .split("\n")
+          .map((l) => l.split(/\s+/))
+          .map((f) => [f[0], f[1], f[3], ...f.slice(5)].join(" ")),
+        [
+          "-rw-r--r-- 0/0 1970-01-01 .envrc",
+          "-rw-r--r-- 0/0 1970-01-01 a.py",
+          "lrwxr-xr-x 0/0 1970-01-01 link.py -> a.py",
+          "drwxr-xr-x 0/0 1970-01-01 pkg/",
+          "-rw-r--r-- 0/0 1970-01-01 pkg/__init__.py",
+          "-rwxr-xr-x 0/0 1970-01-01 pkg/run.sh",
+        ],
+      );
+    });
+
+    it("packs only the named files when given, a folder with all it holds, and names a missing one", () => {
+      const app = makeApp("app", files, 0o022, new Date(0));
+      assert.deepEqual(
+        archiveEntries(app, { files: ["pkg", "a.py"] }).map((e) => e.name),
+        ["a.py", "pkg", "pkg/__init__.py", "pkg/__pycache__", "pkg/__pycache__/x.pyc", "pkg/run.sh"],
+      );
+      assert.throws(
+        () => buildArchive(app, { files: ["uv.lock"] }),
+        /app\/uv\.lock does not exist: it cannot be packed/,
+      );
+    });
   });
 });

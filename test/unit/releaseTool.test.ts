@@ -10,6 +10,7 @@ import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import * as zlib from "node:zlib";
 import { encodeUnits, ReleaseToolSpec, renderReleaseTool } from "../../builders/releaseTool";
 import { alembicUpgrade, commandStep, djangoCollectstatic, djangoMigrate } from "../../builders/appSteps";
 
@@ -278,7 +279,7 @@ function sandbox(overrides: Partial<ReleaseToolSpec> = {}): Sandbox {
 const healthy = (release: string) => `200 {"status": "ok", "release": "${release}"}`;
 const far = "$(( $(date +%s) + 60 ))";
 
-/** A code archive (tar.gz of a one-file app) and its sha256. */
+/** A code archive (tar.gz of a one-file app) and the sha256 of its tar, as local/archive.ts gives it. */
 function archive(dir: string, tag: string): { data: Buffer; checksum: string } {
   const src = path.join(dir, `app-${tag}`);
   fs.mkdirSync(src);
@@ -287,7 +288,7 @@ function archive(dir: string, tag: string): { data: Buffer; checksum: string } {
   const r = spawnSync("tar", ["-czf", file, "-C", src, "."]);
   assert.equal(r.status, 0, String(r.stderr));
   const data = fs.readFileSync(file);
-  return { data, checksum: crypto.createHash("sha256").update(data).digest("hex") };
+  return { data, checksum: crypto.createHash("sha256").update(zlib.gunzipSync(data)).digest("hex") };
 }
 
 function deployArgs(a: { checksum: string }, sha: string, venv = "envA"): string[] {

@@ -127,27 +127,37 @@ export function exportedPins(exported: string, member: string): string[] {
   return pins;
 }
 
-interface Run {
+export interface UvRun {
   status: number;
   out: string;
   err: string;
 }
 
-function runUv(uv: string, args: string[], cwd: string): Run {
+/** What a uv run is for: the config key its errors name, the fix when uv is missing, how long it may take. */
+export interface UvPurpose {
+  key: string;
+  missing: string;
+  timeoutMs: number;
+}
+
+const locking: UvPurpose = {
+  key: "app.path",
+  missing:
+    "locking the app's dependencies on this machine needs uv, which is not on PATH; install uv (`pip install uv`, or https://docs.astral.sh/uv/), set AYNA_UV to its path, or commit a uv.lock with the app",
+  timeoutMs: 600_000,
+};
+
+/** Runs uv without progress bars or colour; uv missing or unable to start is a LockError naming the fix. */
+export function runUv(uv: string, args: string[], cwd: string, why: UvPurpose = locking): UvRun {
   const r = spawnSync(uv, args, {
     cwd,
     encoding: "utf8",
     env: { ...process.env, UV_NO_PROGRESS: "1", NO_COLOR: "1" },
     maxBuffer: 64 * 1024 * 1024,
-    timeout: 600_000,
+    timeout: why.timeoutMs,
   });
-  if (r.error && (r.error as NodeJS.ErrnoException).code === "ENOENT") {
-    throw new LockError(
-      "app.path",
-      `locking the app's dependencies on this machine needs uv, which is not on PATH; install uv (\`pip install uv\`, or https://docs.astral.sh/uv/), set AYNA_UV to its path, or commit a uv.lock with the app`,
-    );
-  }
-  if (r.error) throw new LockError("app.path", `uv ${args[0]} could not run: ${r.error.message}`);
+  if (r.error && (r.error as NodeJS.ErrnoException).code === "ENOENT") throw new LockError(why.key, why.missing);
+  if (r.error) throw new LockError(why.key, `uv ${args[0]} could not run: ${r.error.message}`);
   return { status: r.status ?? -1, out: r.stdout, err: r.stderr };
 }
 
@@ -187,7 +197,7 @@ export function appLock(src: DependencySource, o: LockOptions): AppLock {
 function makeLock(src: DependencySource, o: LockOptions, work: string, from: string): void {
   const uv = o.uv ?? process.env["AYNA_UV"] ?? "uv";
   const python = ["--python", o.python];
-  const check = (r: Run, what: string) => {
+  const check = (r: UvRun, what: string) => {
     if (r.status === 0) return;
     const text = tail(r.err || r.out);
     const fix = /interpreter|No Python|python.*not found/i.test(text)

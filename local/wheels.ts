@@ -4,11 +4,11 @@
 // then build their environment with no index at all. Kept under a key of what
 // decides the set, like a made lock, so an unchanged app gathers nothing.
 import { createHash } from "node:crypto";
-import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { LockError } from "../builders/dependencies";
+import { runUv, UvPurpose } from "./lock";
 
 /** The pip that gathers, run by uv on the hosts' Python so markers (python_version) are the hosts'. */
 export const pipVersion = "25.1.1";
@@ -92,29 +92,23 @@ export function wheelKey(lockDir: string, o: Pick<WheelOptions, "python" | "arch
   return h.digest("hex").slice(0, 32);
 }
 
+const gathering: UvPurpose = {
+  key: "offline.enabled",
+  missing:
+    "gathering wheels for hosts without PyPI needs uv on this machine, which is not on PATH; install uv (`pip install uv`) or set AYNA_UV",
+  timeoutMs: 1_200_000,
+};
+
 function run(uv: string, args: string[], cwd: string, what: string): string {
-  const r = spawnSync(uv, args, {
-    cwd,
-    encoding: "utf8",
-    env: { ...process.env, UV_NO_PROGRESS: "1", NO_COLOR: "1" },
-    maxBuffer: 64 * 1024 * 1024,
-    timeout: 1_200_000,
-  });
-  if (r.error && (r.error as NodeJS.ErrnoException).code === "ENOENT") {
-    throw new LockError(
-      "offline.enabled",
-      "gathering wheels for hosts without PyPI needs uv on this machine, which is not on PATH; install uv (`pip install uv`) or set AYNA_UV",
-    );
-  }
-  if (r.error) throw new LockError("offline.enabled", `${what} could not run: ${r.error.message}`);
+  const r = runUv(uv, args, cwd, gathering);
   if (r.status !== 0) {
-    const text = (r.stderr || r.stdout).trimEnd().split("\n").slice(-12).join("\n");
+    const text = (r.err || r.out).trimEnd().split("\n").slice(-12).join("\n");
     const hint = /no matching distribution|Could not find a version/i.test(text)
       ? " (a package with no wheel for the hosts' Python and platform: it would have to be built on a host, which cannot reach PyPI)"
       : "";
     throw new LockError("offline.enabled", `${what} failed${hint}:\n${text}`);
   }
-  return r.stdout;
+  return r.out;
 }
 
 /** The wheels of the lock in `lockDir` (pyproject.toml + uv.lock) for the hosts, and uv's. */

@@ -11,6 +11,7 @@ import * as path from "node:path";
 import { assertNoLoss, describeLoad, startLoad } from "../support/load";
 import { PulumiStack, repoRoot, resourceSummary } from "../support/pulumi";
 import { sh } from "../support/sampleApp";
+import { quote } from "../../builders/shell";
 import { startHost, stopHost, TestHost } from "../support/testhost";
 
 interface Layout {
@@ -146,4 +147,131 @@ describe("apps without a uv.lock, locked on the deploying machine: requirements 
       });
     });
   }
+  // Issue 11: every mismatch between the config and the app is a clear error
+  // at preview, before anything reaches a host. Each row is a variant of
+  // ping's deployed stack (its own copy of the config file, and of the app
+  // where the row changes the app); none may log in to the host.
+  interface Mismatch {
+    name: string;
+    /** Keys set (or removed, with undefined) in the variant's config. */
+    set: [string, string | undefined][];
+    /** A change to a copy of the app (app.path then points at the copy). */
+    app?: (dir: string) => void;
+    error: RegExp;
+  }
+  const mismatches: Mismatch[] = [
+    {
+      name: "the web server the role needs is missing (app.addPackages emptied)",
+      set: [["app.addPackages", undefined]],
+      error:
+        /ayna-deploy:services\.api: needs gunicorn, which the lock made from \S+\/pyproject\.toml does not have .*list it in app\.addPackages/,
+    },
+    {
+      name: "an entry point that is not in the app",
+      set: [["services.api.module", "api.nothere:app"]],
+      error:
+        /ayna-deploy:services\.api\.module: module api\.nothere is not in \S+ .*set services\.api\.module to the app's module/,
+    },
+    {
+      name: "Django's migrate for an app without manage.py",
+      set: [["app.migrate", "django"]],
+      error:
+        /ayna-deploy:app\.migrate: django needs \S+\/manage\.py; set app\.migrate to the app's own command, or none/,
+    },
+    {
+      name: "collectstatic for an app without manage.py",
+      set: [["app.static", "collectstatic"]],
+      error:
+        /ayna-deploy:app\.static: collectstatic needs \S+\/manage\.py; set app\.static to the app's own command, or none/,
+    },
+    {
+      name: "a health path that is not a path",
+      set: [["services.api.healthPath", "health"]],
+      error: /ayna-deploy:services\.api\.healthPath: .*an absolute URL path/,
+    },
+    {
+      name: "a system package name Debian cannot have",
+      set: [["systemPackages[0]", "Not A Package"]],
+      error: /ayna-deploy:systemPackages\[0\]: .*a Debian package name/,
+    },
+    {
+      name: "a misspelt key",
+      set: [["app.requirment", "requirements.txt"]],
+      error: /ayna-deploy:app\.requirment: unknown key \(did you mean "\S*requirements"\?\)/,
+    },
+    {
+      name: "a Python the app does not allow",
+      set: [],
+      app: (dir) => {
+        const f = path.join(dir, "pyproject.toml");
+        fs.writeFileSync(
+          f,
+          fs.readFileSync(f, "utf8").replace('requires-python = ">=3.12"', 'requires-python = ">=3.10,<3.13"'),
+        );
+      },
+      error:
+        /ayna-deploy:python: 3\.13 is outside the app's requires-python ">=3\.10,<3\.13" \(\S+\/pyproject\.toml\); set python to a version it allows/,
+    },
+    {
+      name: "an app folder that is not there",
+      set: [["app.path", "/nonexistent/ping"]],
+      error: /ayna-deploy:app\.path: \/nonexistent\/ping is not a folder; set app\.path/,
+    },
+  ];
+
+  // After the layouts' own tests (mocha runs a describe's tests before its nested describes).
+  describe("mismatches against ping's deployed stack", () => {
+    it("each app mismatch fails preview and up naming the key and the fix, never a stack trace; no SSH login reaches the host, nothing there changes", async () => {
+      const stack = stacks.get("ping")!;
+      const state =
+        'find /opt/ayna/ping /etc/systemd/system -printf "%p %s %m %T@\\n" | sort | sha256sum; systemctl show -P MainPID ping-api';
+      // Logins since the last look, less the looks' own (each names its client
+      // port; its journal line may come before or after its cursor), then the
+      // journal's cursor now and the host's state.
+      let look = { port: "", cursor: "" };
+      const logins = async (): Promise<{ logins: string[]; state: string[] }> => {
+        const since = look.cursor ? `--after-cursor ${quote(look.cursor)}` : "-n 0";
+        const out = await sh(
+          host,
+          `echo "$SSH_CLIENT"; sudo sh -c ${quote(
+            `journalctl -q --no-pager -o cat ${since} | grep '^Accepted publickey' || true; echo ==; journalctl -q -n 1 -o cat --show-cursor | tail -n 1; ${state}`,
+          )}`,
+        );
+        const [client, ...lines] = out.trim().split("\n");
+        const split = lines.indexOf("==");
+        const port = client!.split(" ")[1]!;
+        const [cursor, ...rest] = lines.slice(split + 1);
+        assert.match(cursor!, /^-- cursor: /);
+        const seen = lines.slice(0, split).filter((l) => ![look.port, port].some((p) => l.includes(` port ${p} `)));
+        look = { port, cursor: cursor!.replace(/^-- cursor: /, "") };
+        return { logins: seen, state: rest };
+      };
+      const before = await logins();
+      for (const [i, m] of mismatches.entries()) {
+        const variant = stack.copyConfig(`mismatch${i}`);
+        if (m.app) {
+          const copy = path.join(stack.dir, `app-mismatch${i}`);
+          fs.cpSync(apps.get("ping")!, copy, { recursive: true });
+          m.app(copy);
+          await stack.setConfig("app.path", copy, { path: true, configFile: variant });
+        }
+        for (const [k, v] of m.set) {
+          if (v === undefined) await stack.ok(["config", "rm", "--path", k], { configFile: variant });
+          else await stack.setConfig(k, v, { path: true, configFile: variant });
+        }
+        for (const args of [["preview"], ["up", "--yes", "--skip-preview"]]) {
+          const r = await stack.run(args, { configFile: variant });
+          const out = r.stdout + r.stderr;
+          assert.notEqual(r.code, 0, `${m.name}: pulumi ${args[0]} succeeded\n${out}`);
+          assert.match(out, m.error, `${m.name}: pulumi ${args[0]}`);
+          assert.doesNotMatch(out, /^\s+at \S+ \(?\S+:\d+:\d+\)?$/m, `${m.name}: a stack trace\n${out}`);
+        }
+        const now = await logins();
+        assert.deepEqual(now.logins, [], `${m.name}: an SSH login reached the host`);
+        assert.deepEqual(now.state, before.state, `${m.name}: files, modes or the api's process changed`);
+      }
+      const again = await stack.ok(["up", "--yes", "--skip-preview"]);
+      assert.deepEqual(Object.keys(resourceSummary(again.stdout)), ["unchanged"], again.stdout);
+    });
+  });
 });

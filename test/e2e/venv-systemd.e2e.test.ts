@@ -317,14 +317,14 @@ describe("venv/systemd mode: the sample app on a fresh host", function () {
   });
 
   describe("bad config fails with the key and the fix, and touches no host", () => {
-    // An existing Django project that lists its dependencies in requirements files, with no lock.
-    const requirementsApp = path.join(os.tmpdir(), `ayna-requirements-app-${process.pid}`);
+    // A folder that says nothing of its dependencies (requirements files and
+    // a pyproject without a lock are locked here: layouts.e2e).
+    const bareApp = path.join(os.tmpdir(), `ayna-bare-app-${process.pid}`);
     before(() => {
-      fs.mkdirSync(path.join(requirementsApp, "requirements"), { recursive: true });
-      fs.writeFileSync(path.join(requirementsApp, "requirements", "base.txt"), "django~=5.2\ngunicorn\n");
-      fs.writeFileSync(path.join(requirementsApp, "manage.py"), "");
+      fs.mkdirSync(bareApp, { recursive: true });
+      fs.writeFileSync(path.join(bareApp, "manage.py"), "");
     });
-    after(() => fs.rmSync(requirementsApp, { recursive: true, force: true }));
+    after(() => fs.rmSync(bareApp, { recursive: true, force: true }));
 
     const cases: { name: string; set: [string, string, { path?: boolean; secret?: boolean }?][]; expect: RegExp }[] = [
       {
@@ -359,10 +359,10 @@ describe("venv/systemd mode: the sample app on a fresh host", function () {
         expect: /privateKey.*is not a private key ssh can read/,
       },
       {
-        name: "an app with requirements files and no lock",
-        set: [["app.path", requirementsApp, { path: true }]],
+        name: "an app folder with neither pyproject.toml nor requirements files",
+        set: [["app.path", bareApp, { path: true }]],
         expect:
-          /ayna-deploy:app\.path: \S+ lists its dependencies in requirements\/base\.txt, without pyproject\.toml and uv\.lock, which the host's environment is built from; in \S+ run `uv init --bare` and `uv add -r requirements\/base\.txt`/,
+          /ayna-deploy:app\.path: \S+ has neither pyproject\.toml nor a requirements file; set app\.path to the folder holding the app's pyproject\.toml \(or requirements\.txt\)/,
       },
     ];
     for (const c of cases) {

@@ -9,6 +9,7 @@ import {
   Host,
   lockfileArchive,
   PostgresDatabase,
+  Proxy,
   PythonRuntime,
   Release,
   SystemdService,
@@ -147,9 +148,11 @@ const releases = planHosts(config, steps).map((plan) => {
     { ...onHost, dependsOn: [host.bootstrap, runtime, ...(database ? [database] : []), ...previousBatch] },
   );
   (releasedInBatch[plan.batch] ??= []).push(release);
-  for (const unit of plan.units) {
-    new SystemdService(`${h.name}-${unit.role}`, { unit }, { ...onHost, dependsOn: release });
-  }
+  const services = plan.units.map(
+    (unit) => new SystemdService(`${h.name}-${unit.role}`, { unit }, { ...onHost, dependsOn: release }),
+  );
+  // Caddy routes to the services once the release serves them.
+  if (plan.site) new Proxy(h.name, { site: plan.site }, { ...onHost, dependsOn: [release, ...services] });
   return { host: h, release };
 });
 

@@ -4,3 +4,4 @@ export * from "./envFile";
 export * from "./systemdService";
 export * from "./release";
 export * from "./database";
+export * from "./proxy";

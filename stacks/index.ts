@@ -65,6 +65,8 @@ export interface StackConfig {
   generatedSecrets: string[];
   /** Debian packages the app needs beyond the base set. */
   systemPackages: string[];
+  /** Caddy in front: the project's site on every host. */
+  proxy: { enabled: boolean; domains: string[]; tls: "auto" | "internal"; email?: string; apiPath: string };
   /** Hosts without PyPI: wheels gathered here and uploaded. */
   offline: { enabled: boolean; arch: "x86_64" | "aarch64" };
   /** PostgreSQL on the host; `name` (database and role) set exactly when `local`. */
@@ -168,6 +170,23 @@ function crossCheck(ns: string, out: Record<string, unknown>, raw: RawConfig, pr
     if (k in env && env[k] !== v)
       problems.push(`${ns}:env.${k}: the program sets it to ${v} (from the registry and config); remove it`);
     env[k] = v;
+  }
+  const proxy = out["proxy"] as StackConfig["proxy"];
+  if (proxy.enabled) {
+    if (proxy.domains.length === 0)
+      problems.push(
+        `${ns}:proxy.domains: needed with proxy.enabled; set proxy.domains[0] to the name the project answers to`,
+      );
+    if (!services.web.enabled && !services.api.enabled)
+      problems.push(
+        `${ns}:proxy.enabled: neither web nor api runs, so Caddy has nothing to serve; turn one on, or the proxy off`,
+      );
+    if (proxy.apiPath === "/" && services.web.enabled && services.api.enabled)
+      problems.push(
+        `${ns}:proxy.apiPath: "/" sends every request to the api and leaves web unreachable; use a prefix such as /api`,
+      );
+    if (proxy.email !== undefined && proxy.tls === "internal")
+      problems.push(`${ns}:proxy.email: only used with proxy.tls: auto; remove it`);
   }
   const nonEmpty = (m: Record<string, string>) => Object.keys(m).filter((k) => m[k] !== "");
   const provided = new Set([

@@ -1,6 +1,7 @@
 // The validated config turned into what each host gets: unit specs, candidate
 // ports, the release tool's settings and the batch a host is released in.
 // Pure: no Pulumi resources are made here.
+import { caddyPackage, SiteSpec } from "../builders/caddy";
 import { ReleaseService, ReleaseToolSpec, releaseDirToken } from "../builders/releaseTool";
 import { candidateCommand, ServiceRole, UnitSpec, usesSocket, workerCheckCommand } from "../builders/units";
 import { candidateOffsets } from "../standard/portRegistry";
@@ -15,6 +16,28 @@ export interface HostPlan {
   releaseTool: ReleaseToolSpec;
   /** Index of the batch this host is released in (0 first). */
   batch: number;
+  /** Caddy's site for the project, with proxy.enabled. */
+  site?: SiteSpec;
+}
+
+/** The project's Caddy site from config, or undefined with the proxy off. */
+export function siteSpec(c: StackConfig): SiteSpec | undefined {
+  if (!c.proxy.enabled) return undefined;
+  const { web, api } = c.services;
+  const health = (role: "web" | "api") => c.services[role].healthPath ?? c.release.healthPath;
+  return {
+    project: c.project,
+    stage: c.stage,
+    domains: c.proxy.domains,
+    tls: c.proxy.tls,
+    ...(c.proxy.email !== undefined ? { email: c.proxy.email } : {}),
+    ...(web.enabled && web.port !== undefined ? { webPort: web.port } : {}),
+    ...(api.enabled && api.port !== undefined ? { api: { port: api.port, path: c.proxy.apiPath } } : {}),
+    healthPaths: {
+      ...(web.enabled ? { web: health("web") } : {}),
+      ...(api.enabled ? { api: health("api") } : {}),
+    },
+  };
 }
 
 export function enabledRoles(c: StackConfig): ServiceRole[] {
@@ -101,15 +124,18 @@ export function batchOf(index: number, batchSize: number): number {
 export function planHosts(c: StackConfig, steps: Pick<AppSteps, "migrate" | "static"> = {}): HostPlan[] {
   const units = enabledRoles(c).map((role) => unitSpec(c, role));
   const releaseTool = releaseToolSpec(c, steps);
+  const site = siteSpec(c);
   return c.hosts.map((host, i) => ({
     host,
     packages: [
       ...(c.redis.local ? ["redis-server"] : []),
       ...(c.database.local ? ["postgresql"] : []),
+      ...(c.proxy.enabled ? [caddyPackage] : []),
       ...c.systemPackages,
     ],
     units,
     releaseTool,
     batch: batchOf(i, c.release.batchSize),
+    ...(site ? { site } : {}),
   }));
 }

@@ -261,6 +261,43 @@ export const schema: Record<string, Field> = {
       },
     },
   },
+  proxy: {
+    kind: "object",
+    doc: "Caddy in front (Debian's caddy under systemd): the only listener on ports 80 and 443, `/` to web and the api under `apiPath`, on the services' 127.0.0.1 ports. A site change is validated by Caddy, reloaded gracefully and kept only when every domain answers through it.",
+    fields: {
+      enabled: { kind: "bool", doc: "Put Caddy in front of this project on every host.", default: false },
+      domains: {
+        kind: "array",
+        doc: "The names this project answers to (one Caddy site); each name belongs to one project on a host.",
+        items: {
+          kind: "string",
+          doc: "domain",
+          pattern: /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/,
+          patternHint: "a host name such as app.example.com",
+        },
+        default: [],
+      },
+      tls: {
+        kind: "enum",
+        doc: "`auto`: public certificates from Let's Encrypt or ZeroSSL (the names must resolve to the hosts and ports 80 and 443 be reachable); `internal`: Caddy's own CA, for tests and private networks.",
+        values: ["auto", "internal"],
+        default: "auto",
+      },
+      email: {
+        kind: "string",
+        doc: "E-mail for the certificate authority's account (tls: auto).",
+        pattern: /^[^@\s]+@[^@\s]+\.[^@\s]+$/,
+        patternHint: "an e-mail address",
+      },
+      apiPath: {
+        kind: "string",
+        doc: "Path prefix routed to the api (stripped before the api sees the request); `/` sends everything to the api (web must then be off).",
+        default: "/api",
+        pattern: /^\/([A-Za-z0-9._~-]+(\/[A-Za-z0-9._~-]+)*)?$/,
+        patternHint: "an absolute path without a trailing slash, such as /api",
+      },
+    },
+  },
   offline: {
     kind: "object",
     doc: "Hosts that cannot reach PyPI: the wheels of the app's lock for `python` and the hosts' CPU, and uv's own, are gathered on the deploying machine (uv and pip, through its index) and uploaded; the hosts install them with no index at all. Debian packages still come from the hosts' own mirror.",

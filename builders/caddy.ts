@@ -1,0 +1,99 @@
+// Caddy in front (venv mode): one site file per project in /etc/caddy/sites,
+// rendered here from the stack's config, and the commands that put it in
+// place through `ayna-proxy` (validated by Caddy first, kept only when every
+// domain answers after the graceful reload).
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { argv } from "./shell";
+
+/** Debian's caddy, under its own systemd unit. */
+export const caddyPackage = "caddy";
+
+export interface SiteSpec {
+  project: string;
+  stage: string;
+  /** Site addresses: the names this project answers to. */
+  domains: string[];
+  /** `internal`: Caddy's own CA (tests, private networks); `auto`: public certificates (ACME). */
+  tls: "auto" | "internal";
+  /** ACME account e-mail, with `auto`. */
+  email?: string;
+  /** The web service's loopback port, when web runs. */
+  webPort?: number;
+  /** The api service's loopback port and its path prefix (stripped before the api sees it; "/" for all). */
+  api?: { port: number; path: string };
+  /** Health paths the gate asks for through Caddy, per enabled role. */
+  healthPaths: { web?: string; api?: string };
+}
+
+/**
+ * How long Caddy keeps trying an upstream that refused a connection before
+ * answering 502: a release hands the listening socket over, so a refusal is
+ * not expected, but a stop and start by hand should not cost requests.
+ */
+export const upstreamRetrySeconds = 5;
+
+function upstream(port: number): string[] {
+  return [`reverse_proxy 127.0.0.1:${port} {`, `\tlb_try_duration ${upstreamRetrySeconds}s`, "}"];
+}
+
+const indent = (lines: string[], by = "\t") => lines.map((l) => (l === "" ? l : by + l));
+
+/** The project's site file: its domains, TLS, the api under its path and web at the root. */
+export function renderSite(s: SiteSpec): string {
+  const body: string[] = [];
+  if (s.tls === "internal") body.push("tls internal");
+  else if (s.email) body.push(`tls ${s.email}`);
+  body.push("encode zstd gzip");
+  if (s.api && s.api.path !== "/") {
+    body.push(
+      "",
+      `@api path ${s.api.path} ${s.api.path}/*`,
+      "handle @api {",
+      ...indent([`uri strip_prefix ${s.api.path}`, ...upstream(s.api.port)]),
+      "}",
+    );
+  }
+  const root = s.api?.path === "/" ? s.api.port : s.webPort;
+  if (root !== undefined) body.push("", "handle {", ...indent(upstream(root)), "}");
+  return [
+    `# ayna-deploy: ${s.project} (${s.stage}), written from its stack config; change it there.`,
+    `${s.domains.join(", ")} {`,
+    ...indent(body),
+    "}",
+    "",
+  ].join("\n");
+}
+
+/** What ayna-proxy checks through Caddy after a reload: DOMAIN|PATH|TLS per domain and role. */
+export function siteChecks(s: SiteSpec): string[] {
+  const paths: string[] = [];
+  if (s.healthPaths.web !== undefined && s.webPort !== undefined) paths.push(s.healthPaths.web);
+  if (s.healthPaths.api !== undefined && s.api) {
+    const prefix = s.api.path === "/" ? "" : s.api.path;
+    paths.push(prefix + s.healthPaths.api);
+  }
+  return s.domains.flatMap((d) => paths.map((p) => `${d}|${p}|${s.tls}`));
+}
+
+const script = fs.readFileSync(path.join(__dirname, "ayna-proxy.sh"), "utf8");
+
+function proxyTool(...args: string[]): string {
+  return argv("sudo", "-n", "bash", "-c", script, "ayna-proxy", ...args);
+}
+
+/** Puts the site (on stdin) in place, gated; the previous site stays when it fails. */
+export function applySiteCommand(s: SiteSpec): string {
+  return proxyTool("apply", s.project, ...siteChecks(s));
+}
+
+/** Takes the project's site away (validated first); other projects' sites stay. */
+export function removeSiteCommand(project: string): string {
+  return proxyTool("remove", project);
+}
+
+/** For refresh: the site on the host is the one rendered, and Caddy runs. */
+export function verifySiteCommand(project: string, site: string): string {
+  return proxyTool("verify", project, createHash("sha256").update(site).digest("hex"));
+}

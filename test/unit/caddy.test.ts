@@ -1,0 +1,273 @@
+// Caddy in front (issue 13, venv mode): the site file rendered from config,
+// the checks made through Caddy, and ayna-proxy's apply / remove / verify run
+// for real by bash against a scratch /etc/caddy, with caddy, systemctl and
+// curl stubbed (the e2e test runs the real ones).
+import { strict as assert } from "node:assert";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { applySiteCommand, renderSite, siteChecks, SiteSpec } from "../../builders/caddy";
+import { createHash } from "node:crypto";
+import { planHosts, siteSpec } from "../../stacks/plan";
+import { stackConfig } from "../support/config";
+
+const sample: SiteSpec = {
+  project: "demoapp",
+  stage: "staging",
+  domains: ["demo.example.com", "www.demo.example.com"],
+  tls: "internal",
+  webPort: 8150,
+  api: { port: 8151, path: "/api" },
+  healthPaths: { web: "/health", api: "/health" },
+};
+
+describe("Caddy: the project's site", () => {
+  it("routes the api under its path (stripped) and web at the root, each on its 127.0.0.1 port, retrying a refused upstream", () => {
+    assert.equal(
+      renderSite(sample),
+      `# ayna-deploy: demoapp (staging), written from its stack config; change it there.
+demo.example.com, www.demo.example.com {
+	tls internal
+	encode zstd gzip
+
+	@api path /api /api/*
+	handle @api {
+		uri strip_prefix /api
+		reverse_proxy 127.0.0.1:8151 {
+			lb_try_duration 5s
+		}
+	}
+
+	handle {
+		reverse_proxy 127.0.0.1:8150 {
+			lb_try_duration 5s
+		}
+	}
+}
+`,
+    );
+  });
+
+  it("an api-only project at the root with public certificates and an account e-mail", () => {
+    assert.equal(
+      renderSite({
+        project: "items",
+        stage: "production",
+        domains: ["items.example.com"],
+        tls: "auto",
+        email: "ops@example.com",
+        api: { port: 8171, path: "/" },
+        healthPaths: { api: "/healthz" },
+      }),
+      `# ayna-deploy: items (production), written from its stack config; change it there.
+items.example.com {
+	tls ops@example.com
+	encode zstd gzip
+
+	handle {
+		reverse_proxy 127.0.0.1:8171 {
+			lb_try_duration 5s
+		}
+	}
+}
+`,
+    );
+  });
+
+  it("checks each domain's web and api health through Caddy after a reload", () => {
+    assert.deepEqual(siteChecks(sample), [
+      "demo.example.com|/health|internal",
+      "demo.example.com|/api/health|internal",
+      "www.demo.example.com|/health|internal",
+      "www.demo.example.com|/api/health|internal",
+    ]);
+  });
+
+  it("the apply command runs ayna-proxy through sudo with the checks as arguments, the site itself on stdin", () => {
+    const cmd = applySiteCommand(sample);
+    assert.match(cmd, /^sudo -n bash -c '#!\/bin\/bash\n/);
+    assert.ok(
+      cmd.endsWith(
+        "' ayna-proxy apply demoapp 'demo.example.com|/health|internal' 'demo.example.com|/api/health|internal' 'www.demo.example.com|/health|internal' 'www.demo.example.com|/api/health|internal'",
+      ),
+      cmd.slice(-300),
+    );
+    assert.doesNotMatch(cmd, /reverse_proxy/);
+  });
+});
+
+describe("Caddy: config", () => {
+  it("derives the site from the registry's ports and the health paths, and asks for Debian's caddy", () => {
+    const c = stackConfig({ proxy: { enabled: true, domains: ["demo.test"], tls: "internal" } });
+    assert.deepEqual(siteSpec(c), {
+      project: c.project,
+      stage: c.stage,
+      domains: ["demo.test"],
+      tls: "internal",
+      webPort: c.services.web.port,
+      api: { port: c.services.api.port, path: "/api" },
+      healthPaths: { web: "/health", api: "/health" },
+    });
+    assert.ok(planHosts(c)[0]!.packages.includes("caddy"));
+    assert.ok(!planHosts(stackConfig())[0]!.packages.includes("caddy"), "no caddy with the proxy off");
+  });
+
+  for (const [name, proxy, services, error] of [
+    [
+      "no domain",
+      { enabled: true },
+      undefined,
+      "ayna-deploy:proxy.domains: needed with proxy.enabled; set proxy.domains[0] to the name the project answers to",
+    ],
+    [
+      'apiPath "/" while web runs',
+      { enabled: true, domains: ["a.test"], apiPath: "/" },
+      undefined,
+      'ayna-deploy:proxy.apiPath: "/" sends every request to the api and leaves web unreachable; use a prefix such as /api',
+    ],
+    [
+      "an e-mail with tls internal",
+      { enabled: true, domains: ["a.test"], tls: "internal", email: "ops@example.com" },
+      undefined,
+      "ayna-deploy:proxy.email: only used with proxy.tls: auto; remove it",
+    ],
+    [
+      "no web and no api",
+      { enabled: true, domains: ["a.test"] },
+      { web: { enabled: false }, api: { enabled: false } },
+      "ayna-deploy:proxy.enabled: neither web nor api runs, so Caddy has nothing to serve; turn one on, or the proxy off",
+    ],
+    ["a domain with a space", { enabled: true, domains: ["a b.test"] }, undefined, "ayna-deploy:proxy.domains[0]"],
+    [
+      "a trailing slash on apiPath",
+      { enabled: true, domains: ["a.test"], apiPath: "/api/" },
+      undefined,
+      "proxy.apiPath",
+    ],
+  ] as const) {
+    it(`refuses ${name}, naming the key and the fix`, () => {
+      assert.throws(
+        () => stackConfig({ proxy, ...(services ? { services } : {}) }),
+        (e: Error) => e.message.includes(error),
+      );
+    });
+  }
+});
+
+describe("ayna-proxy on a host (bash, caddy/systemctl/curl stubbed)", function () {
+  this.timeout(30_000);
+  const script = path.join(__dirname, "..", "..", "builders", "ayna-proxy.sh");
+  let dir: string;
+  let etc: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "ayna-proxy-"));
+    etc = path.join(dir, "etc");
+    fs.mkdirSync(path.join(dir, "bin"));
+    fs.mkdirSync(etc);
+    const stub = (name: string, body: string) =>
+      fs.writeFileSync(path.join(dir, "bin", name), `#!/bin/bash\necho "${name} $*" >>"$STUB_DIR/calls"\n${body}\n`, {
+        mode: 0o755,
+      });
+    // validate fails when the staged config holds the word BROKEN, as Caddy would on a bad site.
+    stub(
+      "caddy",
+      `if [ "$1" = validate ]; then cfg=\${@: -1}; if grep -rq BROKEN "$(dirname "$cfg")"; then echo 'Error: adapting config using caddyfile: unrecognized directive: BROKEN' >&2; exit 1; fi; fi; exit 0`,
+    );
+    stub("systemctl", `[ "$1" = is-active ] && exit 0; exit 0`);
+    stub("curl", `cat "$STUB_DIR/answer" 2>/dev/null || printf 200`);
+    stub("journalctl", "echo 'caddy: last words'");
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  const run = (args: string[], input = "") =>
+    spawnSync("bash", [script, ...args], {
+      input,
+      encoding: "utf8",
+      env: {
+        PATH: `${path.join(dir, "bin")}:${process.env["PATH"]}`,
+        STUB_DIR: dir,
+        AYNA_CADDY_DIR: etc,
+        AYNA_PROXY_ANSWER_SECONDS: "1",
+      },
+    });
+  const calls = () =>
+    fs.existsSync(path.join(dir, "calls")) ? fs.readFileSync(path.join(dir, "calls"), "utf8").trim().split("\n") : [];
+  const site = (s: string) => fs.readFileSync(path.join(etc, "sites", `${s}.caddy`), "utf8");
+
+  it("apply: validates a staged copy, then puts the main Caddyfile and the site in place (0644) and reloads once", () => {
+    const r = run(["apply", "demoapp", "demo.test|/health|internal"], "demo.test { }\n");
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(site("demoapp"), "demo.test { }\n");
+    assert.equal(fs.statSync(path.join(etc, "sites", "demoapp.caddy")).mode & 0o777, 0o644);
+    assert.match(fs.readFileSync(path.join(etc, "Caddyfile"), "utf8"), /^import sites\/\*\.caddy$/m);
+    const c = calls();
+    assert.match(c[0]!, /^caddy validate --adapter caddyfile --config \S+\/etc\/Caddyfile$/);
+    assert.doesNotMatch(c[0]!, new RegExp(`${etc}/Caddyfile$`), "validated a copy, not the live file");
+    assert.deepEqual(c.slice(1, 3), ["systemctl is-active --quiet caddy", "systemctl reload caddy"]);
+    assert.equal(
+      c[3],
+      "curl -sk -o /dev/null -w %{http_code} --max-time 5 --resolve demo.test:443:127.0.0.1 https://demo.test/health",
+    );
+    assert.match(r.stderr, /ayna-proxy: site demoapp: serving demo\.test/);
+  });
+
+  it("apply with a site Caddy refuses: Caddy's words, nothing written, no reload", () => {
+    assert.equal(run(["apply", "demoapp", "demo.test|/health|internal"], "demo.test { }\n").status, 0);
+    fs.writeFileSync(path.join(dir, "calls"), "");
+    const r = run(["apply", "demoapp", "demo.test|/health|internal"], "demo.test { BROKEN }\n");
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /Caddy refused the new configuration; nothing changed:\n.*unrecognized directive: BROKEN/);
+    assert.equal(site("demoapp"), "demo.test { }\n");
+    assert.ok(!calls().some((l) => l.startsWith("systemctl reload")), calls().join("\n"));
+  });
+
+  it("apply whose domain does not answer after the reload: the previous site back, reloaded again, up fails", () => {
+    assert.equal(run(["apply", "demoapp", "demo.test|/health|internal"], "demo.test { }\n").status, 0);
+    fs.writeFileSync(path.join(dir, "answer"), "502");
+    fs.writeFileSync(path.join(dir, "calls"), "");
+    const r = run(["apply", "demoapp", "demo.test|/health|internal"], "demo.test { # new }\n");
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /demo\.test did not answer \/health through Caddy within 1s \(last: HTTP 502\)/);
+    assert.match(r.stderr, /the new site of demoapp was not kept; the previous one is back/);
+    assert.equal(site("demoapp"), "demo.test { }\n");
+    assert.equal(calls().filter((l) => l === "systemctl reload caddy").length, 2);
+  });
+
+  it("a first apply that fails leaves no site behind", () => {
+    fs.writeFileSync(path.join(dir, "answer"), "000");
+    const r = run(["apply", "demoapp", "demo.test|/health|internal"], "demo.test { }\n");
+    assert.equal(r.status, 1);
+    assert.ok(!fs.existsSync(path.join(etc, "sites", "demoapp.caddy")));
+  });
+
+  it("with public certificates, any answer on port 80 (Caddy's redirect) shows the site is served", () => {
+    fs.writeFileSync(path.join(dir, "answer"), "308");
+    const r = run(["apply", "demoapp", "demo.example.com|/health|auto"], "demo.example.com { }\n");
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(
+      calls().includes(
+        "curl -s -o /dev/null -w %{http_code} --max-time 5 -H Host: demo.example.com http://127.0.0.1/health",
+      ),
+    );
+  });
+
+  it("remove takes only this project's site away; another project's stays", () => {
+    assert.equal(run(["apply", "demoapp", "demo.test|/health|internal"], "demo.test { }\n").status, 0);
+    assert.equal(run(["apply", "other", "other.test|/health|internal"], "other.test { }\n").status, 0);
+    const r = run(["remove", "demoapp"]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(!fs.existsSync(path.join(etc, "sites", "demoapp.caddy")));
+    assert.equal(site("other"), "other.test { }\n");
+  });
+
+  it("verify: passes as written; names a site edited by hand", () => {
+    assert.equal(run(["apply", "demoapp", "demo.test|/health|internal"], "demo.test { }\n").status, 0);
+    const sha = (s: string) => createHash("sha256").update(s).digest("hex");
+    assert.equal(run(["verify", "demoapp", sha("demo.test { }\n")]).status, 0);
+    fs.appendFileSync(path.join(etc, "sites", "demoapp.caddy"), "# edited\n");
+    const r = run(["verify", "demoapp", sha("demo.test { }\n")]);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /demoapp\.caddy was changed on the host/);
+  });
+});

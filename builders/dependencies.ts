@@ -24,6 +24,11 @@ export interface AppLock {
   fresh?: boolean;
 }
 
+/** The lock as messages name it: the app's own uv.lock, or "the lock made from" its source. */
+export function describeLock(lock: AppLock): string {
+  return lock.made ? `the lock made from ${lock.from}` : lock.from;
+}
+
 /** A failed lock: `key` is the config key an operator fixes, `message` what happened and how. */
 export class LockError extends Error {
   constructor(

@@ -14,18 +14,26 @@ export function uvBinary(version: string): string {
 /** Trust the host's CA store (pip and uv otherwise bring their own). */
 const tlsEnv = "export PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt";
 
-/** Installs the pinned uv from PyPI into its own venv, unless that exact version is there. */
-export function installUvCommand(version: string): string {
+/** Exits 0 when exactly this uv is installed. `uv --version` prints "uv 0.13.9 (<commit> <date>)". */
+function uvPresent(version: string): string {
+  return `${argv(uvBinary(version), "--version")} 2>/dev/null | cut -d' ' -f2 | grep -qx ${argv(version)}`;
+}
+
+/** The steps of a fresh venv for uv, pip installing it from `source` (pip's arguments, as shell words), then checked. */
+function uvVenvInstall(version: string, source: string): string[] {
   const dir = uvDir(version);
-  // `uv --version` prints "uv 0.13.9 (<commit> <date>)".
-  const present = `${argv(uvBinary(version), "--version")} 2>/dev/null | cut -d' ' -f2 | grep -qx ${argv(version)}`;
-  const install = and(
+  return [
     argv("rm", "-rf", dir),
     argv("python3", "-m", "venv", dir),
-    argv(`${dir}/bin/pip`, "install", "--quiet", "--disable-pip-version-check", "--no-input", `uv==${version}`),
-    present,
-  );
-  return shell(and("set -eu", tlsEnv, or(present, `{ ${install}; }`)), { sudo: true });
+    `${argv(`${dir}/bin/pip`, "install", "--quiet", "--disable-pip-version-check", "--no-input")} ${source}`,
+    uvPresent(version),
+  ];
+}
+
+/** Installs the pinned uv from PyPI into its own venv, unless that exact version is there. */
+export function installUvCommand(version: string): string {
+  const install = and(...uvVenvInstall(version, argv(`uv==${version}`)));
+  return shell(and("set -eu", tlsEnv, or(uvPresent(version), `{ ${install}; }`)), { sudo: true });
 }
 
 /**
@@ -34,28 +42,15 @@ export function installUvCommand(version: string): string {
  */
 export function installUvOfflineCommand(version: string, archiveSha256: string): string {
   if (!/^[0-9a-f]{64}$/.test(archiveSha256)) throw new Error(`invalid archive checksum ${archiveSha256}`);
-  const dir = uvDir(version);
-  const present = `${argv(uvBinary(version), "--version")} 2>/dev/null | cut -d' ' -f2 | grep -qx ${argv(version)}`;
   const install = and(
     "work=$(mktemp -d)",
     `trap 'rm -rf "$work"' EXIT`,
     'cat >"$work/uv.tar.gz"',
     verifyChecksum('"$work/uv.tar.gz"', archiveSha256, "uv wheel archive"),
     'tar -xzf "$work/uv.tar.gz" -C "$work" uv',
-    argv("rm", "-rf", dir),
-    argv("python3", "-m", "venv", dir),
-    argv(
-      `${dir}/bin/pip`,
-      "install",
-      "--quiet",
-      "--disable-pip-version-check",
-      "--no-input",
-      "--no-index",
-      "--no-deps",
-    ) + ' "$work"/uv/*.whl',
-    present,
+    ...uvVenvInstall(version, `${argv("--no-index", "--no-deps")} "$work"/uv/*.whl`),
   );
-  const skip = and(present, "cat >/dev/null");
+  const skip = and(uvPresent(version), "cat >/dev/null");
   return shell(and("set -eu", or(skip, `{ ${install}; }`)), { sudo: true });
 }
 

@@ -34,6 +34,11 @@ export const excluded = [
   ".env.*",
 ];
 
+/** The user's cache folder: XDG_CACHE_HOME, else ~/.cache. */
+export function xdgCacheHome(env: NodeJS.ProcessEnv = process.env): string {
+  return env["XDG_CACHE_HOME"] || path.join(os.homedir(), ".cache");
+}
+
 /**
  * Where archives wait for upload: private to the deploying user (0700, owned
  * by them), never a fixed path in a shared /tmp that another user could
@@ -41,8 +46,7 @@ export const excluded = [
  * overrides it; the default follows XDG (`~/.cache/ayna-deploy/archives`).
  */
 export function archiveDir(env: NodeJS.ProcessEnv = process.env): string {
-  const base = env["XDG_CACHE_HOME"] || path.join(os.homedir(), ".cache");
-  const dir = env["AYNA_ARCHIVE_DIR"] || path.join(base, "ayna-deploy", "archives");
+  const dir = env["AYNA_ARCHIVE_DIR"] || path.join(xdgCacheHome(env), "ayna-deploy", "archives");
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const st = fs.lstatSync(dir);
   const uid = process.getuid?.();
@@ -67,7 +71,8 @@ export function archiveDir(env: NodeJS.ProcessEnv = process.env): string {
 export function buildArchive(dir: string, opts: { files?: string[]; exclude?: string[] } = {}): Archive {
   if (!fs.existsSync(dir)) throw new Error(`app directory ${dir} does not exist (config key app.path)`);
   const entries = archiveEntries(dir, opts);
-  const tmp = path.join(archiveDir(), `.build-${process.pid}-${Date.now()}`);
+  const cache = archiveDir();
+  const tmp = path.join(cache, `.build-${process.pid}-${Date.now()}`);
   try {
     tar.c(
       {
@@ -87,7 +92,7 @@ export function buildArchive(dir: string, opts: { files?: string[]; exclude?: st
     const sha256 = createHash("sha256").update(raw).digest("hex");
     const gz = gzipSync(raw, { level: 6 });
     fs.writeFileSync(`${tmp}.tar.gz`, gz, { mode: 0o600 });
-    const final = path.join(archiveDir(), `${sha256}.tar.gz`);
+    const final = path.join(cache, `${sha256}.tar.gz`);
     fs.renameSync(`${tmp}.tar.gz`, final);
     return { path: final, sha256, bytes: gz.length, files: fileHashes(dir, entries) };
   } finally {
@@ -99,15 +104,20 @@ export function buildArchive(dir: string, opts: { files?: string[]; exclude?: st
 interface Entry {
   name: string;
   kind: "dir" | "file" | "link";
+  /** The mode it is packed with (packedMode). */
+  mode: number;
 }
 
-/** `*` and `?` globs matched against one name, as tar's --exclude matches each path component. */
-function globMatch(pattern: string, name: string): boolean {
-  const re = pattern
-    .replace(/[.+^${}()|[\]\\]/g, "\\$&")
-    .replace(/\*/g, ".*")
-    .replace(/\?/g, ".");
-  return new RegExp(`^${re}$`, "s").test(name);
+/** Whether a name matches one of the `*` and `?` globs, as tar's --exclude matches each path component. */
+function globsMatcher(patterns: string[]): (name: string) => boolean {
+  const res = patterns.map((p) => {
+    const re = p
+      .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+      .replace(/\*/g, ".*")
+      .replace(/\?/g, ".");
+    return new RegExp(`^${re}$`, "s");
+  });
+  return (name) => res.some((re) => re.test(name));
 }
 
 const byteOrder = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
@@ -118,7 +128,7 @@ const byteOrder = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffe
  * pipes and devices are left out.
  */
 export function archiveEntries(dir: string, opts: { files?: string[]; exclude?: string[] } = {}): Entry[] {
-  const exclude = opts.files ? [] : (opts.exclude ?? excluded);
+  const isExcluded = globsMatcher(opts.files ? [] : (opts.exclude ?? excluded));
   const out: Entry[] = [];
   const visit = (name: string) => {
     let st: fs.Stats;
@@ -127,16 +137,17 @@ export function archiveEntries(dir: string, opts: { files?: string[]; exclude?: 
     } catch {
       throw new Error(`${path.join(dir, name)} does not exist: it cannot be packed`);
     }
-    if (st.isSymbolicLink()) out.push({ name, kind: "link" });
-    else if (st.isFile()) out.push({ name, kind: "file" });
+    const mode = packedMode(st);
+    if (st.isSymbolicLink()) out.push({ name, kind: "link", mode });
+    else if (st.isFile()) out.push({ name, kind: "file", mode });
     else if (st.isDirectory()) {
-      out.push({ name, kind: "dir" });
+      out.push({ name, kind: "dir", mode });
       for (const child of fs.readdirSync(path.join(dir, name)).sort(byteOrder)) {
-        if (!exclude.some((p) => globMatch(p, child))) visit(`${name}/${child}`);
+        if (!isExcluded(child)) visit(`${name}/${child}`);
       }
     }
   };
-  const top = opts.files ?? fs.readdirSync(dir).filter((n) => !exclude.some((p) => globMatch(p, n)));
+  const top = opts.files ?? fs.readdirSync(dir).filter((n) => !isExcluded(n));
   for (const name of [...top].sort(byteOrder)) visit(name);
   return out;
 }
@@ -158,15 +169,14 @@ function fileHashes(dir: string, entries: Entry[]): Record<string, string> {
   for (const e of entries) {
     const full = path.join(dir, e.name);
     if (e.kind === "file") {
-      const mode = modeField(packedMode(fs.lstatSync(full)));
       files[e.name] = createHash("sha256")
-        .update(`${mode} file `)
+        .update(`${modeField(e.mode)} file `)
         .update(fs.readFileSync(full))
         .digest("hex")
         .slice(0, 16);
     } else if (e.kind === "link") {
       files[e.name] = createHash("sha256")
-        .update(`${modeField(0o755)} link ${fs.readlinkSync(full)}`)
+        .update(`${modeField(e.mode)} link ${fs.readlinkSync(full)}`)
         .digest("hex")
         .slice(0, 16);
     }

@@ -7,9 +7,9 @@
 import { createHash } from "node:crypto";
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { AppLock, DependencySource, describeSource, LockError } from "../builders/dependencies";
+import { xdgCacheHome } from "./archive";
 
 export { AppLock, DependencySource, describeSource, LockError };
 
@@ -28,8 +28,7 @@ export interface LockOptions {
 
 /** `~/.cache/ayna-deploy/locks` (XDG), or AYNA_LOCK_DIR. */
 export function lockCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  const base = env["XDG_CACHE_HOME"] || path.join(os.homedir(), ".cache");
-  return env["AYNA_LOCK_DIR"] || path.join(base, "ayna-deploy", "locks");
+  return env["AYNA_LOCK_DIR"] || path.join(xdgCacheHome(env), "ayna-deploy", "locks");
 }
 
 const includeLine = /^\s*(?:-r|--requirement|-c|--constraint)(?:\s+|=)(\S+)/;

@@ -5,9 +5,9 @@
 // decides the set, like a made lock, so an unchanged app gathers nothing.
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { LockError } from "../builders/dependencies";
+import { xdgCacheHome } from "./archive";
 import { runUv, UvPurpose } from "./lock";
 
 /** The pip that gathers, run by uv on the hosts' Python so markers (python_version) are the hosts'. */
@@ -36,8 +36,7 @@ export interface Wheelhouse {
 
 /** `~/.cache/ayna-deploy/wheels` (XDG), or AYNA_WHEEL_DIR. */
 export function wheelCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  const base = env["XDG_CACHE_HOME"] || path.join(os.homedir(), ".cache");
-  return env["AYNA_WHEEL_DIR"] || path.join(base, "ayna-deploy", "wheels");
+  return env["AYNA_WHEEL_DIR"] || path.join(xdgCacheHome(env), "ayna-deploy", "wheels");
 }
 
 /**

@@ -5,7 +5,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { alembicUpgrade, commandStep, djangoCollectstatic, djangoMigrate } from "../builders/appSteps";
 import { ReleaseStep } from "../builders/releaseTool";
-import { AppLock, DependencySource, LockError } from "../builders/dependencies";
+import { AppLock, DependencySource, describeLock, LockError } from "../builders/dependencies";
 import { StackConfig } from "./index";
 import { ConfigError } from "./validate";
 
@@ -224,7 +224,7 @@ export function lockProblems(ns: string, lock: AppLock, c: AppCheckConfig): stri
     const whys = missing.get(n.pkg) ?? [];
     missing.set(n.pkg, [...whys, `${n.key} (${n.why})`]);
   }
-  const where = lock.made ? `the lock made from ${lock.from}` : lock.from;
+  const where = describeLock(lock);
   const problems: string[] = [];
   for (const [pkg, whys] of missing) {
     problems.push(
@@ -290,7 +290,7 @@ export function appSteps(
       !lockedPackages(fs.readFileSync(lockFile, "utf8")).has("alembic")
     ) {
       problems.push(
-        `${ns}:app.migrate: alembic is not in ${lock!.made ? `the lock made from ${lock!.from}` : lock!.from}; add alembic to the app's dependencies (or to app.addPackages), or set app.migrate`,
+        `${ns}:app.migrate: alembic is not in ${describeLock(lock!)}; add alembic to the app's dependencies (or to app.addPackages), or set app.migrate`,
       );
     }
     steps.migrate = alembicUpgrade;

@@ -919,6 +919,37 @@ exec "$(dirname "$0")/systemctl-default" "$@"
     });
   }
 
+  it("an inactive unit systemd could not spawn (Result=resources) is reset and started again", async () => {
+    const sb = sandbox({ services: [{ role: "celery", reload: "restart" }] });
+    sb.release("v1");
+    sb.release("v2");
+    sb.state("inactive/demoapp-celery.service");
+    // The first start fails as PID 1 did in CI ("Failed to spawn executor"); the next one works.
+    sb.stub("systemctl-default", stubs["systemctl"]!);
+    sb.stub(
+      "systemctl",
+      `if [ "$*" = "start demoapp-celery.service" ] && [ ! -e "$STUB_DIR/spawned-once" ]; then touch "$STUB_DIR/spawned-once"; exit 1; fi
+exec "$(dirname "$0")/systemctl-default" "$@"
+`,
+    );
+    sb.state("show/demoapp-celery.service.Result", "resources\n");
+    const r = await sb.source("apply_release v1 v2");
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(
+      sb
+        .calls("systemctl")
+        .map((c) => c.line)
+        .filter((l) => /^systemctl (start|restart|reset-failed) /.test(l)),
+      [
+        "systemctl start demoapp-celery.service",
+        "systemctl reset-failed demoapp-celery.service",
+        "systemctl start demoapp-celery.service",
+      ],
+    );
+    assert.match(r.stderr, /warning: systemd could not spawn demoapp-celery\.service \(attempt 1 of 3\); trying again/);
+    assert.doesNotMatch(r.stderr, /did not start/);
+  });
+
   it("a handover systemd cannot spawn three times falls back to a plain restart, with a warning", async () => {
     const sb = sandbox();
     sb.release("v1");

@@ -3,13 +3,19 @@
 # with systemd-nspawn on this machine, for end-to-end tests.
 #
 #   testhost.sh deps                         install the tools this script needs
-#   testhost.sh image [--suite S] [--force]  build (once) and cache the base image
-#   testhost.sh up NAME [--suite S] [--owner-pid PID] [--address A] [--disk-mb N]
+#   testhost.sh image [--suite S] [--force]  build (once) and cache the host image
+#   testhost.sh base-image [--suite S]       build (once) and cache a gzip'd root file system
+#                                            for `docker import` (minbase, python3, the image's
+#                                            apt sources and CAs; no systemd, no sshd);
+#                                            prints the tarball's path
+#   testhost.sh up NAME [--suite S] [--owner-pid PID] [--address A] [--disk-mb N] [--docker]
 #                                            boot a fresh host; prints one JSON object;
 #                                            --address takes an address kept by
 #                                            `down --keep-address` (a host rebuilt in place);
 #                                            --disk-mb: its writable layer is a tmpfs of N MiB
-#                                            (its / is N MiB; full gives ENOSPC inside)
+#                                            (its / is N MiB; full gives ENOSPC inside);
+#                                            --docker: booted so that a Docker engine installed
+#                                            inside runs containers (overlay2, cgroup limits)
 #   testhost.sh reboot NAME [--hard]         reboot a running host in place (files, address,
 #                                            keys, machine-id kept): clean poweroff, or with
 #                                            --hard SIGKILL to all its processes; then boots
@@ -29,13 +35,15 @@
 #
 # Environment:
 #   AYNA_CACHE_DIR               cache root (default /var/cache/ayna-deploy);
-#                                images live in $AYNA_CACHE_DIR/testhost/
+#                                images live in $AYNA_CACHE_DIR/testhost/images/,
+#                                base-image tarballs in $AYNA_CACHE_DIR/testhost/base-images/
 #   AYNA_TESTHOST_STATE          runtime state (default /run/ayna-testhost)
 #   AYNA_TESTHOST_BRIDGE         bridge name (default aynabr0)
 #   AYNA_TESTHOST_NET            first three octets of the /24 (default 10.99.0)
 #   AYNA_TESTHOST_MIRROR         Debian mirror (default: the machine's own)
 #   AYNA_TESTHOST_BOOT_TIMEOUT   seconds `up` waits for ssh + boot (default 300: the suite boots hosts while other tests hold both cores under load)
-#   AYNA_TESTHOST_STOP_TIMEOUT   seconds `down` waits for a clean poweroff (default 10)
+#   AYNA_TESTHOST_STOP_TIMEOUT   seconds `down` waits for a clean poweroff (default 10;
+#                                at least 30 for a --docker host: dockerd stops its containers)
 set -euo pipefail
 
 CACHE_DIR="${AYNA_CACHE_DIR:-/var/cache/ayna-deploy}/testhost"
@@ -158,15 +166,13 @@ security_url() {
   host_mirror security || echo "$(dirname "$(mirror_url)")/debian-security"
 }
 
-# Everything baked into the image after debootstrap. Its text is part of the
-# version stamp, so editing it rebuilds the image.
-configure_rootfs() {
+# apt sources of a debootstrapped root: the machine's mirror, with updates
+# and security. Shared by the host image and the Docker base image (its text
+# is part of both stamps).
+write_apt_sources() { # ROOT SUITE MIRROR SECURITY
   local root=$1 suite=$2 mirror=$3 security=$4
-  local bundle=/etc/ssl/certs/ca-certificates.crt
-  local -a env_vars=("SSL_CERT_FILE=$bundle" "REQUESTS_CA_BUNDLE=$bundle" "PIP_CERT=$bundle")
-
-  # apt sources: the machine's mirror, with updates and security.
   rm -f "$root/etc/apt/sources.list"
+  mkdir -p "$root/etc/apt/sources.list.d"
   cat >"$root/etc/apt/sources.list.d/debian.sources" <<EOF
 Types: deb
 URIs: $mirror
@@ -180,14 +186,38 @@ Suites: $suite-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
+}
 
-  # The machine's extra CAs (HTTPS to registries passes an intercepting proxy).
-  local crt
+# The machine's extra CAs (HTTPS to registries passes an intercepting proxy)
+# into ROOT's system store (needs ca-certificates in ROOT).
+install_extra_cas() { # ROOT
+  local root=$1 crt
+  mkdir -p "$root/usr/local/share/ca-certificates"
   for crt in /usr/local/share/ca-certificates/*.crt; do
     [[ -e $crt ]] || continue
     install -m 0644 "$crt" "$root/usr/local/share/ca-certificates/"
   done
   chroot "$root" update-ca-certificates --fresh >/dev/null 2>&1
+}
+
+# Hashes of the machine's extra CAs (part of the image stamps).
+extra_cas_stamp() {
+  local crt
+  for crt in /usr/local/share/ca-certificates/*.crt; do
+    [[ -e $crt ]] && sha256sum "$crt"
+  done
+  return 0
+}
+
+# Everything baked into the image after debootstrap. Its text is part of the
+# version stamp, so editing it rebuilds the image.
+configure_rootfs() {
+  local root=$1 suite=$2 mirror=$3 security=$4
+  local bundle=/etc/ssl/certs/ca-certificates.crt
+  local -a env_vars=("SSL_CERT_FILE=$bundle" "REQUESTS_CA_BUNDLE=$bundle" "PIP_CERT=$bundle")
+
+  write_apt_sources "$root" "$suite" "$mirror" "$security"
+  install_extra_cas "$root"
   # Tools that ignore the system store (uv, requests, pip) are pointed at it.
   printf '%s\n' "${env_vars[@]}" >>"$root/etc/environment"
   mkdir -p "$root/etc/systemd/system.conf.d"
@@ -242,11 +272,8 @@ image_stamp() {
   {
     echo "format=$IMAGE_FORMAT suite=$suite packages=$PACKAGES"
     echo "mirror=$(mirror_url) security=$(security_url)"
-    declare -f configure_rootfs
-    local crt
-    for crt in /usr/local/share/ca-certificates/*.crt; do
-      [[ -e $crt ]] && sha256sum "$crt"
-    done
+    declare -f configure_rootfs write_apt_sources install_extra_cas
+    extra_cas_stamp
   } | sha256sum | cut -c1-12
 }
 
@@ -294,6 +321,20 @@ prune_images() {
   done
 }
 
+# debootstrap --variant=minbase of SUITE with PACKAGES into TMP/rootfs (its
+# log in TMP/debootstrap.log); no mount of it is left.
+run_debootstrap() { # SUITE PACKAGES TMP MIRROR
+  local suite=$1 packages=$2 tmp=$3 mirror=$4
+  if ! debootstrap --variant=minbase --include="$packages" "$suite" "$tmp/rootfs" "$mirror" >"$tmp/debootstrap.log" 2>&1; then
+    tail -n 30 "$tmp/debootstrap.log" >&2 || true
+    if [[ -r $tmp/rootfs/debootstrap/debootstrap.log ]]; then
+      tail -n 30 "$tmp/rootfs/debootstrap/debootstrap.log" >&2 || true
+    fi
+    die "debootstrap $suite failed"
+  fi
+  umount_under "$tmp/rootfs"
+}
+
 build_image() { # SUITE DIR
   local suite=$1 dir=$2 t0 mirror security tmp
   t0=$(now_ms)
@@ -308,14 +349,7 @@ build_image() { # SUITE DIR
   trap 'exit 130' INT
   trap 'exit 143' TERM
   log "building $suite image from $mirror (about a minute) ..."
-  if ! debootstrap --variant=minbase --include="$PACKAGES" "$suite" "$tmp/rootfs" "$mirror" >"$tmp/debootstrap.log" 2>&1; then
-    tail -n 30 "$tmp/debootstrap.log" >&2 || true
-    if [[ -r $tmp/rootfs/debootstrap/debootstrap.log ]]; then
-      tail -n 30 "$tmp/rootfs/debootstrap/debootstrap.log" >&2 || true
-    fi
-    die "debootstrap $suite failed"
-  fi
-  umount_under "$tmp/rootfs"
+  run_debootstrap "$suite" "$PACKAGES" "$tmp" "$mirror"
   configure_rootfs "$tmp/rootfs" "$suite" "$mirror" "$security"
   tar -C "$tmp/rootfs" --numeric-owner --xattrs --xattrs-include='*' -cf "$tmp/rootfs.tar" .
   local py
@@ -403,6 +437,160 @@ cmd_image() {
   if flock -n 8; then prune_images; fi
   exec 8>&-
   log "image $suite: $dir ($(secs_since "$t0")s)"
+}
+
+# ---------------------------------------------------------------- base image
+
+# A root file system tarball for `docker import` on a --docker host (no image
+# registry is reachable from here): minbase with python3, the host image's
+# apt sources and CAs (so `apt-get install` works in a `docker build
+# --network host`); no init, no sshd. Cached in $BASE_DIR/SUITE-STAMP/.
+# Bump BASE_FORMAT (or change BASE_PACKAGES / configure_base_rootfs) to force
+# a rebuild.
+BASE_FORMAT=1
+BASE_PACKAGES=python3,ca-certificates
+BASE_DIR="$CACHE_DIR/base-images"
+
+# Everything done to the base image after debootstrap (part of its stamp).
+configure_base_rootfs() {
+  local root=$1 suite=$2 mirror=$3 security=$4
+  write_apt_sources "$root" "$suite" "$mirror" "$security"
+  install_extra_cas "$root"
+  # As in Debian's own container images: package scripts start no services
+  # (no init runs in a container), apt keeps no .debs and fetches no translations.
+  printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+  chmod 0755 "$root/usr/sbin/policy-rc.d"
+  cat >"$root/etc/apt/apt.conf.d/docker-clean" <<'EOF'
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+EOF
+  printf 'Acquire::Languages "none";\n' >"$root/etc/apt/apt.conf.d/docker-no-languages"
+  # As Debian's slim images: no docs (but copyright), manuals or translations,
+  # now or from packages installed later.
+  mkdir -p "$root/etc/dpkg/dpkg.cfg.d"
+  cat >"$root/etc/dpkg/dpkg.cfg.d/docker-slim" <<'EOF'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-exclude /usr/share/lintian/*
+EOF
+  find "$root/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete
+  find "$root/usr/share/doc" -mindepth 1 -type d -empty -delete
+  rm -rf "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/usr/share/locale/* "$root"/usr/share/lintian/*
+  # Docker gives each container these (debootstrap copied this machine's).
+  rm -f "$root/etc/hostname" "$root/etc/resolv.conf"
+  # Smaller: no package lists (apt-get update first), .debs or logs.
+  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/cache/apt/*.bin "$root"/var/lib/apt/lists/*
+  mkdir -p "$root/var/lib/apt/lists/partial"
+  find "$root/var/log" -type f -delete
+  rm -rf "$root"/tmp/* "$root"/var/tmp/*
+}
+
+base_stamp() {
+  local suite=$1
+  {
+    echo "base-format=$BASE_FORMAT suite=$suite packages=$BASE_PACKAGES"
+    echo "mirror=$(mirror_url) security=$(security_url)"
+    declare -f configure_base_rootfs write_apt_sources install_extra_cas
+    extra_cas_stamp
+  } | sha256sum | cut -c1-12
+}
+
+base_dir() { echo "$BASE_DIR/$1-$(base_stamp "$1")"; }
+
+# Remove interrupted builds and tarballs of other stamps. Caller holds the
+# base image lock.
+prune_base_images() {
+  local d base suite
+  for d in "$BASE_DIR"/.build-*; do
+    [[ -e $d ]] || continue
+    log "removing interrupted base image build $d"
+    rm_tree "$d"
+  done
+  for d in "$BASE_DIR"/*-*; do
+    [[ -d $d ]] || continue
+    base=${d##*/}
+    suite=${base%-*}
+    case $suite in trixie | bookworm) ;; *) continue ;; esac
+    [[ $d != "$(base_dir "$suite")" ]] || continue
+    log "removing outdated base image $d"
+    rm_tree "$d"
+  done
+}
+
+build_base_image() { # SUITE DIR
+  local suite=$1 dir=$2 t0 mirror security tmp py secs f
+  t0=$(now_ms)
+  mirror=$(mirror_url)
+  security=$(security_url)
+  mkdir -p "$BASE_DIR"
+  tmp=$(mktemp -d "$BASE_DIR/.build-XXXXXX")
+  chmod 0755 "$tmp"
+  # shellcheck disable=SC2064
+  trap "rm_tree '$tmp'" EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  log "building the $suite Docker base image from $mirror (about a minute) ..."
+  run_debootstrap "$suite" "$BASE_PACKAGES" "$tmp" "$mirror"
+  configure_base_rootfs "$tmp/rootfs" "$suite" "$mirror" "$security"
+  for f in usr/lib/systemd/systemd usr/sbin/sshd usr/sbin/init; do
+    [[ ! -e $tmp/rootfs/$f && ! -L $tmp/rootfs/$f ]] || die "base image: /$f should not be in it"
+  done
+  py=$(chroot "$tmp/rootfs" python3 -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')
+  tar -C "$tmp/rootfs" --numeric-owner --xattrs --xattrs-include='*' -cf - . | gzip -6 -n >"$tmp/rootfs.tar.gz"
+  rm_tree "$tmp/rootfs"
+  secs=$(secs_since "$t0")
+  cat >"$tmp/image.json" <<EOF
+{"suite":$(json_str "$suite"),"stamp":$(json_str "${dir##*-}"),"format":$BASE_FORMAT,"packages":$(json_str "$BASE_PACKAGES"),"mirror":$(json_str "$mirror"),"python":$(json_str "$py"),"bytes":$(stat -c %s "$tmp/rootfs.tar.gz"),"built":$(json_str "$(date -u +%FT%TZ)"),"buildSeconds":$secs}
+EOF
+  rm -f "$tmp/debootstrap.log"
+  touch "$tmp/ready"
+  rm_tree "$dir" # a stale, incomplete dir of the same stamp
+  mv -T "$tmp" "$dir"
+  trap - EXIT INT TERM
+  log "base image $suite ready in ${secs}s: $dir/rootfs.tar.gz (python $py, $(du -h "$dir/rootfs.tar.gz" | cut -f1))"
+}
+
+# Make sure the base image tarball for SUITE exists; prints its directory.
+ensure_base_image() {
+  local suite=$1 dir
+  dir=$(base_dir "$suite")
+  if [[ -f $dir/ready && -f $dir/rootfs.tar.gz ]]; then
+    echo "$dir"
+    return 0
+  fi
+  mkdir -p "$BASE_DIR"
+  exec 8>"$BASE_DIR/.lock"
+  flock -w 1800 8 || die "timed out waiting for the base image lock"
+  if [[ ! -f $dir/ready || ! -f $dir/rootfs.tar.gz ]]; then
+    prune_base_images
+    (build_base_image "$suite" "$dir") >&2
+  fi
+  exec 8>&-
+  echo "$dir"
+}
+
+cmd_base_image() {
+  need_root
+  local suite=$DEFAULT_SUITE
+  while (($#)); do
+    case $1 in
+      --suite) suite=${2:?--suite needs a value}; shift 2 ;;
+      --suite=*) suite=${1#*=}; shift ;;
+      *) die "base-image: unknown argument '$1'" ;;
+    esac
+  done
+  valid_suite "$suite"
+  cmd_deps
+  local t0 dir
+  t0=$(now_ms)
+  dir=$(ensure_base_image "$suite")
+  log "base image $suite: $dir/rootfs.tar.gz ($(du -h "$dir/rootfs.tar.gz" | cut -f1), $(secs_since "$t0")s)"
+  echo "$dir/rootfs.tar.gz"
 }
 
 # ---------------------------------------------------------------- network
@@ -565,14 +753,16 @@ wait_host_gone() {
 # is left, rescanning: a container's init outlives a SIGKILLed nspawn, and one
 # that is still starting may not exist at the first scan.
 stop_processes() {
-  local hd=$1 graceful=${2:-1} np="" kind pid i
+  local hd=$1 graceful=${2:-1} np="" kind pid i timeout=$STOP_TIMEOUT
   local -a pids
   [[ -n $(our_pids "$hd/") ]] || return 0
+  # dockerd stops its containers first (up to 10 s each by default).
+  [[ ! -f $hd/docker ]] || ((timeout >= DOCKER_STOP_TIMEOUT)) || timeout=$DOCKER_STOP_TIMEOUT
   np=$(nspawn_pid "$hd") || np=""
   if [[ -n $np ]] && ((graceful)); then
     kill -TERM "$np" 2>/dev/null || true
-    wait_host_gone "$hd" "$STOP_TIMEOUT" && return 0
-    log "${hd##*/}: no clean poweroff within ${STOP_TIMEOUT}s, terminating"
+    wait_host_gone "$hd" "$timeout" && return 0
+    log "${hd##*/}: no clean poweroff within ${timeout}s, terminating"
     kill -TERM "$np" 2>/dev/null || true
     wait_host_gone "$hd" 3 && return 0
   fi
@@ -607,6 +797,78 @@ upper_dir() { # HD
   if [[ -f $1/disk-mb ]]; then echo "$1/disk/upper"; else echo "$1/upper"; fi
 }
 
+# ---------------------------------------------------------------- docker
+
+# `up --docker`: the host is booted so that a Docker engine installed inside
+# (Debian's docker.io; the product under test installs it, the image has none)
+# runs containers with the overlay2 storage driver and cgroup limits:
+# - Docker's and containerd's data dirs are plain directories of the host's
+#   writable layer dir (on its tmpfs with --disk-mb), bound over
+#   /var/lib/docker and /var/lib/containerd (overlay2 refuses an overlayfs,
+#   which the host's / is); they go with the host's state dir on `down`;
+# - nspawn mounts the cgroup v1 controllers read-only (this machine has the
+#   hybrid layout: v1 controllers, name=systemd and cgroup2 at
+#   /sys/fs/cgroup/unified, the last two read-write); a oneshot unit remounts
+#   every read-only cgroup hierarchy read-write before containerd and docker
+#   start (Docker's cgroupfs driver makes its groups in each controller). On a
+#   cgroup v2 machine nspawn's /sys/fs/cgroup is already writable and the
+#   unit finds nothing to do;
+# - nothing else: nspawn's default capabilities (CAP_SYS_ADMIN, CAP_NET_ADMIN,
+#   CAP_MKNOD among them), its device policy and the keyctl syscalls every
+#   host gets are enough for the engine, `docker build`, `-p`, `--memory`,
+#   `--cpus` and `--pids-limit`. (CAP_SYS_RESOURCE, e.g. for a negative
+#   --oom-score-adj, is not in this machine's own bounding set.)
+# The file $HD/docker names the data dir; `reboot` boots the same way.
+DOCKER_STOP_TIMEOUT=30
+CGROUP_RW_UNIT=ayna-testhost-cgroup-rw.service
+
+setup_docker_host() { # HD LAYER
+  local hd=$1 layer=$2 r="$1/root" data="$2/docker-data"
+  install -d -m 0710 "$data/docker"
+  install -d -m 0711 "$data/containerd"
+  echo "$data" >"$hd/docker"
+  mkdir -p "$r/usr/local/sbin" "$r/etc/systemd/system/multi-user.target.wants"
+  cat >"$r/usr/local/sbin/ayna-testhost-cgroup-rw" <<'EOF'
+#!/bin/sh
+# testhost.sh up --docker: systemd-nspawn mounts cgroup hierarchies read-only;
+# the Docker engine creates its groups in each of them.
+set -eu
+awk '{
+  split($0, half, " - "); split(half[1], l, " "); split(half[2], r, " ")
+  if ((r[1] == "cgroup" || r[1] == "cgroup2") && (l[5] == "/sys/fs/cgroup" || index(l[5], "/sys/fs/cgroup/") == 1) && ("," l[6] ",") ~ /,ro,/)
+    print l[5]
+}' /proc/self/mountinfo | while read -r mp; do
+  mount -o remount,bind,rw "$mp"
+  echo "$mp: read-write"
+done
+EOF
+  chmod 0755 "$r/usr/local/sbin/ayna-testhost-cgroup-rw"
+  cat >"$r/etc/systemd/system/$CGROUP_RW_UNIT" <<'EOF'
+[Unit]
+Description=cgroup hierarchies read-write for Docker (test host)
+DefaultDependencies=no
+Before=containerd.service docker.service docker.socket sysinit.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/ayna-testhost-cgroup-rw
+
+[Install]
+WantedBy=multi-user.target
+EOF
+  ln -sfn "../$CGROUP_RW_UNIT" "$r/etc/systemd/system/multi-user.target.wants/$CGROUP_RW_UNIT"
+}
+
+# nspawn options of host dir HD beyond every host's (one a line; none
+# without --docker).
+docker_nspawn_opts() { # HD
+  local data
+  [[ -f $1/docker ]] || return 0
+  data=$(<"$1/docker")
+  printf '%s\n' "--bind=$data/docker:/var/lib/docker" "--bind=$data/containerd:/var/lib/containerd"
+}
+
 # Boots host dir HD (overlay mounted on $HD/root, identity written) and waits
 # until sshd lets us in with the recorded host key and systemd says running
 # (or degraded); dies BOOT_TIMEOUT seconds after T_START (ms, also the clock
@@ -625,13 +887,15 @@ boot_host() {
   # fds 7-9 are closed so that nspawn holds none of our locks.
   rm -f "$hd/nspawn.pid"
   local t_boot
+  local -a extra
+  mapfile -t extra < <(docker_nspawn_opts "$hd")
   t_boot=$(now_ms)
   # shellcheck disable=SC2016
   setsid sh -c 'echo $$ >"$0"; exec "$@"' "$hd/nspawn.pid" \
     systemd-nspawn --quiet --boot --directory "$r" --machine "$name" \
     --network-bridge="$BRIDGE" --register=no --keep-unit --console=passive \
     --link-journal=no --resolv-conf=off --timezone=off \
-    --system-call-filter='add_key keyctl request_key' \
+    --system-call-filter='add_key keyctl request_key' "${extra[@]}" \
     </dev/null >"$hd/nspawn.log" 2>&1 7>&- 8>&- 9>&- &
   disown "$!" # no job report from bash when it is killed later
 
@@ -693,9 +957,10 @@ boot_host() {
 
 cmd_up() {
   need_root
-  local name="" suite=$DEFAULT_SUITE owner="" wanted_addr="" disk_mb=""
+  local name="" suite=$DEFAULT_SUITE owner="" wanted_addr="" disk_mb="" docker=0
   while (($#)); do
     case $1 in
+      --docker) docker=1; shift ;;
       --address) wanted_addr=${2:?--address needs a value}; shift 2 ;;
       --address=*) wanted_addr=${1#*=}; shift ;;
       --disk-mb) disk_mb=${2:?--disk-mb needs a value}; shift 2 ;;
@@ -712,7 +977,7 @@ cmd_up() {
         ;;
     esac
   done
-  [[ -n $name ]] || die "usage: $0 up NAME [--suite trixie|bookworm] [--owner-pid PID] [--address A] [--disk-mb N]"
+  [[ -n $name ]] || die "usage: $0 up NAME [--suite trixie|bookworm] [--owner-pid PID] [--address A] [--disk-mb N] [--docker]"
   valid_name "$name" || die "bad host name '$name' (a-z, 0-9, '-', at most 32 characters)"
   valid_suite "$suite"
   # (a smaller writable layer does not hold what a first boot writes)
@@ -800,6 +1065,7 @@ cmd_up() {
   gid=$(awk -F: '$1 == "deploy" { print $4 }' "$r/etc/passwd")
   write_file "$r/home/deploy/.ssh/authorized_keys" 0600 "$pub"$'\n'
   chown "$uid:$gid" "$r/home/deploy/.ssh/authorized_keys"
+  ((!docker)) || setup_docker_host "$hd" "$layer"
 
   boot_host "$hd" "$t_start" up
   trap - EXIT INT TERM
@@ -1069,6 +1335,11 @@ cmd_gc() {
       if flock -n 8; then prune_images; fi
       exec 8>&-
     fi
+    if [[ -d $BASE_DIR ]]; then
+      exec 8>"$BASE_DIR/.lock"
+      if flock -n 8; then prune_base_images; fi
+      exec 8>&-
+    fi
   fi
   lock_state
   teardown_network_if_idle
@@ -1164,6 +1435,18 @@ cmd_check_clean() {
     fi
     exec 8>&-
   fi
+  if ((!$#)) && [[ -d $BASE_DIR ]]; then
+    exec 8>"$BASE_DIR/.lock"
+    if flock -n 8; then
+      for hd in "$BASE_DIR"/.build-*; do
+        [[ -e $hd ]] && problems+=("interrupted base image build: $hd")
+      done
+      while IFS= read -r line; do
+        [[ -n $line ]] && problems+=("mount: $line")
+      done < <(awk -v p="$BASE_DIR/.build-" '{ if (index($5, p) == 1) print $5 }' /proc/self/mountinfo)
+    fi
+    exec 8>&-
+  fi
   if ((${#problems[@]})); then
     log "not clean:"
     printf '  %s\n' "${problems[@]}" >&2
@@ -1182,6 +1465,7 @@ main() {
   case $cmd in
     deps) cmd_deps "$@" ;;
     image) cmd_image "$@" ;;
+    base-image) cmd_base_image "$@" ;;
     up) cmd_up "$@" ;;
     reboot) cmd_reboot "$@" ;;
     down) cmd_down "$@" ;;

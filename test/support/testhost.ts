@@ -175,9 +175,15 @@ function parseHostLine(what: string, out: string): Omit<TestHost, "privateKey"> 
  *   reports it and filling it gives ENOSPC inside the host, not on this
  *   machine's disk. Without it the writable layer is a plain directory in
  *   the harness's state dir (AYNA_TESTHOST_STATE) on this machine.
+ * @param opts.docker - boot it so that a Docker engine installed inside
+ *   (Debian's docker.io; not preinstalled) runs containers with the overlay2
+ *   storage driver and cgroup limits: /var/lib/docker and /var/lib/containerd
+ *   are plain directories of its state dir on this machine, and a unit
+ *   remounts the cgroup controllers read-write before the engine starts
+ *   (`testhost.sh up --docker`). Reboots keep it so.
  */
 export async function startHost(
-  opts: { suite?: Suite; name?: string; address?: string; diskMb?: number } = {},
+  opts: { suite?: Suite; name?: string; address?: string; diskMb?: number; docker?: boolean } = {},
 ): Promise<TestHost> {
   installHandlers();
   // Once per process: remove hosts whose owner died (an earlier run killed with -9).
@@ -206,6 +212,7 @@ export async function startHost(
         String(process.pid),
         ...(opts.address ? ["--address", opts.address] : []),
         ...(opts.diskMb !== undefined ? ["--disk-mb", String(opts.diskMb)] : []),
+        ...(opts.docker ? ["--docker"] : []),
       ],
       UP_TIMEOUT_MS,
     ));
@@ -240,6 +247,26 @@ export async function stopHost(host: TestHost | string, opts: { keepAddress?: bo
   const name = typeof host === "string" ? host : host.name;
   await runScript(["down", name, ...(opts.keepAddress ? ["--keep-address"] : [])], DOWN_TIMEOUT_MS);
   started.delete(name);
+}
+
+/** Time limit for `base-image`: a cold cache runs debootstrap (about a minute). */
+const BASE_IMAGE_TIMEOUT_MS = 10 * 60 * 1000;
+
+/**
+ * Path on this machine of a gzip'd root file system tarball for
+ * `docker import` (no image registry is reachable from here): Debian SUITE,
+ * minbase with python3 and ca-certificates, the test hosts' apt sources and
+ * this machine's extra CAs (so `apt-get update && apt-get install` works in a
+ * `docker build --network host` on a test host); no systemd, no sshd, no
+ * package lists. Built once and cached (`testhost.sh base-image`).
+ */
+export async function baseImageTarball(suite: Suite = "trixie"): Promise<string> {
+  const { stdout } = await runScript(["base-image", "--suite", suite], BASE_IMAGE_TIMEOUT_MS);
+  const file = stdout.trim().split("\n").pop() ?? "";
+  if (!file.endsWith(".tar.gz") || !fs.existsSync(file)) {
+    throw new Error(`testhost.sh base-image: unexpected output: ${stdout}`);
+  }
+  return file;
 }
 
 /** Gives a running host a second address on the test network; returns it. */
@@ -293,13 +320,15 @@ export function sshArgs(host: TestHost, extra: string[] = []): string[] {
 
 /**
  * Runs COMMAND on the host (through its login shell, as ssh does) as the
- * host's user. Resolves with the exit code (255: ssh itself failed); rejects
- * when it takes longer than timeoutMs (default 60 s).
+ * host's user. Its stdin is `input`, or the file `inputFile` on this machine
+ * streamed (e.g. an image tarball into `docker import -`), or nothing.
+ * Resolves with the exit code (255: ssh itself failed); rejects when it takes
+ * longer than timeoutMs (default 60 s) or inputFile cannot be read.
  */
 export function sshExec(
   host: TestHost,
   command: string,
-  opts: { input?: string | Buffer; timeoutMs?: number } = {},
+  opts: { input?: string | Buffer; inputFile?: string; timeoutMs?: number } = {},
 ): Promise<ExecResult> {
   const timeoutMs = opts.timeoutMs ?? 60_000;
   return new Promise((resolve, reject) => {
@@ -330,7 +359,18 @@ export function sshExec(
     child.stdin.on("error", () => {
       /* the remote side may exit without reading its input */
     });
-    child.stdin.end(opts.input ?? "");
+    if (opts.inputFile !== undefined) {
+      const file = opts.inputFile;
+      fs.createReadStream(file)
+        .on("error", (err) => {
+          clearTimeout(timer);
+          child.kill("SIGKILL");
+          reject(new Error(`ssh ${host.name}: cannot read ${file}: ${err.message}`));
+        })
+        .pipe(child.stdin);
+    } else {
+      child.stdin.end(opts.input ?? "");
+    }
   });
 }
 

@@ -5,6 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import {
   appArchive,
   defaultUvVersion,
+  DockerEngine,
   EnvFile,
   Host,
   lockfileArchive,
@@ -93,7 +94,9 @@ const releases = planHosts(config, steps).map((plan) => {
     python: config.python,
     packages: plan.packages,
     // This project's ports and Redis database on the host, refused when another project holds them.
-    claim: { portBase: config.ports.base, redisDb: config.redis.db },
+    claim: { portBase: config.ports.base, ...(config.redis.db !== undefined ? { redisDb: config.redis.db } : {}) },
+    // Docker mode: Caddy reaches web's and api's sockets under the project's directory.
+    traversable: config.runtime === "docker",
   });
   // Every component on the host reaches it through the host's own provider.
   const onHost = { providers: [host.provider] };
@@ -131,6 +134,20 @@ const releases = planHosts(config, steps).map((plan) => {
     secrets: { ...config.secretEnv, ...generated, ...(database ? { DATABASE_URL: database.url } : {}) },
     required: config.requiredEnv,
   });
+  // Docker mode: the engine configured and the base image there before a release builds on it.
+  const engine =
+    config.runtime === "docker" && config.docker.baseImage !== undefined
+      ? new DockerEngine(
+          h.name,
+          {
+            baseImage: config.docker.baseImage,
+            ...(config.docker.baseImageFile !== undefined ? { baseImageFile: config.docker.baseImageFile } : {}),
+            logMaxSize: config.docker.logMaxSize,
+            logMaxFiles: config.docker.logMaxFiles,
+          },
+          { ...onHost, dependsOn: host.bootstrap },
+        )
+      : undefined;
   const previousBatch = plan.batch > 0 ? (releasedInBatch[plan.batch - 1] ?? []) : [];
   // Code, dependencies, env file and units go out together, in the host's
   // batch, through one health gate.
@@ -145,7 +162,16 @@ const releases = planHosts(config, steps).map((plan) => {
       tool: plan.releaseTool,
       pin: config.release.pin,
     },
-    { ...onHost, dependsOn: [host.bootstrap, runtime, ...(database ? [database] : []), ...previousBatch] },
+    {
+      ...onHost,
+      dependsOn: [
+        host.bootstrap,
+        runtime,
+        ...(database ? [database] : []),
+        ...(engine ? [engine] : []),
+        ...previousBatch,
+      ],
+    },
   );
   (releasedInBatch[plan.batch] ??= []).push(release);
   const services = plan.units.map(

@@ -290,6 +290,16 @@ unit_of() { printf '%s-%s.service' "$PROJECT" "$1"; }
 
 enabled() { systemctl is-enabled --quiet "$1" 2>/dev/null; }
 
+unit_alive() { systemctl is-active --quiet "$1"; }
+
+unit_logs() { journalctl -u "$1" -n "${2:-20}" --no-pager -o cat >&2 2>/dev/null || true; } # unit [lines]: to stderr
+
+health_url() { printf 'http://127.0.0.1:%s%s' "$2" "$(health_path "$1")"; } # role port: where the serving role answers
+
+fetch_health() { curl -fsS --max-time 2 "$1"; } # url
+
+prepare_runtime() { :; } # before a deploy or a rollback takes the lock (Docker mode: network, volumes, Redis)
+
 unit_changed() { local u; for u in "${UNITS_CHANGED[@]}"; do [ "$u" = "$1" ] && return 0; done; return 1; }
 
 WORKERS_APPLIED=0 # the workers were restarted for the release being applied
@@ -462,14 +472,14 @@ poll_health() { # url release deadline [unit]
   local url=$1 rel=$2 deadline=$3 unit=${4:-} passes=0
   HEALTH_ANSWER=
   while :; do
-    if HEALTH_ANSWER=$(curl -fsS --max-time 2 "$url" 2>&1) && names_release "$HEALTH_ANSWER" "$rel"; then
+    if HEALTH_ANSWER=$(fetch_health "$url" 2>&1) && names_release "$HEALTH_ANSWER" "$rel"; then
       passes=$((passes + 1))
     else
       passes=0
     fi
     [ "$passes" -ge "$HEALTH_PASSES" ] && return 0
     if [ "$(date +%s)" -ge "$deadline" ]; then return 1; fi
-    if [ -n "$unit" ] && ! systemctl is-active --quiet "$unit"; then return 1; fi
+    if [ -n "$unit" ] && ! unit_alive "$unit"; then return 1; fi
     sleep "$POLL_INTERVAL"
   done
 }
@@ -482,11 +492,11 @@ http_gate() { # release: every HTTP service answers 200 naming it
     [ -n "$port" ] || continue
     unit=$(unit_of "$role")
     enabled "$unit" || continue
-    url="http://127.0.0.1:$port$(health_path "$role")"
+    url=$(health_url "$role" "$port")
     if ! poll_health "$url" "$rel" "$deadline"; then
       say "health check failed: $url did not answer 200 for release $rel within ${HEALTH_TIMEOUT}s; last answer: ${HEALTH_ANSWER:0:300}"
       say "last log lines of $unit:"
-      journalctl -u "$unit" -n 20 --no-pager -o cat >&2 || true
+      unit_logs "$unit"
       return 1
     fi
     say "health ok: $url serves $rel"
@@ -506,7 +516,7 @@ unit_states() { # unit...: a line "unit state main-pid restarts" per unit, from 
 # keeps the same main process, with no restart, until WATCH seconds after its
 # own start; then the HTTP services answer once more.
 watch_services() { # release
-  local rel=$1 entry role port mode unit until=0 t u st pid nr seen
+  local rel=$1 entry role port mode unit until=0 t u st pid nr seen url
   local -A pids=() role_of=()
   local -a units=()
   for entry in "${SERVICES[@]}"; do
@@ -530,7 +540,7 @@ watch_services() { # release
       if [[ ! $st =~ ^(active|reloading)$ ]] || [ "$pid" != "${pids[$role]:-}" ] || [ "$nr" != "${RESTARTS[$role]:-0}" ]; then
         say "health check failed: $u stopped or restarted $(($(date +%s) - ${STARTED[$role]:-0}))s after it started (it must stay up for ${WATCH}s)"
         say "last log lines of $u:"
-        journalctl -u "$u" -n 20 --no-pager -o cat >&2 || true
+        unit_logs "$u"
         return 1
       fi
     done < <(unit_states "${units[@]}")
@@ -545,8 +555,9 @@ watch_services() { # release
   for entry in "${SERVICES[@]}"; do
     IFS=: read -r role port mode _ <<<"$entry"
     if [ -z "$port" ] || [ -z "${pids[$role]:-}" ]; then continue; fi
-    if ! poll_health "http://127.0.0.1:$port$(health_path "$role")" "$rel" "$(($(date +%s) + HEALTH_TIMEOUT))"; then
-      say "health check failed: http://127.0.0.1:$port$(health_path "$role") stopped answering for release $rel during the watch window; last answer: ${HEALTH_ANSWER:0:300}"
+    url=$(health_url "$role" "$port")
+    if ! poll_health "$url" "$rel" "$(($(date +%s) + HEALTH_TIMEOUT))"; then
+      say "health check failed: $url stopped answering for release $rel during the watch window; last answer: ${HEALTH_ANSWER:0:300}"
       return 1
     fi
   done
@@ -943,7 +954,7 @@ cmd_verify() { # for refresh: does the host still run what the last release inst
     for entry in "${SERVICES[@]}"; do
       IFS=: read -r role _ <<<"$entry"
       unit=$(unit_of "$role")
-      if enabled "$unit" && ! systemctl is-active --quiet "$unit"; then say "drift: $unit is not running"; bad=1; fi
+      if enabled "$unit" && ! unit_alive "$unit"; then say "drift: $unit is not running"; bad=1; fi
     done
   fi
   return "$bad"
@@ -968,8 +979,8 @@ main() {
   local sub=${1:-}
   [ $# -gt 0 ] && shift
   case $sub in
-    deploy) cmd_deploy "$@" ;;
-    rollback) cmd_rollback "$@" ;;
+    deploy) prepare_runtime; cmd_deploy "$@" ;;
+    rollback) prepare_runtime; cmd_rollback "$@" ;;
     status) cmd_status ;;
     verify) cmd_verify ;;
     unlock) cmd_unlock ;;

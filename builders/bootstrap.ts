@@ -10,6 +10,11 @@ export interface BootstrapSpec {
   /** MAJOR.MINOR the venv needs, e.g. "3.13". */
   python: string;
   packages: string[];
+  /**
+   * Others may pass through /opt/ayna/{project} (0751: enter, never list),
+   * for Caddy to reach the sockets of Docker mode. @default false (0750)
+   */
+  traversable?: boolean;
 }
 
 /** Packages every host gets; the config adds redis-server (and more) on top. */
@@ -73,6 +78,7 @@ export function directories(s: BootstrapSpec): string {
   return and(
     argv("install", "-d", "-o", "root", "-g", "root", "-m", "0755", "/opt/ayna"),
     argv("install", "-d", "-o", "root", "-g", s.group, "-m", "0750", ...rootOwned),
+    s.traversable ? argv("chmod", "0751", root) : "",
     argv("install", "-d", "-o", s.user, "-g", s.group, "-m", "0750", ...appOwned),
     // venv/ follows the current release to its environment (see PythonRuntime).
     argv("ln", "-sfn", "releases/current/.venv", paths.venv(s.project)),

@@ -25,6 +25,12 @@ export interface SiteSpec {
   api?: { port: number; path: string };
   /** Health paths the gate asks for through Caddy, per enabled role. */
   healthPaths: { web?: string; api?: string };
+  /**
+   * Docker mode: per role, the unix socket (a symlink the release tool moves
+   * at each blue-green switch) Caddy proxies to instead of the port.
+   * @default none: the role's loopback port
+   */
+  upstreamSockets?: { web?: string; api?: string };
 }
 
 /**
@@ -34,8 +40,9 @@ export interface SiteSpec {
  */
 export const upstreamRetrySeconds = 5;
 
-function upstream(port: number): string[] {
-  return [`reverse_proxy 127.0.0.1:${port} {`, `\tlb_try_duration ${upstreamRetrySeconds}s`, "}"];
+function upstream(port: number, socket?: string): string[] {
+  const to = socket !== undefined ? `unix/${socket}` : `127.0.0.1:${port}`;
+  return [`reverse_proxy ${to} {`, `\tlb_try_duration ${upstreamRetrySeconds}s`, "}"];
 }
 
 const indent = (lines: string[], by = "\t") => lines.map((l) => (l === "" ? l : by + l));
@@ -51,12 +58,14 @@ export function renderSite(s: SiteSpec): string {
       "",
       `@api path ${s.api.path} ${s.api.path}/*`,
       "handle @api {",
-      ...indent([`uri strip_prefix ${s.api.path}`, ...upstream(s.api.port)]),
+      ...indent([`uri strip_prefix ${s.api.path}`, ...upstream(s.api.port, s.upstreamSockets?.api)]),
       "}",
     );
   }
-  const root = s.api?.path === "/" ? s.api.port : s.webPort;
-  if (root !== undefined) body.push("", "handle {", ...indent(upstream(root)), "}");
+  const rootIsApi = s.api?.path === "/";
+  const root = rootIsApi ? s.api?.port : s.webPort;
+  const rootSocket = rootIsApi ? s.upstreamSockets?.api : s.upstreamSockets?.web;
+  if (root !== undefined) body.push("", "handle {", ...indent(upstream(root, rootSocket)), "}");
   return [
     `# ayna-deploy: ${s.project} (${s.stage}), written from its stack config; change it there.`,
     `${s.domains.join(", ")} {`,

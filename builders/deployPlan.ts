@@ -33,6 +33,8 @@ export interface Manifest {
   migrations?: "listed" | "command" | "none";
   /** The roles the release tool restarts or hands over, in its order. */
   services: PlanService[];
+  /** Docker mode: the release is an image and containers (builders/ayna-docker.sh). @default venv mode */
+  runtime?: "docker";
 }
 
 /** A value the engine does not know yet (during preview), as the provider passes it. */
@@ -179,6 +181,20 @@ export function renderPlan(project: string, before: Manifest | undefined, after:
       ? "env keys: not known until the update (a value comes from another resource)"
       : `env keys: ${(env && describeKeys(env)) ?? "unchanged"}`,
   );
+  if (after.runtime === "docker") {
+    const image = after.pin ? `${after.pin}'s image, kept on the host` : `${project}:sha-${after.sha}`;
+    lines.push(`image: ${image}; the serving one is tagged ${project}:rollback once the release passes`);
+    const containers = after.services.map((s) =>
+      before === undefined
+        ? `${s.role} starts`
+        : s.role === "web" || s.role === "api"
+          ? `${s.role} switches blue-green (a new container beside the serving one, Caddy moves to it, the old one stops)`
+          : `${s.role} is replaced by a container of the release`,
+    );
+    lines.push(`containers: ${containers.join("; ")}`);
+    lines.push("gate: the new containers' health check before the switch; rolled back automatically on failure");
+    return lines;
+  }
   lines.push(`unit files: ${describeKeys(units) ?? "unchanged"}`);
   // Every release gives every service processes of the release (ayna-release's apply_release).
   const services = after.services.map((s) => {

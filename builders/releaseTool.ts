@@ -65,6 +65,25 @@ export interface ReleaseToolSpec {
   migrate?: ReleaseStep;
   /** The app's static files build, run in the new release's directory before the switch. @default none */
   static?: ReleaseStep;
+  /** Docker mode: the release runs as an image and containers instead of units (builders/ayna-docker.sh). @default none (venv mode) */
+  docker?: DockerToolSpec;
+}
+
+/** What the release tool needs in Docker mode, rendered by builders/docker.ts. */
+export interface DockerToolSpec {
+  baseImage: string;
+  /** The release image's Dockerfile. */
+  dockerfile: string;
+  /** The env-file launcher copied into each image. */
+  launcher: string;
+  /** The project's Redis image's Dockerfile, when it gets one. */
+  redisDockerfile?: string;
+  /** Options of every container (hardening and limits). */
+  options: string[];
+  /** Per role, the command its container runs. */
+  commands: Partial<Record<ServiceRole, string[]>>;
+  /** Per role, the container's health check (a /bin/sh command line). */
+  healthCommands: Partial<Record<ServiceRole, string>>;
 }
 
 /** A one-shot command of the release, run as the service user with the env file in the release's directory. */
@@ -117,12 +136,37 @@ export function renderReleaseSettings(s: ReleaseToolSpec): string {
     `STATIC=(${(s.static?.command ?? []).map((w) => argv(w)).join(" ")})`,
     assign("STATIC_INPUTS", s.static?.inputs ?? ""),
   ];
+  if (s.docker) settings.push(...dockerSettings(s.project, s.docker));
   return settings.join("\n") + "\n";
 }
 
+const b64 = (text: string) => Buffer.from(text, "utf8").toString("base64");
+
+function dockerSettings(project: string, d: DockerToolSpec): string[] {
+  const roles = Object.keys(d.commands) as ServiceRole[];
+  return [
+    assign("RUNTIME", "docker"),
+    assign("BASE_IMAGE", d.baseImage),
+    assign("STATE_DIR", paths.stateDir(project)),
+    assign("DOCKERFILE_B64", b64(d.dockerfile)),
+    assign("LAUNCHER_B64", b64(d.launcher)),
+    assign("REDIS_DOCKERFILE_B64", d.redisDockerfile ? b64(d.redisDockerfile) : ""),
+    `DOCKER_OPTS=(${d.options.map((w) => argv(w)).join(" ")})`,
+    ...roles.map((r) => `CONTAINER_${r}=(${d.commands[r]!.map((w) => argv(w)).join(" ")})`),
+    ...roles.map((r) => assign(`HEALTHCMD_${r}`, d.healthCommands[r] ?? "true")),
+  ];
+}
+
+const dockerPart = fs.readFileSync(path.join(__dirname, "ayna-docker.sh"), "utf8");
+const mainCall = '\nif [[ "${BASH_SOURCE[0]}" == "$0" ]]; then main "$@"; fi\n';
+
 export function renderReleaseTool(s: ReleaseToolSpec): string {
   if (!template.includes("\n#@SETTINGS@\n")) throw new Error("ayna-release.sh lost its #@SETTINGS@ marker");
-  return template.replace("\n#@SETTINGS@\n", () => `\n${renderReleaseSettings(s)}`);
+  const tool = template.replace("\n#@SETTINGS@\n", () => `\n${renderReleaseSettings(s)}`);
+  if (!s.docker) return tool;
+  // Docker mode's steps replace venv mode's of the same names: they go after them, before main runs.
+  if (!tool.endsWith(mainCall)) throw new Error("ayna-release.sh must end with its main call");
+  return tool.slice(0, -mainCall.length) + "\n" + dockerPart + mainCall;
 }
 
 /**

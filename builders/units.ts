@@ -98,6 +98,8 @@ interface ServerPlace {
   /** Port for web/api. */
   port?: number;
   workers?: number;
+  /** A unix socket web/api listen on instead of a port (Docker mode). @default the port on 127.0.0.1 */
+  bindUnix?: string;
 }
 
 /**
@@ -110,7 +112,7 @@ export function serverCommand(s: UnitSpec, at: ServerPlace): string[][] {
     case "web":
       return [
         [`${at.bin}/gunicorn`],
-        ["--bind", `127.0.0.1:${port()}`],
+        ["--bind", at.bindUnix ? `unix:${at.bindUnix}` : `127.0.0.1:${port()}`],
         ["--workers", String(at.workers ?? s.workers ?? 4)],
         // The app is imported before gunicorn reports ready (Type=notify), so a
         // start or restart returns only once it can serve: the handover relies on it.
@@ -126,7 +128,7 @@ export function serverCommand(s: UnitSpec, at: ServerPlace): string[][] {
             // uvicorn's worker, stopping without dropping what it accepted (builders/uvicornWorker.ts).
             ["--worker-class", uvicornWorker.workerClass],
             ["--pythonpath", uvicornWorker.dir(s.project)],
-            ["--bind", `127.0.0.1:${port()}`],
+            ["--bind", at.bindUnix ? `unix:${at.bindUnix}` : `127.0.0.1:${port()}`],
             ["--workers", String(at.workers ?? s.workers ?? 2)],
             ["--preload"],
             ["--chdir", at.dir],
@@ -134,8 +136,12 @@ export function serverCommand(s: UnitSpec, at: ServerPlace): string[][] {
           ]
         : [
             [`${at.bin}/uvicorn`],
-            ["--host", "127.0.0.1"],
-            ["--port", port()],
+            ...(at.bindUnix
+              ? [["--uds", at.bindUnix]]
+              : [
+                  ["--host", "127.0.0.1"],
+                  ["--port", port()],
+                ]),
             ["--workers", String(at.workers ?? s.workers ?? 2)],
             ["--app-dir", at.dir],
             [need(s.module, "an ASGI module", s.role)],

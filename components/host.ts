@@ -29,6 +29,12 @@ export interface HostArgs extends ProviderArgs {
    * destroyed. @default no claim
    */
   readonly claim?: { portBase: number; redisDb?: number };
+  /**
+   * Others may enter /opt/ayna/{project} (0751), for Caddy to reach Docker
+   * mode's sockets there.
+   * @default false
+   */
+  readonly traversable?: boolean;
 }
 
 /**
@@ -76,6 +82,7 @@ export class Host extends pulumi.ComponentResource {
       group: this.serviceGroup,
       python: args.python ?? "3.13",
       packages: args.packages ?? [],
+      ...(args.traversable ? { traversable: true } : {}),
     };
     if (args.claim) {
       const claim: ClaimSpec = { project: args.project, ...args.claim };

@@ -5,3 +5,4 @@ export * from "./systemdService";
 export * from "./release";
 export * from "./database";
 export * from "./proxy";
+export * from "./dockerEngine";

@@ -181,6 +181,7 @@ export class Release extends pulumi.ComponentResource {
         env: pulumi.secret(pulumi.output(args.envValues ?? {})),
         units: Object.fromEntries(args.units.map((u) => [u.name, sha256(u.content)])),
         services: args.tool.services.map((s) => ({ role: s.role, reload: s.reload })),
+        ...(args.tool.docker ? { runtime: "docker" as const } : {}),
         // Left out for the default, so stacks deployed before the setting existed see no change.
         ...(!args.tool.migrate
           ? { migrations: "none" as const }

@@ -1,4 +1,4 @@
-// npm run bench -- [--rounds N] [--hosts 4,8] [--only empty,noop,release,hand,rollback,hosts] [--program DIR]
+// npm run bench -- [--rounds N] [--hosts 4,8] [--only empty,noop,release,hand,rollback,hosts,docker] [--program DIR]
 //
 // The performance benchmark of issue 10, on this machine and its test hosts
 // (systemd-nspawn, sharing the machine's cores), file state backend, stack
@@ -13,6 +13,8 @@
 //   rollback  `npm run rollback` to the previous release (same lockfile) and
 //             `--to` an older one with another lockfile (nothing may be built)
 //   hosts     a code-only release to 4 and 8 hosts in one batch
+//   docker    the same code-only release and rollback in Docker mode
+//             (runtime: docker, Caddy in front), on a host with its own engine
 // Wall seconds and CPU-seconds of the whole machine (/proc/stat) per row,
 // medians over the rounds, then the issue's ratios. --program runs another
 // checkout of this program (a `git worktree` with node_modules) for a before/after.
@@ -24,10 +26,10 @@ import { buildArchive } from "../local/archive";
 import { argv } from "../builders/shell";
 import { PulumiStack, repoRoot } from "../test/support/pulumi";
 import { sh, touchCode } from "../test/support/sampleApp";
-import { sshArgs, sshExec, startHost, stopAllHosts, TestHost } from "../test/support/testhost";
+import { baseImageTarball, sshArgs, sshExec, startHost, stopAllHosts, TestHost } from "../test/support/testhost";
 
 const project = "demoapp";
-const sections = ["empty", "noop", "release", "hand", "rollback", "hosts"] as const;
+const sections = ["empty", "noop", "release", "hand", "rollback", "hosts", "docker"] as const;
 type Section = (typeof sections)[number];
 
 interface Options {
@@ -285,11 +287,53 @@ async function manyHosts(o: Options, n: number): Promise<void> {
   }
 }
 
+/** Docker mode's release and rollback, on a host of its own with the same defaults (issue 13's side-by-side times). */
+async function dockerMode(o: Options): Promise<void> {
+  const [host, tarball] = await Promise.all([
+    startHost({ name: `bench-dock-${process.pid}`, docker: true }),
+    baseImageTarball(),
+  ]);
+  const stack = await PulumiStack.create(`benchdock${process.pid}`, o.program);
+  try {
+    await stack.configureHost(project, host);
+    const app = await stack.configureSampleApp(project);
+    await defaults(stack);
+    await stack.setConfig("secretEnv.DATABASE_URL", `sqlite:////var/lib/${project}/db.sqlite3`, {
+      path: true,
+      secret: true,
+    });
+    await stack.setConfig("runtime", "docker");
+    await stack.setConfig("docker.baseImage", "ayna/debian-python:trixie", { path: true });
+    await stack.setConfig("docker.baseImageFile", tarball, { path: true });
+    await stack.setConfig("proxy.enabled", "true", { path: true });
+    await stack.setConfig("proxy.domains[0]", "bench.test", { path: true });
+    await stack.setConfig("proxy.tls", "internal", { path: true });
+    await up(stack);
+    for (let i = 0; i < o.rounds; i++) {
+      touchCode(app, `dock-${i}`);
+      record("Docker mode: code-only release, `pulumi up`", await measure(() => up(stack)));
+      const before = await served(stack);
+      touchCode(app, `dock-${i}b`);
+      await up(stack);
+      record(
+        "Docker mode: `npm run rollback` to the previous release",
+        await measure(() => npmRollback(stack, o.program, [])),
+      );
+      if ((await served(stack)) !== before) throw new Error(`docker rollback did not reach ${before}`);
+      await stack.run(["config", "rm", "--path", "release.pin"]);
+    }
+  } finally {
+    await stack.remove();
+    await stopAllHosts();
+  }
+}
+
 async function main(): Promise<void> {
   const o = parse(process.argv.slice(2));
   const started = new Date().toISOString();
   await singleHost(o);
   if (o.only.has("hosts")) for (const n of o.hosts) await manyHosts(o, n);
+  if (o.only.has("docker")) await dockerMode(o);
 
   const cpuModel = /model name\s*:\s*(.*)/.exec(fs.readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "unknown";
   const f = (x: number) => x.toFixed(2);

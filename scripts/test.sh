@@ -91,7 +91,7 @@ check() {
 check "typecheck (tsc --noEmit, strict)" npx tsc -p tsconfig.json --noEmit
 check "eslint" npx eslint .
 check "prettier --check" npx prettier --check --log-level warn .
-check "shellcheck (scripts, CI, launchers, the host-side release, proxy and database tools)" shellcheck -x -S warning scripts/*.sh .ci/run plugins/bin/* plugins/language-nodejs/pulumi-language-nodejs builders/ayna-release.sh builders/ayna-proxy.sh test/unit/golden/ayna-db
+check "shellcheck (scripts, CI, launchers, the host-side release, proxy and database tools)" shellcheck -x -S warning scripts/*.sh .ci/run plugins/bin/* plugins/language-nodejs/pulumi-language-nodejs builders/ayna-release.sh builders/ayna-docker.sh builders/ayna-proxy.sh test/unit/golden/ayna-db
 
 # Each mocha run gets a tally file of its own, so that what its reporter
 # recorded is known: a run whose reporter wrote nothing, or that exited

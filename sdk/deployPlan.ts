@@ -23,6 +23,8 @@ export interface DeployPlanArgs {
   readonly services: pulumi.Input<{ role: string; reload: "handover" | "restart" }[]>;
   /** How migrations run: named from the tree (Django, Alembic), the operator's command, or none. @default "listed" */
   readonly migrations?: pulumi.Input<"listed" | "command" | "none">;
+  /** Docker mode: the release is an image and containers. @default venv mode */
+  readonly runtime?: pulumi.Input<"docker">;
 }
 
 /**

@@ -1,8 +1,9 @@
 // The one place stack configuration is read. Everything else gets the typed,
 // validated object.
+import * as fs from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
 import { checkBind, checkPort, PortError, PortRange, portFor, rangeFor } from "../standard/portRegistry";
-import { localRedisUrl, redisDbFor } from "../standard/redis";
+import { containerRedisUrl, localRedisUrl, redisDbFor } from "../standard/redis";
 import { requiredVariablesFor } from "../standard/variables";
 import { defaultDatabaseName } from "../builders/postgres";
 import { schema } from "./schema";
@@ -65,6 +66,18 @@ export interface StackConfig {
   generatedSecrets: string[];
   /** Debian packages the app needs beyond the base set. */
   systemPackages: string[];
+  /** venv: standard v2.0 (uv venv, systemd units); docker: the Docker standard's containers. */
+  runtime: "venv" | "docker";
+  /** Docker mode's engine settings and container limits; baseImage is set exactly when runtime is docker. */
+  docker: {
+    baseImage?: string;
+    baseImageFile?: string;
+    memory: string;
+    cpus: string;
+    pidsLimit: number;
+    logMaxSize: string;
+    logMaxFiles: number;
+  };
   /** Caddy in front: the project's site on every host. */
   proxy: { enabled: boolean; domains: string[]; tls: "auto" | "internal"; email?: string; apiPath: string };
   /** Hosts without PyPI: wheels gathered here and uploaded. */
@@ -147,7 +160,13 @@ function crossCheck(ns: string, out: Record<string, unknown>, raw: RawConfig, pr
   if (services.web.enabled && services.web.port) derived["WEB_PORT"] = String(services.web.port);
   if (services.api.enabled && services.api.port) derived["API_PORT"] = String(services.api.port);
   const redis = out["redis"] as { local: boolean; db?: number };
-  if (redis.local) {
+  const docker = out["runtime"] === "docker";
+  if (docker && redis.local) {
+    // Its own Redis container on the project's network: database 0 is its alone.
+    if (redis.db !== undefined)
+      problems.push(`${ns}:redis.db: with runtime: docker the project has a Redis container of its own; remove it`);
+    derived["REDIS_URL"] = containerRedisUrl(project);
+  } else if (redis.local) {
     if (redis.db === undefined && range) redis.db = redisDbFor(range);
     if (redis.db !== undefined) derived["REDIS_URL"] = localRedisUrl(redis.db);
   } else if (redis.db !== undefined) {
@@ -172,6 +191,31 @@ function crossCheck(ns: string, out: Record<string, unknown>, raw: RawConfig, pr
     env[k] = v;
   }
   const proxy = out["proxy"] as StackConfig["proxy"];
+  const dockerConfig = out["docker"] as StackConfig["docker"];
+  if (docker) {
+    if (!proxy.enabled)
+      problems.push(
+        `${ns}:proxy.enabled: runtime: docker serves only through Caddy (the containers publish on 127.0.0.1 ports that change with each release); set proxy.enabled: true and proxy.domains`,
+      );
+    if (dockerConfig.baseImage === undefined)
+      problems.push(
+        `${ns}:docker.baseImage: needed with runtime: docker; name a Debian image with Python ${String(out["python"])} (and give docker.baseImageFile when the hosts lack it)`,
+      );
+    if (dockerConfig.baseImageFile !== undefined && !fs.existsSync(dockerConfig.baseImageFile))
+      problems.push(
+        `${ns}:docker.baseImageFile: ${dockerConfig.baseImageFile} does not exist on this machine; give the path of a root file system tarball`,
+      );
+    if (database.local)
+      problems.push(
+        `${ns}:database.local: not available with runtime: docker yet (the containers cannot reach the host's 127.0.0.1); put DATABASE_URL in secretEnv, or use runtime: venv`,
+      );
+  } else {
+    const set = ["baseImage", "baseImageFile"].filter(
+      (k) => (dockerConfig as Record<string, unknown>)[k] !== undefined,
+    );
+    for (const k of set)
+      problems.push(`${ns}:docker.${k}: only used with runtime: docker; remove it, or set runtime: docker`);
+  }
   if (proxy.enabled) {
     if (proxy.domains.length === 0)
       problems.push(

@@ -2,7 +2,17 @@
 // ports, the release tool's settings and the batch a host is released in.
 // Pure: no Pulumi resources are made here.
 import { caddyPackage, SiteSpec } from "../builders/caddy";
-import { ReleaseService, ReleaseToolSpec, releaseDirToken } from "../builders/releaseTool";
+import {
+  containerCommand,
+  containerOptions,
+  dockerPackages,
+  envLauncherSource,
+  healthCommand,
+  renderDockerfile,
+  renderRedisDockerfile,
+  roleSocket,
+} from "../builders/docker";
+import { DockerToolSpec, ReleaseService, ReleaseToolSpec, releaseDirToken } from "../builders/releaseTool";
 import { candidateCommand, ServiceRole, UnitSpec, usesSocket, workerCheckCommand } from "../builders/units";
 import { candidateOffsets } from "../standard/portRegistry";
 import type { AppSteps } from "./app";
@@ -37,6 +47,33 @@ export function siteSpec(c: StackConfig): SiteSpec | undefined {
       ...(web.enabled ? { web: health("web") } : {}),
       ...(api.enabled ? { api: health("api") } : {}),
     },
+    // Docker mode: each role's socket symlink, which the release tool moves at the switch (blue-green).
+    ...(c.runtime === "docker"
+      ? {
+          upstreamSockets: {
+            ...(web.enabled ? { web: roleSocket(c.project, "web") } : {}),
+            ...(api.enabled ? { api: roleSocket(c.project, "api") } : {}),
+          },
+        }
+      : {}),
+  };
+}
+
+/** Docker mode's part of the release tool's settings. */
+export function dockerToolSpec(c: StackConfig): DockerToolSpec | undefined {
+  if (c.runtime !== "docker" || c.docker.baseImage === undefined) return undefined;
+  const image = { project: c.project, stage: c.stage, baseImage: c.docker.baseImage };
+  const roles = enabledRoles(c);
+  const healthOf = (role: ServiceRole) =>
+    role === "web" || role === "api" ? (c.services[role].healthPath ?? c.release.healthPath) : c.release.healthPath;
+  return {
+    baseImage: c.docker.baseImage,
+    dockerfile: renderDockerfile(image),
+    launcher: envLauncherSource,
+    ...(c.redis.local ? { redisDockerfile: renderRedisDockerfile(image) } : {}),
+    options: containerOptions(c.docker),
+    commands: Object.fromEntries(roles.map((r) => [r, containerCommand(unitSpec(c, r))])),
+    healthCommands: Object.fromEntries(roles.map((r) => [r, healthCommand(r, healthOf(r))])),
   };
 }
 
@@ -94,6 +131,7 @@ export function releaseServices(c: StackConfig): ReleaseService[] {
 }
 
 export function releaseToolSpec(c: StackConfig, steps: Pick<AppSteps, "migrate" | "static"> = {}): ReleaseToolSpec {
+  const docker = dockerToolSpec(c);
   return {
     ...(steps.migrate ? { migrate: steps.migrate } : {}),
     ...(steps.static ? { static: steps.static } : {}),
@@ -112,6 +150,7 @@ export function releaseToolSpec(c: StackConfig, steps: Pick<AppSteps, "migrate" 
     ),
     watchSeconds: c.release.watchSeconds,
     lockWaitSeconds: c.release.lockWaitSeconds,
+    ...(docker ? { docker } : {}),
   };
 }
 
@@ -122,13 +161,16 @@ export function batchOf(index: number, batchSize: number): number {
 
 /** Per host what it gets; `steps` are the app's migrate and static steps (stacks/app.ts). */
 export function planHosts(c: StackConfig, steps: Pick<AppSteps, "migrate" | "static"> = {}): HostPlan[] {
-  const units = enabledRoles(c).map((role) => unitSpec(c, role));
+  const docker = c.runtime === "docker";
+  // Docker mode runs containers, not units; its Redis is a container too.
+  const units = docker ? [] : enabledRoles(c).map((role) => unitSpec(c, role));
   const releaseTool = releaseToolSpec(c, steps);
   const site = siteSpec(c);
   return c.hosts.map((host, i) => ({
     host,
     packages: [
-      ...(c.redis.local ? ["redis-server"] : []),
+      ...(docker ? dockerPackages : []),
+      ...(c.redis.local && !docker ? ["redis-server"] : []),
       ...(c.database.local ? ["postgresql"] : []),
       ...(c.proxy.enabled ? [caddyPackage] : []),
       ...c.systemPackages,

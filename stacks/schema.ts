@@ -158,6 +158,57 @@ export const schema: Record<string, Field> = {
     pattern: /^3\.(1[2-9]|[2-9][0-9])$/,
     patternHint: "3.12 or newer, as MAJOR.MINOR",
   },
+  runtime: {
+    kind: "enum",
+    doc: "How the services run on the hosts: `venv` (standard v2.0: a uv venv per lockfile, systemd units, symlinked releases) or `docker` (the Docker standard: one image per release tagged `sha-<SHA>`, hardened containers `{project}-<role>`, blue-green behind Caddy; needs proxy.enabled).",
+    values: ["venv", "docker"],
+    default: "venv",
+  },
+  docker: {
+    kind: "object",
+    doc: "Docker mode (runtime: docker): Debian's docker.io on each host, json-file logs with rotation, and the limits every container gets.",
+    fields: {
+      baseImage: {
+        kind: "string",
+        doc: "The image the app's image is built FROM: a Debian with the same Python as `python` (no registry is assumed: it must be on the host, or given as baseImageFile).",
+        pattern: /^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]+)?(@sha256:[a-f0-9]{64})?$/,
+        patternHint: "an image reference such as debian-python:trixie",
+      },
+      baseImageFile: {
+        kind: "string",
+        doc: "A root file system tarball on the deploying machine (.tar or .tar.gz), imported on a host as baseImage when the host lacks it.",
+      },
+      memory: {
+        kind: "string",
+        doc: "Memory limit of each app container (`docker run --memory`).",
+        default: "512m",
+        pattern: /^[1-9][0-9]*[kmg]$/,
+        patternHint: "a number with k, m or g, such as 512m",
+      },
+      cpus: {
+        kind: "string",
+        doc: "CPU limit of each app container (`docker run --cpus`).",
+        default: "1.0",
+        pattern: /^[0-9]+(\.[0-9]+)?$/,
+        patternHint: "a number of CPUs such as 1.0",
+      },
+      pidsLimit: { kind: "int", doc: "Process limit of each container.", default: 256, min: 16, max: 65536 },
+      logMaxSize: {
+        kind: "string",
+        doc: "json-file log rotation: the size of one log file (daemon.json `max-size`).",
+        default: "10m",
+        pattern: /^[1-9][0-9]*[kmg]$/,
+        patternHint: "a number with k, m or g, such as 10m",
+      },
+      logMaxFiles: {
+        kind: "int",
+        doc: "json-file log rotation: files kept per container.",
+        default: 3,
+        min: 1,
+        max: 100,
+      },
+    },
+  },
   ports: {
     kind: "object",
     doc: "Port range, for a project that is not in the standard's port registry.",

@@ -27,3 +27,8 @@ export function localRedisUrl(db: number): string {
   }
   return `redis://${localRedisAddress}/${db}`;
 }
+
+/** REDIS_URL in Docker mode: the project's own Redis container, by its name on the project's network. */
+export function containerRedisUrl(project: string): string {
+  return `redis://${project}-redis:6379/0`;
+}

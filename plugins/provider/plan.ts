@@ -24,6 +24,7 @@ export const planKeys = [
   "units",
   "services",
   "migrations",
+  "runtime",
 ];
 
 function isRecordOfStrings(v: unknown): v is Record<string, string> {
@@ -63,6 +64,9 @@ export function checkPlan(news: Props): Failure[] {
   }
   if (n["migrations"] !== undefined && !["listed", "command", "none"].includes(String(n["migrations"]))) {
     failures.push({ property: "migrations", reason: "listed, command or none" });
+  }
+  if (n["runtime"] !== undefined && n["runtime"] !== "docker") {
+    failures.push({ property: "runtime", reason: "docker, or left out (venv mode)" });
   }
   return failures;
 }
@@ -108,6 +112,7 @@ export function nextManifest(news: Props): NextManifest {
     units: n["units"] as Record<string, string>,
     services: n["services"] as PlanService[],
     migrations: migrationsMode(n["migrations"]),
+    ...(n["runtime"] === "docker" ? { runtime: "docker" as const } : {}),
   };
 }
 

@@ -1,8 +1,10 @@
 // Small steps the end-to-end tests share: run a command on a test host and
 // insist it succeeds, read which release a port serves, change the app copy.
 import { strict as assert } from "node:assert";
+import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { PulumiStack, repoRoot } from "./pulumi";
 import { sshExec, TestHost } from "./testhost";
 
 /** Runs `cmd` on the host (as the host's user) and returns stdout; fails the test on a non-zero exit. */
@@ -21,4 +23,20 @@ export async function servedRelease(host: TestHost, port = 8150): Promise<string
 /** A code change in the test's copy of the sample app: a new release on the next `up`. */
 export function touchCode(app: string, tag: string): void {
   fs.writeFileSync(path.join(app, "core", "build_tag.py"), `BUILD_TAG = ${JSON.stringify(tag)}\n`);
+}
+
+/** `npm run rollback`'s command for the stack (its own config file), as an operator runs it. */
+export function runRollback(stack: PulumiStack, args: string[]): Promise<{ code: number; out: string; ms: number }> {
+  const started = Date.now();
+  return new Promise((resolve) => {
+    const child = spawn(
+      "node",
+      ["scripts/compiled.js", "scripts/rollback.ts", "--stack", stack.name, "--config-file", stack.configFile, ...args],
+      { cwd: repoRoot, env: stack.env, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    child.on("close", (code) => resolve({ code: code ?? -1, out, ms: Date.now() - started }));
+  });
 }

@@ -185,4 +185,19 @@ describe("deploy plan", () => {
       ["alembic:1a2b3c_add_users", "alembic:9f_init", "core.0002_flag", "shop.0001_initial"],
     );
   });
+
+  it("Docker mode: the image and its :rollback tag, blue-green for web and api, workers replaced; no unit files", () => {
+    const before = deployed({ runtime: "docker", units: {} });
+    const after = next({ sha: sha2, runtime: "docker", units: {}, files: { ...before.files, "core/views.py": "b2" } });
+    assert.deepEqual(renderPlan("demoapp", before, after), [
+      "release: v3 (111111111111) -> a new release (222222222222)",
+      "code: 1 changed, 0 added, 0 removed: core/views.py",
+      "python environment: unchanged",
+      "migrations: none new",
+      "env keys: unchanged",
+      `image: demoapp:sha-${sha2}; the serving one is tagged demoapp:rollback once the release passes`,
+      "containers: web switches blue-green (a new container beside the serving one, Caddy moves to it, the old one stops); api switches blue-green (a new container beside the serving one, Caddy moves to it, the old one stops); celery is replaced by a container of the release; beat is replaced by a container of the release",
+      "gate: the new containers' health check before the switch; rolled back automatically on failure",
+    ]);
+  });
 });

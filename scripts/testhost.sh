@@ -267,15 +267,18 @@ EOF
   rm -rf "$root"/tmp/* "$root"/var/tmp/* "$root"/var/log/*.log
 }
 
-image_stamp() {
-  local suite=$1
+recipe_stamp() { # HEADER FUNCTION...: a short hash of what a cached image is built from
+  local header=$1
+  shift
   {
-    echo "format=$IMAGE_FORMAT suite=$suite packages=$PACKAGES"
+    echo "$header"
     echo "mirror=$(mirror_url) security=$(security_url)"
-    declare -f configure_rootfs write_apt_sources install_extra_cas
+    declare -f "$@" write_apt_sources install_extra_cas
     extra_cas_stamp
   } | sha256sum | cut -c1-12
 }
+
+image_stamp() { recipe_stamp "format=$IMAGE_FORMAT suite=$1 packages=$PACKAGES" configure_rootfs; }
 
 image_dir() { echo "$CACHE_DIR/images/$1-$(image_stamp "$1")"; }
 
@@ -490,15 +493,7 @@ EOF
   rm -rf "$root"/tmp/* "$root"/var/tmp/*
 }
 
-base_stamp() {
-  local suite=$1
-  {
-    echo "base-format=$BASE_FORMAT suite=$suite packages=$BASE_PACKAGES"
-    echo "mirror=$(mirror_url) security=$(security_url)"
-    declare -f configure_base_rootfs write_apt_sources install_extra_cas
-    extra_cas_stamp
-  } | sha256sum | cut -c1-12
-}
+base_stamp() { recipe_stamp "base-format=$BASE_FORMAT suite=$1 packages=$BASE_PACKAGES" configure_base_rootfs; }
 
 base_dir() { echo "$BASE_DIR/$1-$(base_stamp "$1")"; }
 

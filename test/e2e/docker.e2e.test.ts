@@ -9,13 +9,12 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { PulumiStack, resourceSummary } from "../support/pulumi";
 import { baseImageTarball, sshExec, startHost, stopHost, TestHost } from "../support/testhost";
-import { runRollback, sh, touchCode } from "../support/sampleApp";
+import { publicListeners, runRollback, sh, throughCaddy, touchCode } from "../support/sampleApp";
 import { assertNoLoss, describeLoad, startLoad } from "../support/load";
 
 const project = "dock";
 const domain = "dock.test";
 const baseImage = "ayna/debian-python:trixie";
-const rootCa = "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt";
 const urls = [`https://${domain}/`, `https://${domain}/api/`];
 
 interface Inspect {
@@ -45,14 +44,7 @@ describe("Docker mode: the sample app as hardened containers behind Caddy, blue-
   let app: string;
   const times: Record<string, number> = {};
 
-  async function through(urlPath: string): Promise<{ code: string; body: string }> {
-    const out = await sh(
-      host,
-      `sudo curl -sS --max-time 10 --cacert ${rootCa} --resolve ${domain}:443:127.0.0.1 -w '\\n%{http_code}' https://${domain}${urlPath}`,
-    );
-    const i = out.lastIndexOf("\n");
-    return { body: out.slice(0, i), code: out.slice(i + 1).trim() };
-  }
+  const through = (urlPath: string) => throughCaddy(host, domain, urlPath);
 
   async function served(urlPath: string): Promise<string> {
     const r = await through(urlPath);
@@ -156,12 +148,8 @@ describe("Docker mode: the sample app as hardened containers behind Caddy, blue-
     }
     const denied = await sshExec(host, `curl -sS --unix-socket ${dir}/web.sock http://localhost/health`);
     assert.notEqual(denied.code, 0, "another user cannot reach the socket");
-    const lines = (await sh(host, "sudo ss -Htlnp")).trim().split("\n");
-    const publicListeners = lines
-      .map((l) => l.split(/\s+/))
-      .filter((f) => !/^(127\.0\.0\.1|\[::1\]|\[::ffff:127\.0\.0\.1\]):/.test(f[3]!))
-      .map((f) => `${f[3]!.replace(/^.*:/, "")} ${/users:\(\("([^"]+)"/.exec(f[5] ?? "")?.[1] ?? "?"}`);
-    assert.deepEqual([...new Set(publicListeners)].sort(), ["22 sshd", "443 caddy", "80 caddy"], lines.join("\n"));
+    const { listeners, all } = await publicListeners(host);
+    assert.deepEqual(listeners, ["22 sshd", "443 caddy", "80 caddy"], all);
   });
 
   it("a release to a new SHA under 8 clients per URL through Caddy: blue-green, nothing lost; the old image is :rollback", async () => {

@@ -6,10 +6,8 @@
 import { strict as assert } from "node:assert";
 import { PulumiStack, resourceSummary } from "../support/pulumi";
 import { startHost, stopHost, TestHost } from "../support/testhost";
-import { servedRelease, sh, touchCode } from "../support/sampleApp";
+import { publicListeners, servedRelease, sh, throughCaddy, touchCode } from "../support/sampleApp";
 import { assertNoLoss, describeLoad, startLoad } from "../support/load";
-
-const rootCa = "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt";
 
 describe("Caddy in front (venv mode): the only public listener, / to web and /api to api, releases through it lose nothing", function () {
   this.timeout(900_000);
@@ -18,15 +16,7 @@ describe("Caddy in front (venv mode): the only public listener, / to web and /ap
   let other: PulumiStack | undefined;
   let demoApp: string;
 
-  /** GET through Caddy by name, the certificate checked against Caddy's local CA. */
-  async function through(domain: string, urlPath: string): Promise<{ code: string; body: string }> {
-    const out = await sh(
-      host,
-      `sudo curl -sS --max-time 10 --cacert ${rootCa} --resolve ${domain}:443:127.0.0.1 -w '\\n%{http_code}' https://${domain}${urlPath}`,
-    );
-    const i = out.lastIndexOf("\n");
-    return { body: out.slice(0, i), code: out.slice(i + 1).trim() };
-  }
+  const through = (domain: string, urlPath: string) => throughCaddy(host, domain, urlPath);
 
   async function deploy(
     project: string,
@@ -81,14 +71,10 @@ describe("Caddy in front (venv mode): the only public listener, / to web and /ap
   });
 
   it("beyond 127.0.0.1 only Caddy (80, 443) and sshd listen; the app's ports are on loopback", async () => {
-    const lines = (await sh(host, "sudo ss -Htlnp")).trim().split("\n");
-    const publicListeners = lines
-      .map((l) => l.split(/\s+/))
-      .filter((f) => !/^(127\.0\.0\.1|\[::1\]|\[::ffff:127\.0\.0\.1\]):/.test(f[3]!))
-      .map((f) => `${f[3]!.replace(/^.*:/, "")} ${/users:\(\("([^"]+)"/.exec(f[5] ?? "")?.[1] ?? "?"}`);
-    assert.deepEqual([...new Set(publicListeners)].sort(), ["22 sshd", "443 caddy", "80 caddy"], lines.join("\n"));
+    const { listeners, all } = await publicListeners(host);
+    assert.deepEqual(listeners, ["22 sshd", "443 caddy", "80 caddy"], all);
     for (const port of [8150, 8151]) {
-      assert.match(lines.join("\n"), new RegExp(`127\\.0\\.0\\.1:${port} `), `port ${port} on loopback`);
+      assert.match(all, new RegExp(`127\\.0\\.0\\.1:${port} `), `port ${port} on loopback`);
     }
   });
 

@@ -40,3 +40,31 @@ export function runRollback(stack: PulumiStack, args: string[]): Promise<{ code:
     child.on("close", (code) => resolve({ code: code ?? -1, out, ms: Date.now() - started }));
   });
 }
+
+/** "PORT PROGRAM" of every TCP listener beyond loopback on the host (`ss`), deduplicated and sorted. */
+export async function publicListeners(host: TestHost): Promise<{ listeners: string[]; all: string }> {
+  const all = (await sh(host, "sudo ss -Htlnp")).trim();
+  const listeners = all
+    .split("\n")
+    .map((l) => l.split(/\s+/))
+    .filter((f) => !/^(127\.0\.0\.1|\[::1\]|\[::ffff:127\.0\.0\.1\]):/.test(f[3]!))
+    .map((f) => `${f[3]!.replace(/^.*:/, "")} ${/users:\(\("([^"]+)"/.exec(f[5] ?? "")?.[1] ?? "?"}`);
+  return { listeners: [...new Set(listeners)].sort(), all };
+}
+
+/** Caddy's local CA on a host with proxy.tls internal. */
+export const caddyRootCa = "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt";
+
+/** GET through Caddy on the host by name, the certificate checked against Caddy's local CA. */
+export async function throughCaddy(
+  host: TestHost,
+  domain: string,
+  urlPath: string,
+): Promise<{ code: string; body: string }> {
+  const out = await sh(
+    host,
+    `sudo curl -sS --max-time 10 --cacert ${caddyRootCa} --resolve ${domain}:443:127.0.0.1 -w '\\n%{http_code}' https://${domain}${urlPath}`,
+  );
+  const i = out.lastIndexOf("\n");
+  return { body: out.slice(0, i), code: out.slice(i + 1).trim() };
+}

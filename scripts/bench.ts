@@ -307,6 +307,8 @@ async function dockerMode(o: Options): Promise<void> {
     await stack.setConfig("docker.baseImageFile", tarball, { path: true });
     await stack.setConfig("proxy.enabled", "true", { path: true });
     await stack.setConfig("proxy.domains[0]", "bench.test", { path: true });
+    // Django answers only the names it is told of: Caddy passes the client's Host on.
+    await stack.setConfig("env.ALLOWED_HOSTS", "127.0.0.1,localhost,bench.test", { path: true });
     await stack.setConfig("proxy.tls", "internal", { path: true });
     await up(stack);
     for (let i = 0; i < o.rounds; i++) {

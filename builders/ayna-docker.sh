@@ -29,7 +29,7 @@ enabled() { exists "$1"; }
 unit_alive() { [ "$(docker container inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" = true ]; }
 unit_logs() { docker logs --tail "${2:-20}" "$1" 2>&1 | tail -n "${2:-20}" >&2 || true; }
 # A health URL in Docker mode: unix:SOCKET:PATH (curl --unix-socket).
-health_url() { printf 'unix:%s/%s.sock:%s' "$SOCKETS" "$(label_of "$(container "$1")" ayna.socket)" "$(health_path "$1")"; } # role port
+health_url() { socket_url "$(container "$1")" "$1"; } # role port: the serving container's socket
 fetch_health() { # url
   local rest=${1#unix:}
   curl -fsS --max-time 2 --unix-socket "${rest%%:*}" "http://localhost${rest#*:}"

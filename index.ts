@@ -26,6 +26,7 @@ import { gatherWheels, Wheelhouse } from "./local/wheels";
 import { Archive } from "./local/archive";
 import { ConfigError } from "./stacks/validate";
 import { unitFiles } from "./builders/units";
+import { caddyUser } from "./builders/caddy";
 
 const config = loadStackConfig();
 // The project's folder (where Pulumi.yaml is), not this file's: the engine runs
@@ -97,6 +98,8 @@ const releases = planHosts(config, steps).map((plan) => {
     claim: { portBase: config.ports.base, ...(config.redis.db !== undefined ? { redisDb: config.redis.db } : {}) },
     // Docker mode: Caddy reaches web's and api's sockets under the project's directory.
     traversable: config.runtime === "docker",
+    // Docker mode: Caddy's container runs as this user, the sockets' group.
+    ...(config.runtime === "docker" ? { proxyUser: caddyUser } : {}),
   });
   // Every component on the host reaches it through the host's own provider.
   const onHost = { providers: [host.provider] };

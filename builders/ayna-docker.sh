@@ -95,8 +95,21 @@ prepare_runtime() {
 # the environment uv built on this host for its lockfile and the launcher; the
 # build context is hard links, so nothing is copied.
 build_image() { # release sha venv from
-  local rel=$1 sha=$2 venv=$3 from=$4 ctx tag id log uid gid
+  local rel=$1 sha=$2 venv=$3 from=$4 ctx tag id log uid gid base=$BASE_IMAGE
   tag="$PROJECT:sha-$sha"
+  # The app's own Dockerfile first (its context: the release's files); the
+  # release image is built FROM what it makes.
+  if [ -n "$APP_DOCKERFILE" ]; then
+    base="$PROJECT:app-sha-$sha"
+    say "building $base of $rel from the app's $APP_DOCKERFILE"
+    if ! log=$(docker build --network host --label "ayna.project=$PROJECT" -f "$RELEASES/$rel/$APP_DOCKERFILE" \
+      -t "$base" "$RELEASES/$rel" 2>&1); then
+      rm -rf "${RELEASES:?}/$rel"
+      printf '%s\n' "$log" | tail -n 25 >&2
+      audit failed "$from" "$rel" "$sha" "the app's Dockerfile did not build"
+      die "deploy: the app's $APP_DOCKERFILE did not build for $rel (see above); fix it, or set docker.dockerfile: none to build FROM $BASE_IMAGE; $(serving "$from")" 4
+    fi
+  fi
   ctx=$ROOT/.build
   rm -rf "$ctx"
   mkdir -p "$ctx/app"
@@ -108,7 +121,7 @@ build_image() { # release sha venv from
   printf '%s' "$LAUNCHER_B64" | base64 -d >"$ctx/ayna-env.py"
   read -r uid gid <<<"$(app_ids)"
   printf '%s' "$DOCKERFILE_B64" | base64 -d |
-    sed -e "s|@VENV_PATH@|$VENVS/$venv|g" -e "s|@APP_UID@|$uid|g" -e "s|@APP_GID@|$gid|g" >"$ctx/Dockerfile"
+    sed -e "s|@FROM_IMAGE@|$base|g" -e "s|@VENV_PATH@|$VENVS/$venv|g" -e "s|@APP_UID@|$uid|g" -e "s|@APP_GID@|$gid|g" >"$ctx/Dockerfile"
   say "building image $tag of $rel"
   if ! log=$(docker build --label "ayna.project=$PROJECT" --label "ayna.venv=$venv" -t "$tag" "$ctx" 2>&1); then
     rm -rf "$ctx" "${RELEASES:?}/$rel"

@@ -5,9 +5,17 @@
 # previous site comes back. The program runs it over SSH (bash -c, with the
 # arguments below); the site's Caddyfile text comes on stdin.
 #
-#   ayna-proxy apply PROJECT CHECK...   CHECK is DOMAIN|PATH|internal or DOMAIN|PATH|auto
-#   ayna-proxy remove PROJECT
-#   ayna-proxy verify PROJECT SHA256    (refresh: the site is the one written, Caddy serves)
+#   ayna-proxy [--container BASE_IMAGE] apply PROJECT CHECK...
+#       CHECK is DOMAIN|PATH|internal or DOMAIN|PATH|auto
+#   ayna-proxy [--container BASE_IMAGE] remove PROJECT
+#   ayna-proxy [--container BASE_IMAGE] verify PROJECT SHA256
+#       (refresh: the site is the one written, Caddy serves)
+#
+# Without --container Caddy is Debian's, under systemd (venv mode). With it
+# (Docker mode) Caddy is the host's one publishing container, ayna-proxy: an
+# image built FROM BASE_IMAGE with Debian's caddy, run as the host's caddy
+# user with the Docker standard's hardening; it reads the same /etc/caddy
+# and reaches the projects' sockets under /opt/ayna (mounted read-only).
 set -euo pipefail
 
 CADDY_DIR=${AYNA_CADDY_DIR:-/etc/caddy}
@@ -15,6 +23,15 @@ SITES=$CADDY_DIR/sites
 # How long a domain may take to answer after the reload (a first internal
 # certificate is issued on the first request).
 ANSWER_SECONDS=${AYNA_PROXY_ANSWER_SECONDS:-30}
+
+BASE_IMAGE=""
+if [ "${1:-}" = --container ]; then
+  BASE_IMAGE=${2:?--container needs the base image}
+  shift 2
+fi
+PROXY=${AYNA_PROXY_CONTAINER:-ayna-proxy}
+PROXY_USER=caddy
+PROXY_IMAGE=""
 
 say() { printf 'ayna-proxy: %s\n' "$*" >&2; }
 die() {
@@ -38,8 +55,103 @@ EOF
 # caddy validate of the configuration in dir (a copy of /etc/caddy), with
 # Caddy's storage in the copy too, so validating changes nothing here.
 validate() { # dir
+  if [ -n "$BASE_IMAGE" ]; then
+    # In the proxy's own image, with nothing of the running proxy's state.
+    docker run --rm --network none --read-only --tmpfs /tmp --user "$(proxy_ids)" \
+      --env HOME=/tmp --env XDG_DATA_HOME=/tmp --env XDG_CONFIG_HOME=/tmp \
+      --mount "type=bind,src=$1,dst=/etc/caddy,readonly" "$PROXY_IMAGE" \
+      caddy validate --adapter caddyfile --config /etc/caddy/Caddyfile >"$1/.validate.log" 2>&1
+    return
+  fi
   HOME=$1/.home XDG_DATA_HOME=$1/.data XDG_CONFIG_HOME=$1/.config \
     caddy validate --adapter caddyfile --config "$1/Caddyfile" >"$1/.validate.log" 2>&1
+}
+
+# ---- Docker mode: the proxy container
+
+proxy_ids() { # uid:gid of the host's caddy user (the host's bootstrap makes it)
+  printf '%s:%s' "$(id -u "$PROXY_USER")" "$(id -g "$PROXY_USER")"
+}
+
+proxy_dockerfile() { # uid gid
+  cat <<DOCKERFILE
+# ayna-proxy: Debian's caddy, run as the host's caddy user ($1:$2).
+FROM $BASE_IMAGE
+RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends caddy >/dev/null \\
+ && rm -rf /var/lib/apt/lists/* && install -d -o $1 -g $2 -m 0700 /data /config
+ENV HOME=/data XDG_DATA_HOME=/data XDG_CONFIG_HOME=/config
+USER $1:$2
+EXPOSE 80 443 443/udp
+CMD ["caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]
+DOCKERFILE
+}
+
+# The image, built once per Dockerfile (its tag is the Dockerfile's hash).
+proxy_image() {
+  local ids dockerfile
+  id -u "$PROXY_USER" >/dev/null 2>&1 ||
+    die "the host has no $PROXY_USER user (the host's bootstrap makes it in Docker mode; run up again)"
+  ids=$(proxy_ids)
+  dockerfile=$(proxy_dockerfile "${ids%:*}" "${ids#*:}")
+  PROXY_IMAGE=ayna-proxy:caddy-$(printf '%s\n' "$dockerfile" | sha256sum | cut -c1-12)
+  docker image inspect "$PROXY_IMAGE" >/dev/null 2>&1 && return 0
+  say "building the proxy image $PROXY_IMAGE from $BASE_IMAGE"
+  printf '%s\n' "$dockerfile" | docker build --network host -q -t "$PROXY_IMAGE" - >/dev/null ||
+    die "docker: the proxy image did not build (apt-get inside it needs the host's Debian mirror)"
+}
+
+# How the proxy container runs: the Docker standard's hardening, and the
+# host's only published ports. A user with no capabilities may bind 80 and
+# 443 because the sysctl holds in the container's network namespace only.
+proxy_args() {
+  PROXY_ARGS=(
+    --restart unless-stopped --read-only --tmpfs "/tmp:rw,nosuid,nodev,size=16m"
+    --security-opt no-new-privileges --cap-drop ALL --sysctl net.ipv4.ip_unprivileged_port_start=80
+    --memory 256m --cpus 1 --pids-limit 256 --log-driver json-file
+    --publish 80:80 --publish 443:443 --publish 443:443/udp
+    --mount "type=bind,src=$CADDY_DIR,dst=/etc/caddy,readonly"
+    --mount "type=bind,src=/opt/ayna,dst=/opt/ayna,readonly"
+    --mount "type=volume,src=ayna-proxy-data,dst=/data"
+    --mount "type=volume,src=ayna-proxy-config,dst=/config"
+    --health-cmd "python3 -c 'import urllib.request as u; u.urlopen(\"http://127.0.0.1:2019/config/\", timeout=2)'"
+    --health-interval 10s --health-timeout 3s --health-retries 3
+  )
+}
+
+proxy_spec() { # what the running container must match: its image and options (after proxy_args)
+  printf '%s\n' "$PROXY_IMAGE" "${PROXY_ARGS[@]}" | sha256sum | cut -c1-12
+}
+
+proxy_running() {
+  [ "$(docker container inspect -f '{{.State.Running}}' "$PROXY" 2>/dev/null)" = true ]
+}
+
+# Reloads the running proxy gracefully; (re)creates it only when it is
+# missing, stopped, or runs another image or other options.
+reload_container() {
+  local spec
+  proxy_args
+  spec=$(proxy_spec)
+  if proxy_running && [ "$(docker container inspect -f '{{index .Config.Labels "ayna.spec"}}' "$PROXY")" = "$spec" ]; then
+    docker exec "$PROXY" caddy reload --config /etc/caddy/Caddyfile --adapter caddyfile >/dev/null 2>&1
+    return
+  fi
+  # A host that ran venv mode's Caddy hands ports 80 and 443 over.
+  if systemctl is-active --quiet caddy 2>/dev/null; then
+    say "stopping Debian's caddy service: the proxy container takes ports 80 and 443"
+    systemctl disable --now --quiet caddy
+  fi
+  docker rm -f "$PROXY" >/dev/null 2>&1 || true
+  docker run -d --name "$PROXY" --label ayna.role=proxy --label "ayna.spec=$spec" --user "$(proxy_ids)" \
+    "${PROXY_ARGS[@]}" "$PROXY_IMAGE" >/dev/null
+}
+
+proxy_logs() {
+  if [ -n "$BASE_IMAGE" ]; then
+    docker logs --tail 5 "$PROXY" 2>&1 | cut -c1-400 >&2 || true
+  else
+    journalctl -u caddy -n 5 --no-pager -q >&2 || true
+  fi
 }
 
 # The whole configuration as it would be with this project's site replaced
@@ -65,6 +177,10 @@ put() { # source target: the target replaced in one rename, mode 0644, root's
 }
 
 reload_caddy() {
+  if [ -n "$BASE_IMAGE" ]; then
+    reload_container
+    return
+  fi
   if systemctl is-active --quiet caddy; then
     systemctl reload caddy
   else
@@ -106,7 +222,11 @@ answers() { # check...: every domain answers within ANSWER_SECONDS
 apply() { # project check...
   local project=$1 work target old=""
   shift
-  command -v caddy >/dev/null || die "caddy is not installed (the host's bootstrap installs it with proxy.enabled)"
+  if [ -n "$BASE_IMAGE" ]; then
+    proxy_image
+  else
+    command -v caddy >/dev/null || die "caddy is not installed (the host's bootstrap installs it with proxy.enabled)"
+  fi
   work=$(mktemp -d)
   # shellcheck disable=SC2064 # the path is fixed now
   trap "rm -rf '$work'" EXIT
@@ -130,7 +250,7 @@ apply() { # project check...
   if [ -n "$old" ]; then put "$old" "$target"; else rm -f "$target"; fi
   [ ! -f "$work/Caddyfile.old" ] || put "$work/Caddyfile.old" "$CADDY_DIR/Caddyfile"
   reload_caddy || say "warning: Caddy did not reload the previous configuration"
-  journalctl -u caddy -n 5 --no-pager -q >&2 || true
+  proxy_logs
   die "the new site of $project was not kept; the previous one is back"
 }
 
@@ -140,6 +260,7 @@ remove() { # project
   work=$(mktemp -d)
   # shellcheck disable=SC2064 # the path is fixed now
   trap "rm -rf '$work'" EXIT
+  [ -z "$BASE_IMAGE" ] || proxy_image
   staged "$work" "$project" "" || exit 1
   rm -f "$SITES/$project.caddy"
   reload_caddy
@@ -151,7 +272,11 @@ verify() { # project sha256
   [ -f "$target" ] || die "$target is missing"
   [ "$(sha256sum <"$target" | cut -d' ' -f1)" = "$2" ] || die "$target was changed on the host"
   [ "$(stat -c '%a %U' "$target")" = "644 root" ] || die "$target: mode or owner changed"
-  systemctl is-active --quiet caddy || die "caddy is not running"
+  if [ -n "$BASE_IMAGE" ]; then
+    proxy_running || die "the proxy container $PROXY is not running"
+  else
+    systemctl is-active --quiet caddy || die "caddy is not running"
+  fi
 }
 
 case "${1:-}" in
@@ -161,5 +286,5 @@ case "${1:-}" in
     ;;
   remove) remove "$2" ;;
   verify) verify "$2" "$3" ;;
-  *) die "usage: ayna-proxy apply|remove|verify PROJECT ..." ;;
+  *) die "usage: ayna-proxy [--container BASE_IMAGE] apply|remove|verify PROJECT ..." ;;
 esac

@@ -15,6 +15,12 @@ export interface BootstrapSpec {
    * for Caddy to reach the sockets of Docker mode. @default false (0750)
    */
   traversable?: boolean;
+  /**
+   * A system user (and group of that name) for Caddy when it runs as a
+   * container (Docker mode), made before any release so the socket
+   * directory can be given its group. @default none
+   */
+  proxyUser?: string;
 }
 
 /** Packages every host gets; the config adds redis-server (and more) on top. */
@@ -91,6 +97,7 @@ export function bootstrapScript(s: BootstrapSpec): string {
     pythonCheck(s.python),
     installPackages([...basePackages, ...s.packages]),
     ensureUser(s.user, s.group, paths.root(s.project)),
+    s.proxyUser !== undefined ? ensureUser(s.proxyUser, s.proxyUser, `/var/lib/${s.proxyUser}`) : "",
     directories(s),
   );
 }

@@ -1,7 +1,8 @@
-// Caddy in front (venv mode): one site file per project in /etc/caddy/sites,
-// rendered here from the stack's config, and the commands that put it in
-// place through `ayna-proxy` (validated by Caddy first, kept only when every
-// domain answers after the graceful reload).
+// Caddy in front: one site file per project in /etc/caddy/sites, rendered
+// here from the stack's config, and the commands that put it in place through
+// `ayna-proxy` (validated by Caddy first, kept only when every domain answers
+// after the graceful reload). Caddy is Debian's service in venv mode and the
+// host's proxy container in Docker mode.
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -31,7 +32,19 @@ export interface SiteSpec {
    * @default none: the role's loopback port
    */
   upstreamSockets?: { web?: string; api?: string };
+  /**
+   * Docker mode: Caddy is the host's proxy container (`ayna-proxy`), built
+   * FROM this image with Debian's caddy, instead of Debian's caddy service.
+   * @default none: Debian's caddy under systemd
+   */
+  containerBase?: string;
 }
+
+/** The system user Caddy runs as, in both modes (Docker mode's bootstrap makes it; Debian's package does otherwise). */
+export const caddyUser = "caddy";
+
+/** Docker mode: the host's one container that publishes ports (80, 443). */
+export const proxyContainer = "ayna-proxy";
 
 /**
  * How long Caddy keeps trying an upstream that refused a connection before
@@ -88,21 +101,22 @@ export function siteChecks(s: SiteSpec): string[] {
 
 const script = fs.readFileSync(path.join(__dirname, "ayna-proxy.sh"), "utf8");
 
-function proxyTool(...args: string[]): string {
-  return argv("sudo", "-n", "bash", "-c", script, "ayna-proxy", ...args);
+function proxyTool(containerBase: string | undefined, ...args: string[]): string {
+  const mode = containerBase !== undefined ? ["--container", containerBase] : [];
+  return argv("sudo", "-n", "bash", "-c", script, "ayna-proxy", ...mode, ...args);
 }
 
 /** Puts the site (on stdin) in place, gated; the previous site stays when it fails. */
 export function applySiteCommand(s: SiteSpec): string {
-  return proxyTool("apply", s.project, ...siteChecks(s));
+  return proxyTool(s.containerBase, "apply", s.project, ...siteChecks(s));
 }
 
 /** Takes the project's site away (validated first); other projects' sites stay. */
-export function removeSiteCommand(project: string): string {
-  return proxyTool("remove", project);
+export function removeSiteCommand(s: Pick<SiteSpec, "project" | "containerBase">): string {
+  return proxyTool(s.containerBase, "remove", s.project);
 }
 
 /** For refresh: the site on the host is the one rendered, and Caddy runs. */
-export function verifySiteCommand(project: string, site: string): string {
-  return proxyTool("verify", project, createHash("sha256").update(site).digest("hex"));
+export function verifySiteCommand(s: Pick<SiteSpec, "project" | "containerBase">, site: string): string {
+  return proxyTool(s.containerBase, "verify", s.project, createHash("sha256").update(site).digest("hex"));
 }

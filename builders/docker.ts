@@ -132,15 +132,23 @@ export interface ImageSpec {
  * launcher; the venv goes to the path it was built at, so its scripts' first
  * lines hold, and /opt/venv names it.
  */
-export const dockerfileTokens = { venv: "@VENV_PATH@", uid: "@APP_UID@", gid: "@APP_GID@" } as const;
+export const dockerfileTokens = {
+  venv: "@VENV_PATH@",
+  uid: "@APP_UID@",
+  gid: "@APP_GID@",
+  /** The base image, or the image the app's own Dockerfile built for this release. */
+  from: "@FROM_IMAGE@",
+} as const;
 
 export function renderDockerfile(s: ImageSpec): string {
   const lib = uvicornWorker.dir(s.project);
-  const { venv, uid, gid } = dockerfileTokens;
+  const { venv, uid, gid, from } = dockerfileTokens;
   return [
     `# ayna-deploy: ${s.project} (${s.stage}), one release's image; written from its stack config.`,
-    `FROM ${s.baseImage}`,
-    // The release tool fills in @VENV_PATH@, @APP_UID@ and @APP_GID@ on the host (the service user's ids).
+    `FROM ${from}`,
+    // An app's own Dockerfile may end as another user; the steps below need root.
+    "USER 0:0",
+    // The release tool fills in the tokens on the host (FROM: the base image or the app's; the service user's ids).
     // Files keep their modes (group-readable, nothing for others), so they go to the service user's group.
     `COPY --chown=0:${gid} venv ${venv}`,
     // A base whose Python is not the one the venv was made for fails here, by name.

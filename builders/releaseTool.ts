@@ -74,6 +74,8 @@ export interface DockerToolSpec {
   baseImage: string;
   /** The release image's Dockerfile. */
   dockerfile: string;
+  /** The app's own Dockerfile (a path in the release), built first; the release image is built FROM it. */
+  appDockerfile?: string;
   /** The env-file launcher copied into each image. */
   launcher: string;
   /** The project's Redis image's Dockerfile, when it gets one. */
@@ -149,6 +151,7 @@ function dockerSettings(project: string, d: DockerToolSpec): string[] {
     assign("BASE_IMAGE", d.baseImage),
     assign("STATE_DIR", paths.stateDir(project)),
     assign("DOCKERFILE_B64", b64(d.dockerfile)),
+    assign("APP_DOCKERFILE", d.appDockerfile ?? ""),
     assign("LAUNCHER_B64", b64(d.launcher)),
     assign("REDIS_DOCKERFILE_B64", d.redisDockerfile ? b64(d.redisDockerfile) : ""),
     `DOCKER_OPTS=(${d.options.map((w) => argv(w)).join(" ")})`,

@@ -35,6 +35,13 @@ export interface HostArgs extends ProviderArgs {
    * @default false
    */
   readonly traversable?: boolean;
+  /**
+   * Docker mode: the system user Caddy's container runs as, made by the
+   * bootstrap (Debian's caddy package, which makes it otherwise, is not
+   * installed in that mode).
+   * @default none
+   */
+  readonly proxyUser?: string;
 }
 
 /**
@@ -83,6 +90,7 @@ export class Host extends pulumi.ComponentResource {
       python: args.python ?? "3.13",
       packages: args.packages ?? [],
       ...(args.traversable ? { traversable: true } : {}),
+      ...(args.proxyUser !== undefined ? { proxyUser: args.proxyUser } : {}),
     };
     if (args.claim) {
       const claim: ClaimSpec = { project: args.project, ...args.claim };

@@ -18,9 +18,11 @@ export interface ProxyArgs {
 }
 
 /**
- * Caddy in front of one project on one host (Debian's caddy, installed by the
- * host's bootstrap): the only listener on ports 80 and 443, `/` to web and the
- * api under its path, on the services' 127.0.0.1 ports. A change of site is
+ * Caddy in front of one project on one host (venv mode: Debian's caddy,
+ * installed by the host's bootstrap; Docker mode: the host's `ayna-proxy`
+ * container, see `SiteSpec.containerBase`): the only listener on ports 80 and
+ * 443, `/` to web and the api under its path, on the services' 127.0.0.1
+ * ports (Docker mode: their sockets). A change of site is
  * validated by Caddy before it is put in place, reloaded gracefully (Caddy
  * keeps serving the old configuration until the new one is loaded), and kept
  * only when every domain answers through Caddy; otherwise the previous site is
@@ -39,11 +41,15 @@ export class Proxy extends pulumi.ComponentResource {
       `${name}-site`,
       {
         create: applySiteCommand(args.site),
-        delete: removeSiteCommand(args.site.project),
+        delete: removeSiteCommand(args.site),
         stdin: this.site,
-        triggers: [createHash("sha256").update(this.site).digest("hex")],
+        triggers: [
+          createHash("sha256").update(this.site).digest("hex"),
+          // Moving between Debian's caddy and the proxy container applies again.
+          ...(args.site.containerBase !== undefined ? [`container:${args.site.containerBase}`] : []),
+        ],
         // Refresh sees a site edited by hand, or Caddy stopped.
-        check: verifySiteCommand(args.site.project, this.site),
+        check: verifySiteCommand(args.site, this.site),
         timeoutSeconds: args.timeoutSeconds ?? 180,
       },
       { parent: this },

@@ -12,12 +12,35 @@ import { ConfigError } from "./validate";
 /** What the checks read of the config. */
 export type AppCheckConfig = Pick<StackConfig, "python" | "services"> & {
   app?: Partial<Pick<StackConfig["app"], "migrate" | "static" | "requirements">>;
+  runtime?: StackConfig["runtime"];
+  docker?: Pick<StackConfig["docker"], "dockerfile">;
 };
 
 /** The release's one-shot steps, as config and the app folder decide them; absent: none. */
 export interface AppSteps {
   migrate?: ReleaseStep;
   static?: ReleaseStep;
+  /** Docker mode: the app's own Dockerfile, relative to its root, when it has one and config does not say none. */
+  dockerfile?: string;
+}
+
+/**
+ * Docker mode's Dockerfile of the app: docker.dockerfile when set (it must be
+ * a file inside the app), else `Dockerfile` when the app has one.
+ */
+export function appDockerfile(ns: string, appDir: string, c: AppCheckConfig, problems: string[]): string | undefined {
+  if (c.runtime !== "docker") return undefined;
+  const set = c.docker?.dockerfile;
+  if (set === "none") return undefined;
+  if (set === undefined) return isFile(path.join(appDir, "Dockerfile")) ? "Dockerfile" : undefined;
+  const full = path.resolve(appDir, set);
+  if (path.relative(appDir, full).startsWith("..") || !isFile(full)) {
+    problems.push(
+      `${ns}:docker.dockerfile: ${full} is not a file inside ${appDir}; give the Dockerfile's path inside app.path, or none to build FROM docker.baseImage`,
+    );
+    return undefined;
+  }
+  return path.relative(appDir, full);
 }
 
 const requirementsFile = /^requirements.*\.(txt|in)$/;
@@ -327,6 +350,8 @@ export function checkApp(ns: string, appDir: string, c: AppCheckConfig, locker: 
   problems.push(...lockProblems(ns, lock, c));
   // The steps only once the folder itself is sound: their messages would repeat its problems.
   const steps = problems.length === 0 ? appSteps(ns, appDir, c, problems, lock) : {};
+  const dockerfile = appDockerfile(ns, appDir, c, problems);
+  if (dockerfile !== undefined) steps.dockerfile = dockerfile;
   if (problems.length > 0) throw new ConfigError(problems);
   return { steps, lock };
 }

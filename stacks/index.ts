@@ -72,6 +72,8 @@ export interface StackConfig {
   docker: {
     baseImage?: string;
     baseImageFile?: string;
+    /** The app's own Dockerfile (in app.path), `none`, or unset: found in the app by checkApp. */
+    dockerfile?: string;
     memory: string;
     cpus: string;
     pidsLimit: number;
@@ -210,7 +212,7 @@ function crossCheck(ns: string, out: Record<string, unknown>, raw: RawConfig, pr
         `${ns}:database.local: not available with runtime: docker yet (the containers cannot reach the host's 127.0.0.1); put DATABASE_URL in secretEnv, or use runtime: venv`,
       );
   } else {
-    const set = ["baseImage", "baseImageFile"].filter(
+    const set = ["baseImage", "baseImageFile", "dockerfile"].filter(
       (k) => (dockerConfig as Record<string, unknown>)[k] !== undefined,
     );
     for (const k of set)

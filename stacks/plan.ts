@@ -47,20 +47,22 @@ export function siteSpec(c: StackConfig): SiteSpec | undefined {
       ...(web.enabled ? { web: health("web") } : {}),
       ...(api.enabled ? { api: health("api") } : {}),
     },
-    // Docker mode: each role's socket symlink, which the release tool moves at the switch (blue-green).
+    // Docker mode: each role's socket symlink, which the release tool moves
+    // at the switch (blue-green), behind the host's proxy container.
     ...(c.runtime === "docker"
       ? {
           upstreamSockets: {
             ...(web.enabled ? { web: roleSocket(c.project, "web") } : {}),
             ...(api.enabled ? { api: roleSocket(c.project, "api") } : {}),
           },
+          ...(c.docker.baseImage !== undefined ? { containerBase: c.docker.baseImage } : {}),
         }
       : {}),
   };
 }
 
 /** Docker mode's part of the release tool's settings. */
-export function dockerToolSpec(c: StackConfig): DockerToolSpec | undefined {
+export function dockerToolSpec(c: StackConfig, appDockerfile?: string): DockerToolSpec | undefined {
   if (c.runtime !== "docker" || c.docker.baseImage === undefined) return undefined;
   const image = { project: c.project, stage: c.stage, baseImage: c.docker.baseImage };
   const roles = enabledRoles(c);
@@ -69,6 +71,7 @@ export function dockerToolSpec(c: StackConfig): DockerToolSpec | undefined {
   return {
     baseImage: c.docker.baseImage,
     dockerfile: renderDockerfile(image),
+    ...(appDockerfile !== undefined ? { appDockerfile } : {}),
     launcher: envLauncherSource,
     ...(c.redis.local ? { redisDockerfile: renderRedisDockerfile(image) } : {}),
     options: containerOptions(c.docker),
@@ -130,8 +133,11 @@ export function releaseServices(c: StackConfig): ReleaseService[] {
   });
 }
 
-export function releaseToolSpec(c: StackConfig, steps: Pick<AppSteps, "migrate" | "static"> = {}): ReleaseToolSpec {
-  const docker = dockerToolSpec(c);
+export function releaseToolSpec(
+  c: StackConfig,
+  steps: Pick<AppSteps, "migrate" | "static" | "dockerfile"> = {},
+): ReleaseToolSpec {
+  const docker = dockerToolSpec(c, steps.dockerfile);
   return {
     ...(steps.migrate ? { migrate: steps.migrate } : {}),
     ...(steps.static ? { static: steps.static } : {}),
@@ -160,7 +166,7 @@ export function batchOf(index: number, batchSize: number): number {
 }
 
 /** Per host what it gets; `steps` are the app's migrate and static steps (stacks/app.ts). */
-export function planHosts(c: StackConfig, steps: Pick<AppSteps, "migrate" | "static"> = {}): HostPlan[] {
+export function planHosts(c: StackConfig, steps: Pick<AppSteps, "migrate" | "static" | "dockerfile"> = {}): HostPlan[] {
   const docker = c.runtime === "docker";
   // Docker mode runs containers, not units; its Redis is a container too.
   const units = docker ? [] : enabledRoles(c).map((role) => unitSpec(c, role));
@@ -172,7 +178,8 @@ export function planHosts(c: StackConfig, steps: Pick<AppSteps, "migrate" | "sta
       ...(docker ? dockerPackages : []),
       ...(c.redis.local && !docker ? ["redis-server"] : []),
       ...(c.database.local ? ["postgresql"] : []),
-      ...(c.proxy.enabled ? [caddyPackage] : []),
+      // Docker mode's Caddy is a container; the host needs only its user.
+      ...(c.proxy.enabled && !docker ? [caddyPackage] : []),
       ...c.systemPackages,
     ],
     units,

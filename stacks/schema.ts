@@ -178,6 +178,12 @@ export const schema: Record<string, Field> = {
         kind: "string",
         doc: "A root file system tarball on the deploying machine (.tar or .tar.gz), imported on a host as baseImage when the host lacks it.",
       },
+      dockerfile: {
+        kind: "string",
+        doc: "The app's own Dockerfile, a path inside app.path (`none`: ignore the one there). Each release first builds it (context: the release's files) and builds its image FROM the result, with the release's environment and code on top at the paths the role commands use; so it must build FROM an image on the host with the same Python at /usr/bin as `python` (docker.baseImage is one). Default: `Dockerfile` when app.path has one, else none (FROM docker.baseImage).",
+        pattern: /^(none|[A-Za-z0-9._][A-Za-z0-9._/-]*)$/,
+        patternHint: "a relative path such as Dockerfile or deploy/Dockerfile.prod, or none",
+      },
       memory: {
         kind: "string",
         doc: "Memory limit of each app container (`docker run --memory`).",

@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { PulumiStack, resourceSummary } from "../support/pulumi";
 import { baseImageTarball, sshExec, startHost, stopHost, TestHost } from "../support/testhost";
-import { publicListeners, runRollback, sh, throughCaddy, touchCode } from "../support/sampleApp";
+import { proxyContainerRootCa, publicListeners, runRollback, sh, throughCaddy, touchCode } from "../support/sampleApp";
 import { assertNoLoss, describeLoad, startLoad } from "../support/load";
 
 const project = "dock";
@@ -44,7 +44,7 @@ describe("Docker mode: the sample app as hardened containers behind Caddy, blue-
   let app: string;
   const times: Record<string, number> = {};
 
-  const through = (urlPath: string) => throughCaddy(host, domain, urlPath);
+  const through = (urlPath: string) => throughCaddy(host, domain, urlPath, proxyContainerRootCa);
 
   async function served(urlPath: string): Promise<string> {
     const r = await through(urlPath);
@@ -99,6 +99,7 @@ describe("Docker mode: the sample app as hardened containers behind Caddy, blue-
     assert.equal((JSON.parse(api.body) as { service: string }).service, "api");
     const names = (await sh(host, "sudo docker ps --format '{{.Names}}'")).trim().split("\n").sort();
     assert.deepEqual(names, [
+      "ayna-proxy",
       `${project}-api`,
       `${project}-beat`,
       `${project}-celery`,
@@ -139,7 +140,28 @@ describe("Docker mode: the sample app as hardened containers behind Caddy, blue-
     assert.deepEqual(health.trim().split("\n"), ["healthy", "healthy"]);
   });
 
-  it("beyond 127.0.0.1 only Caddy (80, 443) and sshd listen; web and api answer on their sockets, which only the service user and Caddy may reach", async () => {
+  it("docker inspect of the proxy container: Caddy as the caddy user, hardened, the only container publishing (80, 443, 443/udp)", async () => {
+    const ids = (await sh(host, "echo $(id -u caddy):$(id -g caddy)")).trim();
+    const [proxy] = await inspect("ayna-proxy");
+    const hc = proxy!.HostConfig;
+    const what = JSON.stringify(hc);
+    assert.equal(proxy!.Config.User, ids, what);
+    assert.notEqual(ids.split(":")[0], "0");
+    assert.equal(hc.ReadonlyRootfs, true, what);
+    assert.ok(hc.Tmpfs && "/tmp" in hc.Tmpfs, what);
+    assert.deepEqual(hc.SecurityOpt, ["no-new-privileges"], what);
+    assert.deepEqual(hc.CapDrop, ["ALL"], what);
+    assert.equal(hc.Memory, 256 * 1024 * 1024, what);
+    assert.equal(hc.RestartPolicy.Name, "unless-stopped", what);
+    assert.equal(hc.LogConfig.Type, "json-file", what);
+    assert.deepEqual(Object.keys(hc.PortBindings ?? {}).sort(), ["443/tcp", "443/udp", "80/tcp"], what);
+    assert.ok(proxy!.Config.Healthcheck && proxy!.Config.Healthcheck.Test.length > 0, "the proxy has a health check");
+    const publishing = (await sh(host, "sudo docker ps --filter publish=1-65535 --format '{{.Names}}'")).trim();
+    assert.equal(publishing, "ayna-proxy", "no other container publishes a port");
+    assert.equal((await sh(host, "systemctl is-active caddy || true")).trim(), "inactive", "no Debian caddy service");
+  });
+
+  it("beyond 127.0.0.1 only the proxy container's ports (80, 443) and sshd listen; web and api answer on their sockets, which only the service user and Caddy may reach", async () => {
     const dir = `/opt/ayna/${project}/sockets`;
     assert.equal((await sh(host, `sudo stat -c '%a %U %G' ${dir}`)).trim(), `750 ${project} caddy`);
     for (const role of ["web", "api"]) {
@@ -149,7 +171,8 @@ describe("Docker mode: the sample app as hardened containers behind Caddy, blue-
     const denied = await sshExec(host, `curl -sS --unix-socket ${dir}/web.sock http://localhost/health`);
     assert.notEqual(denied.code, 0, "another user cannot reach the socket");
     const { listeners, all } = await publicListeners(host);
-    assert.deepEqual(listeners, ["22 sshd", "443 caddy", "80 caddy"], all);
+    // Docker's userland proxy holds the published ports for the proxy container.
+    assert.deepEqual(listeners, ["22 sshd", "443 docker-proxy", "80 docker-proxy"], all);
   });
 
   it("a release to a new SHA under 8 clients per URL through Caddy: blue-green, nothing lost; the old image is :rollback", async () => {
@@ -204,6 +227,45 @@ describe("Docker mode: the sample app as hardened containers behind Caddy, blue-
     assert.equal(await served("/health"), "v1");
     assert.equal(await served("/api/health"), "v1");
     assert.equal((await inspect(`${project}-web`))[0]!.Image, v1Image, "v1's own image, not rebuilt");
+  });
+
+  it("an app's own Dockerfile that does not build: up fails naming it and the fix, the serving release untouched", async () => {
+    await stack.ok(["config", "rm", "--path", "release.pin"]);
+    const before = (await inspect(`${project}-web`, `${project}-api`)).map((c) => c.Id);
+    touchCode(app, "dock-v4");
+    fs.writeFileSync(path.join(app, "Dockerfile"), `FROM ${baseImage}\nRUN echo the app build fails here && exit 3\n`);
+    const r = await timedUp("broken app Dockerfile");
+    assert.notEqual(r.code, 0);
+    assert.match(
+      r.out,
+      /the app's Dockerfile did not build for v\d+ \(see above\); fix it, or set docker\.dockerfile: none/,
+    );
+    assert.equal(await served("/health"), "v1");
+    assert.deepEqual(
+      (await inspect(`${project}-web`, `${project}-api`)).map((c) => c.Id),
+      before,
+    );
+  });
+
+  it("an app's own Dockerfile (found in the app): the release image is built FROM what it makes, and serves", async () => {
+    fs.writeFileSync(
+      path.join(app, "Dockerfile"),
+      `FROM ${baseImage}\nRUN echo made-by-the-app-dockerfile > /etc/app-marker\nUSER nobody\nCMD ["false"]\n`,
+    );
+    const r = await timedUp("release with the app's Dockerfile");
+    assert.equal(r.code, 0, r.out.slice(-6000));
+    const rel = await served("/health");
+    assert.match(rel, /^v\d+$/);
+    assert.notEqual(rel, "v1");
+    for (const role of ["web", "api", "celery"]) {
+      const marker = await sh(host, `sudo docker exec ${project}-${role} cat /etc/app-marker`);
+      assert.equal(marker.trim(), "made-by-the-app-dockerfile", role);
+    }
+    const sha = JSON.parse((await stack.ok(["stack", "output", "hosts", "--json"])).stdout) as { sha: string }[];
+    assert.match(
+      await sh(host, `sudo docker image ls ${project} --format '{{.Tag}}'`),
+      new RegExp(`^sha-${sha[0]!.sha}$`, "m"),
+    );
   });
 
   it("a second up makes 0 changes", async () => {

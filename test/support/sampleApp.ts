@@ -52,18 +52,23 @@ export async function publicListeners(host: TestHost): Promise<{ listeners: stri
   return { listeners: [...new Set(listeners)].sort(), all };
 }
 
-/** Caddy's local CA on a host with proxy.tls internal. */
+/** Caddy's local CA on a host with proxy.tls internal (venv mode: Debian's caddy). */
 export const caddyRootCa = "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt";
+
+/** The same in Docker mode: in the proxy container's data volume. */
+export const proxyContainerRootCa =
+  "/var/lib/docker/volumes/ayna-proxy-data/_data/caddy/pki/authorities/local/root.crt";
 
 /** GET through Caddy on the host by name, the certificate checked against Caddy's local CA. */
 export async function throughCaddy(
   host: TestHost,
   domain: string,
   urlPath: string,
+  rootCa = caddyRootCa,
 ): Promise<{ code: string; body: string }> {
   const out = await sh(
     host,
-    `sudo curl -sS --max-time 10 --cacert ${caddyRootCa} --resolve ${domain}:443:127.0.0.1 -w '\\n%{http_code}' https://${domain}${urlPath}`,
+    `sudo curl -sS --max-time 10 --cacert ${rootCa} --resolve ${domain}:443:127.0.0.1 -w '\\n%{http_code}' https://${domain}${urlPath}`,
   );
   const i = out.lastIndexOf("\n");
   return { body: out.slice(0, i), code: out.slice(i + 1).trim() };

@@ -95,6 +95,20 @@ items.example.com {
     );
     assert.doesNotMatch(cmd, /reverse_proxy/);
   });
+
+  it("in Docker mode the same tool runs with --container and the base image the proxy image is built FROM", () => {
+    const cmd = applySiteCommand({ ...sample, containerBase: "ayna/debian-python:trixie" });
+    assert.ok(
+      cmd.endsWith(
+        "' ayna-proxy --container ayna/debian-python:trixie apply demoapp 'demo.example.com|/health|internal'".replace(
+          /'$/,
+          "",
+        ) +
+          "' 'demo.example.com|/api/health|internal' 'www.demo.example.com|/health|internal' 'www.demo.example.com|/api/health|internal'",
+      ),
+      cmd.slice(-300),
+    );
+  });
 });
 
 describe("Caddy: config", () => {
@@ -177,6 +191,23 @@ describe("ayna-proxy on a host (bash, caddy/systemctl/curl stubbed)", function (
     stub("systemctl", `[ "$1" = is-active ] && exit 0; exit 0`);
     stub("curl", `cat "$STUB_DIR/answer" 2>/dev/null || printf 200`);
     stub("journalctl", "echo 'caddy: last words'");
+    stub("id", "echo 995");
+    // A Docker engine in files: images, one container's state and its label, validation as Caddy's stub.
+    stub(
+      "docker",
+      [
+        'case "$1 $2" in',
+        '"image inspect") [ -f "$STUB_DIR/image" ] ;;',
+        '"container inspect") [ -f "$STUB_DIR/running" ] || exit 1; case "$4" in *Running*) echo true ;; *) cat "$STUB_DIR/spec" ;; esac ;;',
+        '"build --network") cat >"$STUB_DIR/Dockerfile"; touch "$STUB_DIR/image" ;;',
+        '"rm -f") rm -f "$STUB_DIR/running" ;;',
+        '"exec ayna-proxy") ;;',
+        '"logs --tail") echo "proxy: last words" ;;',
+        '"run --rm") src=$(printf "%s\\n" "$@" | sed -n "s/^type=bind,src=\\([^,]*\\),dst=\\/etc\\/caddy,readonly$/\\1/p"); if grep -rq BROKEN "$src"; then echo "Error: unrecognized directive: BROKEN"; exit 1; fi ;;',
+        '"run -d") printf "%s\\n" "$@" | sed -n "s/^ayna.spec=//p" >"$STUB_DIR/spec"; touch "$STUB_DIR/running" ;;',
+        "esac",
+      ].join("\n"),
+    );
   });
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -259,6 +290,62 @@ describe("ayna-proxy on a host (bash, caddy/systemctl/curl stubbed)", function (
     assert.equal(r.status, 0, r.stderr);
     assert.ok(!fs.existsSync(path.join(etc, "sites", "demoapp.caddy")));
     assert.equal(site("other"), "other.test { }\n");
+  });
+
+  const container = ["--container", "ayna/base:test"];
+
+  it("--container: a first apply builds the proxy image FROM the base once, validates in it, starts ayna-proxy hardened and publishing 80/443; the next apply reloads it in place", () => {
+    let r = run([...container, "apply", "demoapp", "demo.test|/health|internal"], "demo.test { }\n");
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(site("demoapp"), "demo.test { }\n");
+    const dockerfile = fs.readFileSync(path.join(dir, "Dockerfile"), "utf8");
+    assert.match(dockerfile, /^FROM ayna\/base:test$/m);
+    assert.match(dockerfile, /apt-get install -y -qq --no-install-recommends caddy/);
+    assert.match(dockerfile, /^USER 995:995$/m, "the host's caddy user, not root");
+    let c = calls().filter((l) => l.startsWith("docker "));
+    const build = c.findIndex((l) => l.startsWith("docker build --network host -q -t ayna-proxy:caddy-"));
+    const validate = c.findIndex((l) => l.startsWith("docker run --rm --network none --read-only"));
+    const start = c.findIndex((l) => l.startsWith("docker run -d --name ayna-proxy"));
+    assert.ok(build >= 0 && build < validate && validate < start, c.join("\n"));
+    assert.match(c[validate]!, / caddy validate --adapter caddyfile --config \/etc\/caddy\/Caddyfile$/);
+    for (const opt of [
+      "--user 995:995",
+      "--restart unless-stopped --read-only",
+      "--security-opt no-new-privileges --cap-drop ALL --sysctl net.ipv4.ip_unprivileged_port_start=80",
+      "--memory 256m --cpus 1 --pids-limit 256 --log-driver json-file",
+      "--publish 80:80 --publish 443:443 --publish 443:443/udp",
+      `--mount type=bind,src=${etc},dst=/etc/caddy,readonly`,
+      "--mount type=bind,src=/opt/ayna,dst=/opt/ayna,readonly",
+    ]) {
+      assert.ok(c[start]!.includes(opt), `${opt} in ${c[start]}`);
+    }
+    assert.ok(!calls().some((l) => l.startsWith("systemctl reload")), "Debian's caddy is not reloaded");
+
+    fs.writeFileSync(path.join(dir, "calls"), "");
+    r = run([...container, "apply", "demoapp", "demo.test|/health|internal"], "demo.test { # two }\n");
+    assert.equal(r.status, 0, r.stderr);
+    c = calls().filter((l) => l.startsWith("docker "));
+    assert.ok(!c.some((l) => l.startsWith("docker build") || l.startsWith("docker run -d")), c.join("\n"));
+    assert.ok(
+      c.includes("docker exec ayna-proxy caddy reload --config /etc/caddy/Caddyfile --adapter caddyfile"),
+      c.join("\n"),
+    );
+  });
+
+  it("--container: a site Caddy refuses changes nothing and leaves the container alone; a stopped container fails verify by name", () => {
+    assert.equal(run([...container, "apply", "demoapp", "demo.test|/health|internal"], "demo.test { }\n").status, 0);
+    fs.writeFileSync(path.join(dir, "calls"), "");
+    const r = run([...container, "apply", "demoapp", "demo.test|/health|internal"], "demo.test { BROKEN }\n");
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /Caddy refused the new configuration; nothing changed:\n.*unrecognized directive: BROKEN/);
+    assert.equal(site("demoapp"), "demo.test { }\n");
+    assert.ok(!calls().some((l) => /^docker (exec|rm|run -d)/.test(l)), calls().join("\n"));
+    const sha = createHash("sha256").update("demo.test { }\n").digest("hex");
+    assert.equal(run([...container, "verify", "demoapp", sha]).status, 0);
+    fs.rmSync(path.join(dir, "running"));
+    const v = run([...container, "verify", "demoapp", sha]);
+    assert.equal(v.status, 1);
+    assert.match(v.stderr, /the proxy container ayna-proxy is not running/);
   });
 
   it("verify: passes as written; names a site edited by hand", () => {

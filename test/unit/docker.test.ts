@@ -21,6 +21,7 @@ import { renderReleaseTool } from "../../builders/releaseTool";
 import { renderSite } from "../../builders/caddy";
 import { ConfigError } from "../../stacks";
 import { planHosts, releaseToolSpec, siteSpec, unitSpec } from "../../stacks/plan";
+import { appDockerfile } from "../../stacks/app";
 import { stackConfig } from "../support/config";
 import { assertGolden } from "../support/golden";
 
@@ -80,9 +81,14 @@ describe("Docker mode: config", () => {
     assert.match(configError({ ...docker, redis: { db: 3 } }), /redis\.db: with runtime: docker .*; remove it/);
   });
 
-  it("plans docker.io and caddy on the host, no units, no host Redis, and Docker steps in the release tool", () => {
+  it("plans docker.io on the host (Caddy is a container: no caddy package), no units, no host Redis, and Docker steps in the release tool", () => {
     const [plan] = planHosts(stackConfig(docker));
-    assert.deepEqual(plan!.packages, ["docker.io", "docker-cli", "caddy"]);
+    assert.deepEqual(plan!.packages, ["docker.io", "docker-cli"]);
+    assert.equal(
+      plan!.site?.containerBase,
+      "ayna/debian-python:trixie",
+      "the proxy container is built FROM the base image",
+    );
     assert.deepEqual(plan!.units, []);
     const tool = plan!.releaseTool.docker!;
     assert.equal(tool.baseImage, "ayna/debian-python:trixie");
@@ -266,5 +272,59 @@ describe("Docker mode: containers", () => {
     const check = spawnSync("bash", ["-n"], { input: tool, encoding: "utf8" });
     assert.equal(check.status, 0, check.stderr);
     assert.doesNotMatch(renderReleaseTool(releaseToolSpec(stackConfig())), /RUNTIME=docker|switch_container/);
+  });
+});
+
+describe("Docker mode: the app's own Dockerfile", () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "ayna-dockerfile-"));
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  const found = (dockerfile?: string, runtime: "docker" | "venv" = "docker") => {
+    const problems: string[] = [];
+    const at = appDockerfile("ayna-deploy", dir, { ...stackConfig(), runtime, docker: { dockerfile } }, problems);
+    return { at, problems };
+  };
+
+  it("is found as Dockerfile in the app; none ignores it; without one the image is built FROM docker.baseImage", () => {
+    assert.deepEqual(found(), { at: undefined, problems: [] });
+    fs.writeFileSync(path.join(dir, "Dockerfile"), "FROM x\n");
+    assert.deepEqual(found(), { at: "Dockerfile", problems: [] });
+    assert.deepEqual(found("none"), { at: undefined, problems: [] });
+    assert.deepEqual(found(undefined, "venv"), { at: undefined, problems: [] }, "venv mode never builds one");
+  });
+
+  it("docker.dockerfile names another file in the app; a missing one or one outside the app is refused with the fix", () => {
+    fs.mkdirSync(path.join(dir, "deploy"));
+    fs.writeFileSync(path.join(dir, "deploy", "Dockerfile.prod"), "FROM x\n");
+    assert.deepEqual(found("deploy/Dockerfile.prod"), { at: "deploy/Dockerfile.prod", problems: [] });
+    for (const bad of ["deploy/Dockerfile.missing", "../Dockerfile"]) {
+      const { at, problems } = found(bad);
+      assert.equal(at, undefined);
+      assert.equal(problems.length, 1);
+      assert.match(
+        problems[0]!,
+        /^ayna-deploy:docker\.dockerfile: \S+ is not a file inside \S+; give the Dockerfile's path inside app\.path, or none to build FROM docker\.baseImage$/,
+      );
+    }
+    assert.match(
+      configError({ docker: { dockerfile: "Dockerfile" } }),
+      /docker\.dockerfile: only used with runtime: docker/,
+    );
+    assert.match(
+      configError({ ...docker, docker: { ...docker.docker, dockerfile: "/etc/passwd" } }),
+      /docker\.dockerfile/,
+    );
+  });
+
+  it("the release tool builds it first and its image is FROM what it made; without it, FROM the base image", () => {
+    const withIt = renderReleaseTool(releaseToolSpec(stackConfig(docker), { dockerfile: "deploy/Dockerfile.prod" }));
+    assert.match(withIt, /^APP_DOCKERFILE=deploy\/Dockerfile\.prod$/m);
+    assert.match(withIt, /^BASE_IMAGE=ayna\/debian-python:trixie$/m);
+    assert.match(renderReleaseTool(releaseToolSpec(stackConfig(docker))), /^APP_DOCKERFILE=''$/m);
+    const dockerfile = renderDockerfile({ project: "demoapp", stage: "staging", baseImage: "b:1" });
+    assert.deepEqual(dockerfile.split("\n").slice(1, 3), ["FROM @FROM_IMAGE@", "USER 0:0"]);
   });
 });

@@ -1,5 +1,6 @@
 # ayna-deploy: demoapp (staging), one release's image; written from its stack config.
-FROM b:1
+FROM @FROM_IMAGE@
+USER 0:0
 COPY --chown=0:@APP_GID@ venv @VENV_PATH@
 RUN ln -s @VENV_PATH@ /opt/venv && /opt/venv/bin/python -c "import sys; print(sys.version)"
 COPY --chown=0:@APP_GID@ lib /opt/ayna/demoapp/lib

@@ -150,7 +150,9 @@ switch_to() { # release name; atomic: a new link renamed over the old one
 
 # --- the bundle: env file and unit files, installed inside the gated switch ---
 
-unit_name_ok() { [[ $1 =~ ^${PROJECT}-[a-z]+(\.socket|\.service|-handover\.service)$ ]]; }
+# Only the services' own units: the project's other units (its backup timer's
+# service) are not the release's to replace or remove.
+unit_name_ok() { [[ $1 =~ ^${PROJECT}-(web|api|celery|beat)(\.socket|\.service|-handover\.service)$ ]]; }
 
 read_bundle() { # two base64 lines on stdin: the env file, then "name<TAB>base64" unit lines
   local env_b64 units_b64 name b64

@@ -18,6 +18,7 @@ import { argv } from "../builders/shell";
 import { paths } from "../standard/paths";
 import { parseProbe, probeScript, renderStatus, validateHost } from "./lib/hostReport";
 import { asRoot, Keyring, scriptAsRoot, sshFailure } from "./lib/ssh";
+import { containers, containerStateFormat, dockerAppCommand, dockerLogsScript, parseContainers } from "./lib/dockerOps";
 import {
   OpsError,
   OpsHost,
@@ -229,6 +230,7 @@ async function rollbackTarget(o: Options): Promise<number> {
  * the services run: their user, env file and confinement.
  */
 function appCommand(s: OpsStack, host: OpsHost, command: string[], tty: boolean): string {
+  if (s.runtime === "docker") return asRoot(host, ...dockerAppCommand(s, command, tty));
   const p = s.project;
   const current = paths.current(p);
   return asRoot(
@@ -271,7 +273,9 @@ async function migrate(o: Options): Promise<number> {
     }
     // Every host, as a deploy does: hosts sharing one database find nothing left to apply.
     for (const host of hosts) {
-      note(`${host.name}: ${command.slice(1).join(" ")} in ${paths.current(s.project)}`);
+      const where =
+        s.runtime === "docker" ? `the ${s.project}-${s.services[0]?.role ?? "?"} container` : paths.current(s.project);
+      note(`${host.name}: ${command.slice(1).join(" ")} in ${where}`);
       const code = await keys.attach(host, appCommand(s, host, command, false));
       if (code !== 0) {
         note(`${host.name}: migrate exited ${code}${hosts.length > 1 ? "; the hosts after it were not migrated" : ""}`);
@@ -339,16 +343,18 @@ async function restore(o: Options): Promise<number> {
 async function logs(o: Options): Promise<number> {
   return withHosts(o, async (s, hosts, keys) => {
     const command = (host: OpsHost) =>
-      asRoot(
-        host,
-        "journalctl",
-        "--no-pager",
-        "--output=with-unit",
-        `--lines=${o.lines}`,
-        ...(o.follow ? ["--follow"] : []),
-        // Every unit of the project, release candidates included.
-        `--unit=${s.project}-*`,
-      );
+      s.runtime === "docker"
+        ? scriptAsRoot(host, dockerLogsScript(s, o.lines, o.follow))
+        : asRoot(
+            host,
+            "journalctl",
+            "--no-pager",
+            "--output=with-unit",
+            `--lines=${o.lines}`,
+            ...(o.follow ? ["--follow"] : []),
+            // Every unit of the project, release candidates included.
+            `--unit=${s.project}-*`,
+          );
     const codes = await Promise.all(
       hosts.map((h) => keys.attach(h, command(h), hosts.length > 1 ? { prefix: `${h.name}| ` } : {})),
     );
@@ -359,6 +365,7 @@ async function logs(o: Options): Promise<number> {
 function unitControl(verb: "start" | "stop" | "restart") {
   return (o: Options): Promise<number> =>
     withHosts(o, async (s, hosts, keys) => {
+      if (s.runtime === "docker") return containerControl(verb, hosts, keys, containers(s));
       // A stopped service whose socket still listens would be started again by
       // the next request: stop takes the sockets down too (after the services'
       // own stop, so none is re-activated meanwhile), start brings them up first.
@@ -382,6 +389,29 @@ function unitControl(verb: "start" | "stop" | "restart") {
       }
       return failed;
     });
+}
+
+/** Docker mode's start, stop and restart: the project's containers, one host after the other. */
+async function containerControl(
+  verb: "start" | "stop" | "restart",
+  hosts: OpsHost[],
+  keys: Keyring,
+  names: string[],
+): Promise<number> {
+  let failed = 0;
+  for (const host of hosts) {
+    const r = await keys.capture(host, asRoot(host, "docker", verb, ...names), { timeoutMs: 300_000 });
+    if (r.code === 255) throw new OpsError(sshFailure(host, r), 1);
+    const states = await keys.capture(host, asRoot(host, "docker", "inspect", "-f", containerStateFormat, ...names));
+    for (const c of parseContainers(states.stdout).values()) {
+      process.stdout.write(`${host.name}  ${c.name.padEnd(28)} ${c.status}${c.health ? ` (${c.health})` : ""}\n`);
+    }
+    if (r.code !== 0) {
+      note(`${host.name}: docker ${verb} failed: ${r.stderr.trim()}`);
+      failed = r.code;
+    }
+  }
+  return failed;
 }
 
 async function probeAll(s: OpsStack, hosts: OpsHost[], keys: Keyring, full: boolean) {

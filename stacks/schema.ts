@@ -320,7 +320,7 @@ export const schema: Record<string, Field> = {
   },
   proxy: {
     kind: "object",
-    doc: "Caddy in front (Debian's caddy under systemd): the only listener on ports 80 and 443, `/` to web and the api under `apiPath`, on the services' 127.0.0.1 ports. A site change is validated by Caddy, reloaded gracefully and kept only when every domain answers through it.",
+    doc: "Caddy in front (Debian's caddy under systemd; in Docker mode the host's ayna-proxy container): the only listener on ports 80 and 443, `/` to web and the api under `apiPath`, on the services' 127.0.0.1 ports. A site change is validated by Caddy, reloaded gracefully and kept only when every domain answers through it.",
     fields: {
       enabled: { kind: "bool", doc: "Put Caddy in front of this project on every host.", default: false },
       domains: {

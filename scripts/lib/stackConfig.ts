@@ -51,6 +51,8 @@ export interface OpsStack extends StackRef {
   migrate?: string[];
   /** The app is Django (manage.py): make shell opens manage.py shell, else Python's. */
   django: boolean;
+  /** venv: units; docker: the containers `{project}-<role>` (scripts/lib/dockerOps.ts). */
+  runtime: "venv" | "docker";
 }
 
 export class OpsError extends Error {
@@ -115,6 +117,7 @@ export function readStack(ref: StackRef): OpsStack {
   const release = field<{ healthPath: string; pin?: string }>("release");
   const database = field<{ local: boolean; name?: string }>("database");
   const app = field<{ path: string; migrate: string; static: string }>("app");
+  const runtime = field<"venv" | "docker">("runtime");
   // As the program resolves it: relative to the project's folder.
   const appDir = path.resolve(repoRoot, app.path);
   const steps = appSteps(ns, appDir, { app }, problems);
@@ -177,6 +180,7 @@ export function readStack(ref: StackRef): OpsStack {
     ...(database.local ? { database: { name: database.name ?? defaultDatabaseName(project) } } : {}),
     ...(steps.migrate ? { migrate: steps.migrate.command } : {}),
     django: fs.existsSync(path.join(appDir, "manage.py")),
+    runtime,
   };
 }
 

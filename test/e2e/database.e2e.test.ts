@@ -108,4 +108,34 @@ describe("a local PostgreSQL database (database.local)", function () {
     assert.equal(await sql("pgapp", "SELECT v FROM backup_probe"), "before", "the live database restored");
     assert.equal(await servedRelease(host, 8150), "v1", "the app still serves from it");
   });
+
+  it("a dump made by the timer's own unit restores into a scratch database with the same row count in every table", async () => {
+    assert.equal(
+      (await sh(host, `systemctl show -P Unit ${project}-backup.timer`)).trim(),
+      `${project}-backup.service`,
+    );
+    await sql("pgapp", "INSERT INTO backup_probe SELECT 'row ' || g FROM generate_series(1, 500) g");
+    const before = (await sh(host, "sudo ls /opt/ayna/pgapp/shared/backups")).trim().split("\n");
+    // What the timer starts each day, started now.
+    await sh(host, `sudo systemctl start ${project}-backup.service`);
+    assert.equal((await sh(host, `systemctl show -P Result ${project}-backup.service`)).trim(), "success");
+    const made = (await sh(host, "sudo ls /opt/ayna/pgapp/shared/backups"))
+      .trim()
+      .split("\n")
+      .filter((f) => !before.includes(f));
+    assert.equal(made.length, 1, `one new dump: ${made.join(" ")}`);
+    assert.equal(
+      await sh(host, `sudo stat -c '%U:%G %a' /opt/ayna/pgapp/shared/backups/${made[0]}`),
+      "pgapp:pgapp 600\n",
+    );
+    const tables = (await sql("pgapp", "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")).split(
+      "\n",
+    );
+    assert.ok(tables.includes("backup_probe") && tables.includes("django_migrations"), tables.join(" "));
+    const counts = (db: string) => sql(db, tables.map((t) => `SELECT '${t}', count(*) FROM ${t}`).join(" UNION ALL "));
+    const live = await counts("pgapp");
+    await makeOk(stack, "restore", [`FILE=${made[0]}`]);
+    assert.equal(await counts("pgapp_restore"), live);
+    assert.match(live, /^backup_probe\|501$/m, live);
+  });
 });

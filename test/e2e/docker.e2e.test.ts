@@ -11,6 +11,7 @@ import { PulumiStack, resourceSummary } from "../support/pulumi";
 import { baseImageTarball, sshExec, startHost, stopHost, TestHost } from "../support/testhost";
 import { proxyContainerRootCa, publicListeners, runRollback, sh, throughCaddy, touchCode } from "../support/sampleApp";
 import { assertNoLoss, describeLoad, startLoad } from "../support/load";
+import { makeOk, runMake } from "../support/make";
 
 const project = "dock";
 const domain = "dock.test";
@@ -173,6 +174,59 @@ describe("Docker mode: the sample app as hardened containers behind Caddy, blue-
     const { listeners, all } = await publicListeners(host);
     // Docker's userland proxy holds the published ports for the proxy container.
     assert.deepEqual(listeners, ["22 sshd", "443 docker-proxy", "80 docker-proxy"], all);
+  });
+
+  it("make targets act on the containers: status, validate, logs, stop/start, restart, migrate and shell", async () => {
+    const roles = ["web", "api", "celery", "beat"];
+    const status = await makeOk(stack, "status");
+    assert.match(status.stdout, /release\s+v1\s+sha /);
+    for (const r of roles)
+      assert.match(status.stdout, new RegExp(`${project}-${r}\\s+running \\(healthy\\)\\s+release v1`), status.stdout);
+    assert.match(
+      status.stdout,
+      /health\s+web\s+unix:\/opt\/ayna\/dock\/sockets\/web\.sock:\/health\s+200\s+release v1/,
+    );
+
+    const valid = await makeOk(stack, "validate");
+    assert.doesNotMatch(valid.stdout, /✗/, valid.stdout);
+    assert.match(valid.stdout, /✓ dock-web read-only, no capabilities, no new privileges/);
+    assert.match(valid.stdout, /✓ no container but ayna-proxy publishes a port: publishing: ayna-proxy/);
+    assert.match(valid.stdout, /✓ env file and units are the ones the last release installed: as installed/);
+
+    const logs = await makeOk(stack, "logs", ["FOLLOW=0", "LINES=5"]);
+    for (const r of ["web", "api"])
+      assert.match(logs.stdout, new RegExp(`^${project}-${r}  \\d{4}-`, "m"), logs.stdout);
+
+    const stop = await makeOk(stack, "stop");
+    for (const r of roles) assert.match(stop.stdout, new RegExp(`${project}-${r}\\s+exited`), stop.stdout);
+    const stopped = await runMake(stack, "validate");
+    assert.notEqual(stopped.code, 0);
+    assert.match(stopped.stdout, /✗ dock-web running and healthy: exited/);
+    const start = await makeOk(stack, "start");
+    for (const r of roles) assert.match(start.stdout, new RegExp(`${project}-${r}\\s+running`), start.stdout);
+    const ids = await sh(host, `sudo docker inspect -f '{{.State.StartedAt}}' ${project}-web`);
+    await makeOk(stack, "restart");
+    assert.notEqual(
+      await sh(host, `sudo docker inspect -f '{{.State.StartedAt}}' ${project}-web`),
+      ids,
+      "web restarted",
+    );
+    // Healthy again through Caddy within its health check's start period.
+    let code = "";
+    for (let i = 0; i < 60 && code !== "200"; i++) {
+      code = (await through("/health")).code;
+      if (code !== "200") await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.equal(code, "200");
+
+    const migrate = await makeOk(stack, "migrate");
+    assert.match(migrate.out, /in the dock-web container/);
+    assert.match(migrate.out, /No migrations to apply/);
+    const shell = await makeOk(stack, "shell", [], {
+      input: "import os\nprint('shell-says', os.getuid(), os.environ['DJANGO_SETTINGS_MODULE'])\n",
+    });
+    const uid = (await sh(host, `id -u ${project}`)).trim();
+    assert.match(shell.stdout, new RegExp(`shell-says ${uid} \\S+`), shell.out);
   });
 
   it("a release to a new SHA under 8 clients per URL through Caddy: blue-green, nothing lost; the old image is :rollback", async () => {

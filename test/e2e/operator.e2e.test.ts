@@ -126,7 +126,7 @@ describe("operator surface: make targets on a live stack", function () {
     assert.match(r.stdout, /^2 True$/m);
   });
 
-  it("validate: passes on the live host; a world-readable env file fails that check, by name; a refreshed preview shows the drift and up --refresh repairs it", async () => {
+  it("validate: passes on the live host; a world-readable env file fails its checks, by name; a refreshed preview shows the drift and up --refresh repairs it", async () => {
     const good = await makeOk("validate");
     assert.doesNotMatch(good.stdout, /✗/);
     assert.match(
@@ -144,12 +144,14 @@ describe("operator surface: make targets on a live stack", function () {
         bad.stdout,
         /✗ env file shared\/\.env\.staging is 0600, owned by demoapp: regular file, demoapp:demoapp 0644/,
       );
-      assert.deepEqual(
-        bad.stdout.split("\n").filter((l) => l.includes("✗")).length,
-        1,
-        `only that check fails:\n${bad.stdout}`,
+      // The drift check (what the last release installed) names the same change.
+      const failed = bad.stdout.split("\n").filter((l) => l.includes("✗"));
+      assert.equal(failed.length, 2, `only the env file's checks fail:\n${bad.stdout}`);
+      assert.match(
+        failed[1]!,
+        /✗ env file and units are the ones the last release installed: .*\.env\.staging is not mode 0600/,
       );
-      assert.match(bad.stdout, /1 failed on 1 host\(s\)/);
+      assert.match(bad.stdout, /2 failed on 1 host\(s\)/);
       const preview = await stack.ok(["preview", "--refresh", "--diff"]);
       assert.ok(
         preview.stdout.includes("::web1-deploy]"),
@@ -163,6 +165,56 @@ describe("operator surface: make targets on a live stack", function () {
     } finally {
       await sh(host, `sudo chmod 0600 ${envFile}`);
     }
+  });
+
+  it("validate: a unit edited by hand and a service stopped by hand fail by name; up --refresh repairs both; validate passes", async () => {
+    const unit = `/etc/systemd/system/${project}-celery.service`;
+    await sh(
+      host,
+      `sudo sh -c 'echo "# edited by hand" >> ${unit} && systemctl daemon-reload && systemctl stop ${project}-beat.service'`,
+    );
+    const bad = await make("validate");
+    assert.notEqual(bad.code, 0, bad.out);
+    const failed = bad.stdout.split("\n").filter((l) => l.includes("✗"));
+    assert.ok(
+      failed.some((l) =>
+        /✗ env file and units are the ones the last release installed: .*demoapp-celery\.service was changed or removed/.test(
+          l,
+        ),
+      ),
+      bad.stdout,
+    );
+    assert.ok(
+      failed.some((l) => /✗ demoapp-beat\.service active: inactive/.test(l)),
+      bad.stdout,
+    );
+    assert.equal(failed.length, 2, `only those checks fail:\n${bad.stdout}`);
+    await stack.ok(["up", "--refresh", "--yes", "--skip-preview"], { timeoutMs: 600_000 });
+    assert.equal((await sh(host, `grep -c 'edited by hand' ${unit} || true`)).trim(), "0", "the unit is ours again");
+    const good = await makeOk("validate");
+    assert.match(good.stdout, /✓ env file and units are the ones the last release installed: as installed/);
+    assert.match(good.stdout, /validate ops\d+: \d+ passed, 0 failed on 1 host\(s\)/);
+  });
+
+  it("help: every target of the standard (and preview, backup, restore), and the variables", async () => {
+    const r = await makeOk("help", [], {});
+    for (const t of [
+      "deploy",
+      "rollback",
+      "migrate",
+      "shell",
+      "logs",
+      "start",
+      "stop",
+      "restart",
+      "status",
+      "validate",
+      "backup",
+      "restore",
+      "preview",
+    ])
+      assert.match(r.stdout, new RegExp(`^  make ${t}\\b`, "m"), `${t} in:\n${r.stdout}`);
+    assert.match(r.stdout, /STACK=/);
   });
 
   it("deploy: production without YES=1 and without a terminal is refused before anything runs", async () => {

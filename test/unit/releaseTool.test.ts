@@ -1595,6 +1595,23 @@ describe("ayna-release: the env file and units travel with the release (--bundle
     assert.match(evil.stderr, /refusing unit file name 'other-web\.service'/);
   });
 
+  it("the project's units that are not a service's (the backup timer's) are neither removed nor recorded by a release", async () => {
+    const sb = sandbox();
+    fs.mkdirSync(sb.unitDir, { recursive: true });
+    const backup = path.join(sb.unitDir, "demoapp-backup.service");
+    fs.writeFileSync(backup, "[Service]\nExecStart=/opt/ayna/demoapp/bin/ayna-db backup\n");
+    const a = await serving(sb);
+    sb.answers(8155, healthy("v1"));
+    const r = await sb.program(
+      [...deployArgs(a, "sha-1"), "--bundle"],
+      Buffer.concat([bundle("A=2\n", unitsV1), a.data]),
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(fs.existsSync(backup), "the backup unit is still there");
+    assert.ok(!sb.calls("systemctl").some((c) => c.line.includes("demoapp-backup")), "and never stopped");
+    assert.ok(!sb.lines(".bundle").some((l) => l.includes("demoapp-backup")), "nor recorded as the release's");
+  });
+
   it("verify passes on what was installed, and names each drift: env file mode, a unit edited, a service stopped", async () => {
     const sb = sandbox();
     await serving(sb);

@@ -18,7 +18,14 @@ import { argv } from "../builders/shell";
 import { paths } from "../standard/paths";
 import { parseProbe, probeScript, renderStatus, validateHost } from "./lib/hostReport";
 import { asRoot, Keyring, scriptAsRoot, sshFailure } from "./lib/ssh";
-import { containers, containerStateFormat, dockerAppCommand, dockerLogsScript, parseContainers } from "./lib/dockerOps";
+import {
+  containerOf,
+  containers,
+  containerStateFormat,
+  dockerAppCommand,
+  dockerLogsScript,
+  parseContainers,
+} from "./lib/dockerOps";
 import {
   OpsError,
   OpsHost,
@@ -273,8 +280,9 @@ async function migrate(o: Options): Promise<number> {
     }
     // Every host, as a deploy does: hosts sharing one database find nothing left to apply.
     for (const host of hosts) {
+      const first = s.services[0];
       const where =
-        s.runtime === "docker" ? `the ${s.project}-${s.services[0]?.role ?? "?"} container` : paths.current(s.project);
+        s.runtime === "docker" && first ? `the ${containerOf(s, first.role)} container` : paths.current(s.project);
       note(`${host.name}: ${command.slice(1).join(" ")} in ${where}`);
       const code = await keys.attach(host, appCommand(s, host, command, false));
       if (code !== 0) {
@@ -362,56 +370,59 @@ async function logs(o: Options): Promise<number> {
   });
 }
 
+/** What start, stop and restart act on, and each one's state as a line: units, or Docker mode's containers. */
+function controlled(s: OpsStack, verb: "start" | "stop" | "restart", host: OpsHost) {
+  if (s.runtime === "docker") {
+    const names = containers(s);
+    return {
+      tool: "docker",
+      act: asRoot(host, "docker", verb, ...names),
+      state: asRoot(host, "docker", "inspect", "-f", containerStateFormat, ...names),
+      lines: (out: string) =>
+        [...parseContainers(out).values()].map(
+          (c) => `${c.name.padEnd(28)} ${c.status}${c.health ? ` (${c.health})` : ""}`,
+        ),
+    };
+  }
+  // A stopped service whose socket still listens would be started again by
+  // the next request: stop takes the sockets down too (after the services'
+  // own stop, so none is re-activated meanwhile), start brings them up first.
+  const sockets = s.services.flatMap((x) => (x.socket ? [x.socket] : []));
+  const services = s.services.map((x) => x.unit);
+  const units = verb === "restart" ? services : [...sockets, ...services];
+  return {
+    tool: "systemctl",
+    act: asRoot(host, "systemctl", verb, ...units),
+    state: argv("systemctl", "show", "-p", "Id,ActiveState,SubState", ...units),
+    lines: (out: string) =>
+      out
+        .trim()
+        .split(/\n\s*\n/)
+        .map((block) => {
+          const get = (k: string) => new RegExp(`^${k}=(.*)$`, "m").exec(block)?.[1] ?? "?";
+          return `${get("Id").padEnd(28)} ${get("ActiveState")} (${get("SubState")})`;
+        }),
+  };
+}
+
 function unitControl(verb: "start" | "stop" | "restart") {
   return (o: Options): Promise<number> =>
     withHosts(o, async (s, hosts, keys) => {
-      if (s.runtime === "docker") return containerControl(verb, hosts, keys, containers(s));
-      // A stopped service whose socket still listens would be started again by
-      // the next request: stop takes the sockets down too (after the services'
-      // own stop, so none is re-activated meanwhile), start brings them up first.
-      const sockets = s.services.flatMap((x) => (x.socket ? [x.socket] : []));
-      const services = s.services.map((x) => x.unit);
-      const units = verb === "restart" ? services : [...sockets, ...services];
       let failed = 0;
       // One host after the other, so a restart never takes every host down at once.
       for (const host of hosts) {
-        const r = await keys.capture(host, asRoot(host, "systemctl", verb, ...units), { timeoutMs: 300_000 });
+        const c = controlled(s, verb, host);
+        const r = await keys.capture(host, c.act, { timeoutMs: 300_000 });
         if (r.code === 255) throw new OpsError(sshFailure(host, r), 1);
-        const states = await keys.capture(host, argv("systemctl", "show", "-p", "Id,ActiveState,SubState", ...units));
-        for (const block of states.stdout.trim().split(/\n\s*\n/)) {
-          const get = (k: string) => new RegExp(`^${k}=(.*)$`, "m").exec(block)?.[1] ?? "?";
-          process.stdout.write(`${host.name}  ${get("Id").padEnd(28)} ${get("ActiveState")} (${get("SubState")})\n`);
-        }
+        const states = await keys.capture(host, c.state);
+        for (const line of c.lines(states.stdout)) process.stdout.write(`${host.name}  ${line}\n`);
         if (r.code !== 0) {
-          note(`${host.name}: systemctl ${verb} failed: ${r.stderr.trim()}`);
+          note(`${host.name}: ${c.tool} ${verb} failed: ${r.stderr.trim()}`);
           failed = r.code;
         }
       }
       return failed;
     });
-}
-
-/** Docker mode's start, stop and restart: the project's containers, one host after the other. */
-async function containerControl(
-  verb: "start" | "stop" | "restart",
-  hosts: OpsHost[],
-  keys: Keyring,
-  names: string[],
-): Promise<number> {
-  let failed = 0;
-  for (const host of hosts) {
-    const r = await keys.capture(host, asRoot(host, "docker", verb, ...names), { timeoutMs: 300_000 });
-    if (r.code === 255) throw new OpsError(sshFailure(host, r), 1);
-    const states = await keys.capture(host, asRoot(host, "docker", "inspect", "-f", containerStateFormat, ...names));
-    for (const c of parseContainers(states.stdout).values()) {
-      process.stdout.write(`${host.name}  ${c.name.padEnd(28)} ${c.status}${c.health ? ` (${c.health})` : ""}\n`);
-    }
-    if (r.code !== 0) {
-      note(`${host.name}: docker ${verb} failed: ${r.stderr.trim()}`);
-      failed = r.code;
-    }
-  }
-  return failed;
 }
 
 async function probeAll(s: OpsStack, hosts: OpsHost[], keys: Keyring, full: boolean) {

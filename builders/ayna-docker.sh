@@ -91,6 +91,15 @@ prepare_runtime() {
   fi
 }
 
+# A build that failed: the release goes (the serving one is untouched), with
+# the build's last lines, an audit entry and the message.
+build_failed() { # release sha from log reason message
+  rm -rf "${RELEASES:?}/$1"
+  printf '%s\n' "$4" | tail -n 25 >&2
+  audit failed "$3" "$1" "$2" "$5"
+  die "deploy: $6; $(serving "$3")" 4
+}
+
 # (2)-(3) in Docker mode: the release's image, built from the release's files,
 # the environment uv built on this host for its lockfile and the launcher; the
 # build context is hard links, so nothing is copied.
@@ -104,10 +113,8 @@ build_image() { # release sha venv from
     say "building $base of $rel from the app's $APP_DOCKERFILE"
     if ! log=$(docker build --network host --label "ayna.project=$PROJECT" -f "$RELEASES/$rel/$APP_DOCKERFILE" \
       -t "$base" "$RELEASES/$rel" 2>&1); then
-      rm -rf "${RELEASES:?}/$rel"
-      printf '%s\n' "$log" | tail -n 25 >&2
-      audit failed "$from" "$rel" "$sha" "the app's Dockerfile did not build"
-      die "deploy: the app's $APP_DOCKERFILE did not build for $rel (see above); fix it, or set docker.dockerfile: none to build FROM $BASE_IMAGE; $(serving "$from")" 4
+      build_failed "$rel" "$sha" "$from" "$log" "the app's Dockerfile did not build" \
+        "the app's $APP_DOCKERFILE did not build for $rel (see above); fix it, or set docker.dockerfile: none to build FROM $BASE_IMAGE"
     fi
   fi
   ctx=$ROOT/.build
@@ -124,10 +131,8 @@ build_image() { # release sha venv from
     sed -e "s|@FROM_IMAGE@|$base|g" -e "s|@VENV_PATH@|$VENVS/$venv|g" -e "s|@APP_UID@|$uid|g" -e "s|@APP_GID@|$gid|g" >"$ctx/Dockerfile"
   say "building image $tag of $rel"
   if ! log=$(docker build --label "ayna.project=$PROJECT" --label "ayna.venv=$venv" -t "$tag" "$ctx" 2>&1); then
-    rm -rf "$ctx" "${RELEASES:?}/$rel"
-    printf '%s\n' "$log" | tail -n 25 >&2
-    audit failed "$from" "$rel" "$sha" "image build failed"
-    die "deploy: the image of $rel ($tag) did not build (see above); $(serving "$from")" 4
+    rm -rf "$ctx"
+    build_failed "$rel" "$sha" "$from" "$log" "image build failed" "the image of $rel ($tag) did not build (see above)"
   fi
   rm -rf "$ctx"
   id=$(docker image inspect -f '{{.Id}}' "$tag")

@@ -601,7 +601,7 @@ start_candidates() { # dir
 }
 
 workers_load() { # dir release: a worker has no port; its code must at least load, as it does at start
-  local dir=$1 rel=$2 entry role port mode cport ref out rc
+  local dir=$1 rel=$2 entry role port mode cport ref rc
   local -a cmd
   for entry in "${SERVICES[@]}"; do
     IFS=: read -r role port mode cport _ <<<"$entry"
@@ -609,20 +609,13 @@ workers_load() { # dir release: a worker has no port; its code must at least loa
     ref="CHECK_${role}[@]"
     cmd=("${!ref}")
     rc=0
-    out=$(run_as_app "$dir" "${cmd[@]//@RELEASE@/$dir}" 2>&1) || rc=$?
-    if [ "$rc" != 0 ] && [ -z "${out//[[:space:]]/}" ]; then
-      # Code that cannot load says why (a traceback); a check that ended
-      # without a word was stopped from outside it, so it gets one more try.
-      say "the $role check of $rel ended with status $rc and printed nothing: running it once more"
-      rc=0
-      out=$(run_as_app "$dir" "${cmd[@]//@RELEASE@/$dir}" 2>&1) || rc=$?
-    fi
+    run_step "$role-check" "$dir" "${cmd[@]//@RELEASE@/$dir}" || rc=$?
     if [ "$rc" != 0 ]; then
       say "health check failed: the $role code of release $rel does not load (exit status $rc):"
-      printf '%s\n' "$out" | tail -n 25 >&2 2>/dev/null || true
+      printf '%s\n' "$STEP_OUT" | tail -n 25 >&2 2>/dev/null || true
       return 1
     fi
-    say "candidate ok: $role code of $rel loads ($(printf '%s' "$out" | tail -n 1))"
+    say "candidate ok: $role code of $rel loads ($(printf '%s' "$STEP_OUT" | tail -n 1))"
   done
 }
 
@@ -651,15 +644,48 @@ candidate_check() { # dir release
   stop_candidates
 }
 
-run_as_app() { # dir command...: the service's user, env file and confinement
+run_as_app() { # [--unit NAME] dir command...: the service's user, env file and confinement
+  local -a named=()
+  if [ "$1" = --unit ]; then
+    named=("--unit=$2")
+    shift 2
+  fi
   local dir=$1
   shift
-  systemd-run --quiet --wait --pipe --collect --service-type=exec \
+  systemd-run --quiet --wait --pipe --collect --service-type=exec "${named[@]}" \
     --uid="$SERVICE_USER" --gid="$SERVICE_GROUP" \
     -p EnvironmentFile="$RUN_ENV" -p WorkingDirectory="$dir" \
     -p ProtectSystem=strict -p ReadWritePaths="$ROOT/shared $ROOT/logs $dir/staticfiles" \
     -p PrivateTmp=yes -p NoNewPrivileges=yes \
     -E PATH="$dir/.venv/bin:/usr/bin:/bin" -- "$@"
+}
+
+# What systemd saw of a step's unit since an epoch second (its own lines, such
+# as a kill or a failed namespace set-up), on one line.
+unit_account() { # unit since
+  local seen
+  seen=$(journalctl -u "$1" --since "@$2" -n 5 --no-pager -o cat 2>/dev/null | tr '\n' ' ')
+  printf '%s' "${seen:-systemd logged nothing for $1}"
+}
+
+# One of the app's own steps (a worker's check, migrations, the static files
+# build) under a unit named for it and this run, its output in STEP_OUT. A
+# step that ends non-zero without a word never ran the app's code (a
+# traceback would say why): it was stopped from outside it, so what systemd
+# saw is said and it runs once more.
+run_step() { # name dir command...
+  local name=$1 unit="$PROJECT-$1-$$.service" dir=$2 rc=0 since
+  shift 2
+  since=$(date +%s)
+  STEP_OUT=$(run_as_app --unit "$unit" "$dir" "$@" 2>&1) || rc=$?
+  if [ "$rc" != 0 ] && [ -z "${STEP_OUT//[[:space:]]/}" ]; then
+    say "the $name step ended with status $rc and printed nothing ($(unit_account "$unit" "$since")): running it once more"
+    rc=0
+    since=$(date +%s)
+    STEP_OUT=$(run_as_app --unit "$unit" "$dir" "$@" 2>&1) || rc=$?
+    if [ "$rc" != 0 ] && [ -z "${STEP_OUT//[[:space:]]/}" ]; then STEP_OUT="($(unit_account "$unit" "$since"))"; fi
+  fi
+  return "$rc"
 }
 
 # --- retention ---
@@ -734,6 +760,13 @@ unpack_release() { # to sha checksum venv; tar.gz on stdin. (1)-(3): the release
   mv -T "$tmp" "$RELEASES/$to"
 }
 
+app_step() { # name dir command...: run_step, its output on stderr once it ends (side by side steps do not interleave)
+  local rc=0
+  run_step "$@" || rc=$?
+  if [ -n "$STEP_OUT" ]; then printf '%s\n' "$STEP_OUT" >&2; fi
+  return "$rc"
+}
+
 prepare_release() { # from to sha venv. (4)-(5): migrations once per release and static files, before the switch
   local from=$1 to=$2 sha=$3 dir=$RELEASES/$2 mig static mig_pid="" static_pid=""
   [ ${#MIGRATE[@]} -gt 0 ] || [ ${#STATIC[@]} -gt 0 ] || return 0
@@ -747,7 +780,7 @@ prepare_release() { # from to sha venv. (4)-(5): migrations once per release and
   elif [ -n "$mig" ] && [ "$from" != none ] && [ "$(json_field "$RELEASES/$from/.ayna-release.json" migrations)" = "$mig" ]; then
     say "migrations unchanged since $from: not run"
   else
-    run_as_app "$dir" "${MIGRATE[@]//@RELEASE@/$dir}" >&2 &
+    app_step migrate "$dir" "${MIGRATE[@]//@RELEASE@/$dir}" &
     mig_pid=$!
   fi
   if [ ${#STATIC[@]} -eq 0 ]; then
@@ -757,7 +790,7 @@ prepare_release() { # from to sha venv. (4)-(5): migrations once per release and
     say "static inputs unchanged since $from: its static files copied, the build not run"
     cp -a "$RELEASES/$from/staticfiles/." "$dir/staticfiles/"
   else
-    run_as_app "$dir" "${STATIC[@]//@RELEASE@/$dir}" >&2 &
+    app_step static "$dir" "${STATIC[@]//@RELEASE@/$dir}" &
     static_pid=$!
   fi
   if [ -n "$mig_pid" ] && ! wait "$mig_pid"; then

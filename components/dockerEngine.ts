@@ -8,6 +8,7 @@ import {
   renderDaemonConfig,
 } from "../builders/docker";
 import { argv, shell } from "../builders/shell";
+import { fileDigest } from "../local/archive";
 import { RemoteCommand } from "../sdk/remoteCommand";
 
 export interface DockerEngineArgs {
@@ -23,19 +24,6 @@ export interface DockerEngineArgs {
    * @default none: the image must be on the host already
    */
   readonly baseImageFile?: string;
-}
-
-function fileSha256(file: string): string {
-  const h = createHash("sha256");
-  const fd = fs.openSync(file, "r");
-  try {
-    const buf = Buffer.alloc(1 << 20);
-    let n: number;
-    while ((n = fs.readSync(fd, buf, 0, buf.length, null)) > 0) h.update(buf.subarray(0, n));
-  } finally {
-    fs.closeSync(fd);
-  }
-  return h.digest("hex");
 }
 
 /**
@@ -75,7 +63,7 @@ export class DockerEngine extends pulumi.ComponentResource {
       {
         create: ensureBaseImageCommand(args.baseImage, args.baseImageFile !== undefined),
         ...(args.baseImageFile !== undefined ? { stdinFile: args.baseImageFile } : {}),
-        triggers: [args.baseImage, ...(args.baseImageFile !== undefined ? [fileSha256(args.baseImageFile)] : [])],
+        triggers: [args.baseImage, ...(args.baseImageFile !== undefined ? [fileDigest(args.baseImageFile)] : [])],
         check: shell(argv("docker", "image", "inspect", "--format", "{{.Id}}", args.baseImage) + " >/dev/null", {
           sudo: true,
         }),

@@ -203,3 +203,40 @@ export function gitShaOf(dir: string): string | undefined {
     return undefined;
   }
 }
+
+/**
+ * sha256 of a (large) file, such as a base image tarball, remembered beside
+ * the archives by its path, inode, size, mtime and ctime, the way git's index
+ * trusts stat data: a program start re-reads the file only when one of them
+ * changed, not on every run.
+ */
+export function fileDigest(file: string, env: NodeJS.ProcessEnv = process.env): string {
+  const abs = path.resolve(file);
+  const st = fs.statSync(abs, { bigint: true });
+  const stamp = [st.dev, st.ino, st.size, st.mtimeNs, st.ctimeNs].join(":");
+  const memo = path.join(archiveDir(env), `.digest-${createHash("sha256").update(abs).digest("hex").slice(0, 32)}`);
+  try {
+    const [seen, sha256] = fs.readFileSync(memo, "utf8").split("\n");
+    if (seen === stamp && /^[0-9a-f]{64}$/.test(sha256 ?? "")) return sha256!;
+  } catch {
+    // not remembered yet
+  }
+  const h = createHash("sha256");
+  const fd = fs.openSync(abs, "r");
+  try {
+    const buf = Buffer.alloc(1 << 20);
+    let n: number;
+    while ((n = fs.readSync(fd, buf, 0, buf.length, null)) > 0) h.update(buf.subarray(0, n));
+  } finally {
+    fs.closeSync(fd);
+  }
+  const sha256 = h.digest("hex");
+  // The file may have changed while it was read: remember only what was stat'ed before and after alike.
+  const after = fs.statSync(abs, { bigint: true });
+  if ([after.dev, after.ino, after.size, after.mtimeNs, after.ctimeNs].join(":") === stamp) {
+    const tmp = `${memo}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, `${stamp}\n${sha256}\n`, { mode: 0o600 });
+    fs.renameSync(tmp, memo);
+  }
+  return sha256;
+}

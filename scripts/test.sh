@@ -109,18 +109,76 @@ mocha_run() {
   rm -f "$run_tally"
 }
 
-# One lane of end-to-end files, run one after the other with the e2e config;
-# its lines are prefixed with the lane's name.
-e2e_lane() { # label file...
-  local label=$1 cfg
+# How long each end-to-end file took in one run of this command on 2 cores,
+# in minutes (2026-12-03, both lanes busy): only the order they start in, so
+# that no lane is left with a long file at the end. A file not listed counts 5.
+e2e_minutes() { # file
+  case $(basename -- "$1" .e2e.test.ts) in
+    faults) echo 27 ;;
+    operator) echo 16 ;;
+    releases) echo 15 ;;
+    docker) echo 12 ;;
+    batches | database | multiproject) echo 9 ;;
+    connection | teamstate) echo 7 ;;
+    layouts | venv-systemd) echo 6 ;;
+    sample-app | smoke) echo 3 ;;
+    dockerhost | provider | testhost | toolchain) echo 1 ;;
+    *) echo 5 ;;
+  esac
+}
+
+# Two lanes side by side take end-to-end files from one queue, one mocha run
+# per file, its lines prefixed with the file's name. A file's loads take the
+# machine's load token (test/support/load.ts), so no two loads and their
+# hosts ever compete for the 2 cores at once: a load runs beside other work
+# without load, and waits while the other lane's load runs. So that a lane
+# seldom waits, the queue mixes the two kinds by their minutes: files with
+# loads (startLoad) longest first, files without longest first, the next one
+# taken from the kind with fewer minutes queued so far.
+e2e_queue() { # queue-file file...
+  local queue=$1 f
   shift
-  cfg=$(mktemp --suffix .json)
-  node -e 'const fs = require("fs");
-const [out, ...files] = process.argv.slice(1);
+  {
+    for f in $(grep -l startLoad "$@"); do printf 'L\t%s\t%s\n' "$(e2e_minutes "$f")" "$f"; done
+    for f in $(grep -L startLoad "$@"); do printf 'N\t%s\t%s\n' "$(e2e_minutes "$f")" "$f"; done
+  } | sort -t "$(printf '\t')" -k2,2nr -k3,3 | awk -F '\t' '
+    { kind[NR] = $1; mins[NR] = $2; file[NR] = $3 }
+    END {
+      split("", done_); total["L"] = 0; total["N"] = 0
+      for (n = 1; n <= NR; n++) {
+        want = total["L"] <= total["N"] ? "L" : "N"
+        pick = 0
+        for (i = 1; i <= NR; i++) if (!(i in done_) && kind[i] == want) { pick = i; break }
+        if (!pick) for (i = 1; i <= NR; i++) if (!(i in done_)) { pick = i; break }
+        done_[pick] = 1; total[kind[pick]] += mins[pick]; print file[pick]
+      }
+    }' >"$queue"
+}
+
+e2e_next() { # queue-file: prints and removes its first file; fails when it is empty
+  local queue=$1 f=""
+  {
+    flock 9
+    f=$(head -n 1 "$queue")
+    if [ -n "$f" ]; then sed -i 1d "$queue"; fi
+  } 9>"$queue.lock"
+  [ -n "$f" ] && printf '%s\n' "$f"
+}
+
+e2e_lane() { # queue-file
+  local queue=$1 file name cfg
+  while file=$(e2e_next "$queue"); do
+    name=$(basename -- "$file" .e2e.test.ts)
+    cfg=$(mktemp --suffix .json)
+    node -e 'const fs = require("fs");
+const [out, file] = process.argv.slice(1);
 const rc = JSON.parse(fs.readFileSync(".mocharc.e2e.json", "utf8"));
-fs.writeFileSync(out, JSON.stringify({ ...rc, spec: files, parallel: false }));' "$cfg" "$@"
-  mocha_run "end-to-end tests ($label)" --config "$cfg" 2>&1 | sed -u "s/^/[$label] /"
-  rm -f "$cfg"
+fs.writeFileSync(out, JSON.stringify({ ...rc, spec: [file], parallel: false }));' "$cfg" "$file"
+    log "$name: started"
+    mocha_run "end-to-end tests ($name)" --config "$cfg" 2>&1 | sed -u "s/^/[$name] /"
+    log "$name: ended"
+    rm -f "$cfg"
+  done
 }
 
 mocha_run "unit tests" --config .mocharc.unit.json
@@ -131,14 +189,15 @@ if [ "${AYNA_SKIP_E2E:-}" = "1" ]; then
   echo '{"passed":0,"failed":0,"skipped":1}' >>"$tally"
   log "skipped: no test host, bridge, NAT rule or mount left behind"
 else
-  # Two lanes side by side, each one file at a time. The files that put load
-  # on a host (startLoad) share one lane, so no two loads and their hosts ever
-  # compete for the 2 cores at once: each runs beside a file without load.
-  mapfile -t loaded < <(grep -l startLoad test/e2e/*.e2e.test.ts)
-  mapfile -t others < <(grep -L startLoad test/e2e/*.e2e.test.ts)
-  e2e_lane "under load" "${loaded[@]}" &
-  e2e_lane "others" "${others[@]}" &
+  e2e_tmp=$(mktemp -d)
+  e2e_queue "$e2e_tmp/queue" test/e2e/*.e2e.test.ts
+  # Types were checked above (tsc --noEmit): each file's run only transpiles.
+  export TS_NODE_TRANSPILE_ONLY=true
+  e2e_lane "$e2e_tmp/queue" &
+  e2e_lane "$e2e_tmp/queue" &
   wait
+  unset TS_NODE_TRANSPILE_ONLY
+  rm -rf "$e2e_tmp"
   check "no test host, bridge, NAT rule or mount left behind" bash scripts/testhost.sh check-clean
 fi
 

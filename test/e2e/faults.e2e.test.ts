@@ -49,15 +49,30 @@ describe("faults in the middle of a release: each leaves a release serving, shar
     return { child, done };
   }
 
-  /** Polls a shell condition on the host (as root) until it prints "yes". */
-  async function waitOnHost(what: string, condition: string, timeoutMs = 120_000): Promise<void> {
+  /**
+   * Polls a shell condition on the host (as root) until it prints "yes". Given
+   * the up that should bring it about, fails as soon as that up ends first,
+   * with its output (the wait would otherwise only time out).
+   */
+  async function waitOnHost(
+    what: string,
+    condition: string,
+    timeoutMs = 120_000,
+    up?: Promise<CliResult>,
+  ): Promise<void> {
     const started = Date.now();
+    let ended: CliResult | undefined;
+    void up?.then((r) => (ended = r));
     while (Date.now() - started < timeoutMs) {
       const r = await sshExec(host, `sudo sh -c ${argv(`if ${condition}; then echo yes; fi`)}`);
       if (r.stdout.trim() === "yes") return;
+      if (ended) {
+        const tail = (ended.stdout + ended.stderr).trim().split("\n").slice(-40).join("\n");
+        assert.fail(`the up ended (exit ${ended.code}) before this was seen on the host: ${what}\n${tail}`);
+      }
       await sleep(150);
     }
-    assert.fail(`never on the host: ${what}`);
+    assert.fail(`never on the host within ${timeoutMs / 1000}s: ${what}`);
   }
 
   const lockHeld = `pid=$(sed -n "s/^pid=//p" ${root}/.deploy-lock/info 2>/dev/null) && [ -n "$pid" ] && kill -0 "$pid"`;
@@ -103,7 +118,7 @@ describe("faults in the middle of a release: each leaves a release serving, shar
   /** Starts an up, and once `condition` holds on the host, cuts its power and boots it again. */
   async function powerCutDuringUp(what: string, condition: string): Promise<void> {
     const { child, done } = spawnUp();
-    await waitOnHost(what, condition);
+    await waitOnHost(what, condition, 120_000, done);
     host = await rebootHost(host, { hard: true });
     // The cut session ends when the provider's keepalive meets the rebooted host.
     const ended = await Promise.race([done, sleep(120_000).then(() => undefined)]);
@@ -207,7 +222,7 @@ describe("faults in the middle of a release: each leaves a release serving, shar
     const load = await startLoad(host);
     proxy.setRate(4096); // the archive alone is about 46 kB: ten seconds or more
     const { done } = spawnUp();
-    await waitOnHost("the upload under way (lock held, archive partly written)", uploading);
+    await waitOnHost("the upload under way (lock held, archive partly written)", uploading, 120_000, done);
     const partial = (await sh(host, `sudo sh -c 'stat -c %s ${root}/releases/.v*.tmp/.archive.tar.gz'`)).trim();
     const cut = proxy.cut();
     proxy.setRate(0);
@@ -229,14 +244,15 @@ describe("faults in the middle of a release: each leaves a release serving, shar
   it("the host's disk full during the upload: up fails naming the full disk and the fix, the previous release keeps serving, 8+8 clients lose nothing; with room made the next up converges", async () => {
     const before = await servedRelease(host);
     newCode();
-    // All but 8 MB of the disk taken before the up starts, so that the last
+    // All but 64 MB of the disk taken before the up starts, so that the last
     // fill, once the upload is under way, is small and lands while the archive
-    // is still arriving (a fill of gigabytes can take longer than the upload).
-    await sh(host, "sudo sh -c 'fallocate -l $(($(df --output=avail -B1M / | tail -n 1) - 8))M /var/tmp/ayna-fill'");
+    // is still arriving (a fill of gigabytes can take longer than the upload),
+    // and the up's own writes before the upload still find room.
+    await sh(host, "sudo sh -c 'fallocate -l $(($(df --output=avail -B1M / | tail -n 1) - 64))M /var/tmp/ayna-fill'");
     const load = await startLoad(host);
     proxy.setRate(4096);
     const { done } = spawnUp();
-    await waitOnHost("the upload under way (lock held, archive partly written)", uploading);
+    await waitOnHost("the upload under way (lock held, archive partly written)", uploading, 120_000, done);
     const filled = await sshExec(
       host,
       "sudo sh -c 'dd if=/dev/zero of=/var/tmp/ayna-fill2 bs=64k 2>/dev/null; df --output=avail -B1K / | tail -n 1'",

@@ -3,6 +3,7 @@
 // and reports per URL what answered, what failed (and when) and how slow.
 import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { sshExec, TestHost } from "./testhost";
 
@@ -63,8 +64,70 @@ export function describeLoad(r: LoadResult): string {
   return `${r.clients} clients per URL, ${r.timeout}s timeout, ${r.seconds}s: ${per.join("; ")}`;
 }
 
+// One load at a time on this machine. The test command runs end-to-end files
+// in two lanes side by side; two loads at once would share the 2 cores and
+// each would measure the other. The token is a directory (AYNA_LOAD_TOKEN, or
+// one in the machine's temp dir): the process whose mkdir of it succeeds runs
+// its load, others wait for its removal. A process holds it while any of its
+// loads runs (batches runs several at once).
+const tokenDir = process.env["AYNA_LOAD_TOKEN"] || path.join(os.tmpdir(), "ayna-e2e-load-token");
+let loadsRunning = 0;
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+function dropToken(): void {
+  fs.rmSync(tokenDir, { recursive: true, force: true });
+}
+
+async function takeLoadToken(): Promise<void> {
+  loadsRunning += 1;
+  if (loadsRunning > 1) return;
+  const started = Date.now();
+  for (;;) {
+    try {
+      fs.mkdirSync(tokenDir);
+      fs.writeFileSync(path.join(tokenDir, "pid"), `${process.pid}\n`);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    }
+    // A lane that died holding it leaves it behind. No pid yet: just made (or
+    // its maker died in between, which only a long wait tells).
+    let pid = 0;
+    let age = 0;
+    try {
+      age = Date.now() - fs.statSync(tokenDir).mtimeMs;
+      pid = Number(fs.readFileSync(path.join(tokenDir, "pid"), "utf8").trim());
+    } catch {
+      pid = 0;
+    }
+    // A pid reused since its holder died would keep it forever: 40 min is more than any load runs.
+    if (pid > 0 ? !pidAlive(pid) || age > 2_400_000 : age > 60_000) dropToken();
+    else await new Promise((r) => setTimeout(r, 250));
+  }
+  const waited = (Date.now() - started) / 1000;
+  if (waited >= 1) process.stderr.write(`      waited ${waited.toFixed(0)} s for the other lane's load to end\n`);
+}
+
+function giveLoadToken(): void {
+  loadsRunning -= 1;
+  if (loadsRunning === 0) dropToken();
+}
+
+process.on("exit", () => {
+  if (loadsRunning > 0) dropToken();
+});
+
 /** Starts load on the host; `stop()` ends it and returns the tally. */
 export async function startLoad(host: TestHost, opts: LoadOptions = {}): Promise<{ stop: () => Promise<LoadResult> }> {
+  await takeLoadToken();
   const stopFile = `/tmp/ayna-load-stop-${process.pid}-${Date.now()}`;
   const urls = opts.urls ?? ["http://127.0.0.1:8150/", "http://127.0.0.1:8151/"];
   const args = [
@@ -76,10 +139,11 @@ export async function startLoad(host: TestHost, opts: LoadOptions = {}): Promise
     ...urls,
   ];
   const started = Date.now();
+  // The token goes back when the load ends, stopped or not (a failed test never calls stop()).
   const run = sshExec(host, `python3 - ${args.join(" ")}`, {
     input: script,
     timeoutMs: ((opts.maxSeconds ?? 600) + 60) * 1000,
-  });
+  }).finally(giveLoadToken);
   // Every client has sent its first request before the caller goes on.
   await new Promise((r) => setTimeout(r, 1000));
   return {

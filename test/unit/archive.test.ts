@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import * as zlib from "node:zlib";
-import { archiveDir, archiveEntries, buildArchive } from "../../local/archive";
+import { archiveDir, archiveEntries, buildArchive, fileDigest } from "../../local/archive";
 
 describe("local archive cache", () => {
   let tmp: string;
@@ -210,6 +210,39 @@ describe("local archive cache", () => {
         () => buildArchive(app, { files: ["uv.lock"] }),
         /app\/uv\.lock does not exist: it cannot be packed/,
       );
+    });
+  });
+
+  describe("a large file's digest (the Docker base image tarball's trigger)", () => {
+    const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+    it("is the file's sha256, read again only when its stat data changed", () => {
+      const env = { AYNA_ARCHIVE_DIR: path.join(tmp, "cache") };
+      const file = path.join(tmp, "base.tar.gz");
+      fs.writeFileSync(file, Buffer.alloc(3 << 20, 7));
+      assert.equal(fileDigest(file, env), sha(Buffer.alloc(3 << 20, 7)));
+      const memo = fs.readdirSync(env.AYNA_ARCHIVE_DIR).filter((f) => f.startsWith(".digest-"));
+      assert.equal(memo.length, 1, "remembered beside the archives");
+      assert.equal(fs.statSync(path.join(env.AYNA_ARCHIVE_DIR, memo[0]!)).mode & 0o777, 0o600);
+      // A remembered digest is used as is: proven by planting another one for the same stat data.
+      const m = path.join(env.AYNA_ARCHIVE_DIR, memo[0]!);
+      const [stamp] = fs.readFileSync(m, "utf8").split("\n");
+      fs.writeFileSync(m, `${stamp}\n${"e".repeat(64)}\n`);
+      assert.equal(fileDigest(file, env), "e".repeat(64));
+      // Same size, new content: the mtime and ctime moved, so it is read again.
+      fs.writeFileSync(file, Buffer.alloc(3 << 20, 8));
+      assert.equal(fileDigest(file, env), sha(Buffer.alloc(3 << 20, 8)));
+    });
+
+    it("ignores a damaged memo and reads the file", () => {
+      const env = { AYNA_ARCHIVE_DIR: path.join(tmp, "cache") };
+      const file = path.join(tmp, "f");
+      fs.writeFileSync(file, "abc");
+      fileDigest(file, env);
+      const m = fs.readdirSync(env.AYNA_ARCHIVE_DIR).find((f) => f.startsWith(".digest-"))!;
+      const [stamp] = fs.readFileSync(path.join(env.AYNA_ARCHIVE_DIR, m), "utf8").split("\n");
+      fs.writeFileSync(path.join(env.AYNA_ARCHIVE_DIR, m), `${stamp}\nnot-a-digest\n`);
+      assert.equal(fileDigest(file, env), sha(Buffer.from("abc")));
     });
   });
 });

@@ -576,7 +576,7 @@ describe("ayna-release: candidates before the switch", () => {
     assert.equal(r.stdout, "rc=0\n");
     assert.match(
       r.stderr,
-      /^the celery check of v2 ended with status 137 and printed nothing: running it once more\ncandidate ok: celery code of v2 loads \(tasks: 3\)$/m,
+      /^the celery-check step ended with status 137 and printed nothing \(last words of demoapp-celery-check-\d+\.service \): running it once more\ncandidate ok: celery code of v2 loads \(tasks: 3\)$/m,
     );
   });
 
@@ -587,7 +587,10 @@ describe("ayna-release: candidates before the switch", () => {
     const v2 = sb.release("v2");
     const r = await sb.source(`rc=0; candidate_check ${v2} v2 || rc=$?; echo "rc=$rc"`);
     assert.equal(r.stdout, "rc=1\n");
-    assert.match(r.stderr, /^health check failed: the celery code of release v2 does not load \(exit status 137\):$/m);
+    assert.match(
+      r.stderr,
+      /^health check failed: the celery code of release v2 does not load \(exit status 137\):\n\(last words of demoapp-celery-check-\d+\.service \)$/m,
+    );
     assert.equal((r.stderr.match(/running it once more/g) ?? []).length, 1);
   });
 });
@@ -1215,6 +1218,49 @@ describe("ayna-release: migrations and static files before the switch", () => {
     assert.match(r.stderr, /^migrations unchanged since v1: not run$/m);
     withAlembic("v3", { "migrations/versions/0002_more.py": "r = 2\n" });
     assert.deepEqual((await prepare(sb, "v2", "v3")).run, ["v3 alembic upgrade head"]);
+  });
+
+  it("each step runs as the service user under a unit named for the step and this run, where its journal lines are found", async () => {
+    const sb = sandbox(django);
+    djangoRelease(sb, "v1");
+    await prepare(sb, "none", "v1");
+    const units = sb
+      .calls("systemd-run")
+      .map((c) => /--unit=(\S+)/.exec(c.line)?.[1])
+      .sort();
+    assert.equal(units.length, 2);
+    assert.match(units[0]!, /^demoapp-migrate-\d+\.service$/);
+    assert.match(units[1]!, /^demoapp-static-\d+\.service$/);
+    for (const c of sb.calls("systemd-run")) assert.match(c.line, / --uid=\S+ --gid=\S+ /);
+  });
+
+  // The failure CI saw once under load: collectstatic ended non-zero, side by
+  // side with migrate, and printed nothing, so the release failed with no why.
+  it("a static build that ends without a word runs once more (what systemd saw is said); silent twice, the release fails naming it", async () => {
+    const marks = fs.mkdtempSync(path.join(os.tmpdir(), "ayna-static-"));
+    scratch.push(marks);
+    const silentOnce = (times: number) =>
+      commandStep(
+        `n=$(ls ${marks} | wc -l); touch ${marks}/run$n; if [ "$n" -lt ${times} ]; then exit 137; fi; echo "$(basename "$PWD") built" >>"$STUB_DIR/manage.log"`,
+      );
+    const sb = sandbox({ static: silentOnce(1) });
+    djangoRelease(sb, "v1");
+    const r = await prepare(sb, "none", "v1");
+    assert.deepEqual(r.run, ["v1 built"]);
+    assert.match(
+      r.stderr,
+      /^the static step ended with status 137 and printed nothing \(last words of demoapp-static-\d+\.service \): running it once more$/m,
+    );
+
+    fs.rmSync(marks, { recursive: true, force: true });
+    fs.mkdirSync(marks);
+    const twice = sandbox({ static: silentOnce(2) });
+    djangoRelease(twice, "v1");
+    const f = await twice.source("prepare_release none v1 sha envA");
+    assert.equal(f.code, 4);
+    assert.match(f.stderr, /^\(last words of demoapp-static-\d+\.service \)$/m);
+    assert.match(f.stderr, /^ayna-release: deploy: the static files build \(.*\) failed; nothing was serving before$/m);
+    assert.equal(fs.existsSync(path.join(twice.root, "releases", "v1")), false, "the half-made release is removed");
   });
 
   it("the operator's own commands run for every new release, in its directory; none configured runs nothing", async () => {

@@ -829,7 +829,11 @@ interrupted_from() { # current: the release that served before an interrupted sw
 activate() { # from to sha action: env file and units, (6) switch, (7) reload, (8) health gate, (9) rollback
   local from=$1 to=$2 sha=$3 action=$4 changes
   changes=$(bundle_summary)
-  printf 'from=%s\nto=%s\n' "$from" "$to" >"$IN_FLIGHT"
+  if ! printf 'from=%s\nto=%s\n' "$from" "$to" >"$IN_FLIGHT"; then
+    # A part-written record would tell the next deploy that a switch happened.
+    rm -f "$IN_FLIGHT"
+    die "deploy: the switch record $IN_FLIGHT could not be stored$(space_note); nothing was switched, $(serving "$from")" 4
+  fi
   install_bundle
   switch_to "$to"
   WORKERS_APPLIED=0

@@ -244,10 +244,10 @@ describe("faults in the middle of a release: each leaves a release serving, shar
   it("the host's disk full during the upload: up fails naming the full disk and the fix, the previous release keeps serving, 8+8 clients lose nothing; with room made the next up converges", async () => {
     const before = await servedRelease(host);
     newCode();
-    // All but 64 MB of the disk taken before the up starts, so that the last
-    // fill, once the upload is under way, is small and lands while the archive
-    // is still arriving (a fill of gigabytes can take longer than the upload),
-    // and the up's own writes before the upload still find room.
+    // All but 64 MB of the disk taken before the up starts, so that the up's
+    // own writes before the upload still find room; the rest once the upload
+    // is under way, by fallocate (no data written: it lands at once, while the
+    // archive is still arriving; a dd of 64 MB on busy cores once did not).
     await sh(host, "sudo sh -c 'fallocate -l $(($(df --output=avail -B1M / | tail -n 1) - 64))M /var/tmp/ayna-fill'");
     const load = await startLoad(host);
     proxy.setRate(4096);
@@ -255,13 +255,13 @@ describe("faults in the middle of a release: each leaves a release serving, shar
     await waitOnHost("the upload under way (lock held, archive partly written)", uploading, 120_000, done);
     const filled = await sshExec(
       host,
-      "sudo sh -c 'dd if=/dev/zero of=/var/tmp/ayna-fill2 bs=64k 2>/dev/null; df --output=avail -B1K / | tail -n 1'",
+      "sudo sh -c 'fallocate -l $(df --output=avail -B1K / | tail -n 1)K /var/tmp/ayna-fill2 2>/dev/null; dd if=/dev/zero of=/var/tmp/ayna-fill3 bs=4k 2>/dev/null; df --output=avail -B1K / | tail -n 1'",
     );
     process.stderr.write(`      disk filled during the upload: ${filled.stdout.trim()} kB left\n`);
     proxy.setRate(0);
     const r = await done;
     const out = r.stdout + r.stderr;
-    await sh(host, "sudo rm -f /var/tmp/ayna-fill /var/tmp/ayna-fill2");
+    await sh(host, "sudo rm -f /var/tmp/ayna-fill /var/tmp/ayna-fill2 /var/tmp/ayna-fill3");
     assert.notEqual(r.code, 0, out);
     assert.match(
       out,

@@ -1000,6 +1000,29 @@ describe("ayna-release: rollback", () => {
     assert.match(r.stderr, /^rolling back to v1\n(.*\n)*health ok: http:\/\/127\.0\.0\.1:8150\/health serves v1$/m);
   });
 
+  // CI saw it: the disk filled after the upload, and the tool ended on a bare "printf: write error".
+  it("a switch record that cannot be written (a full disk): exit 4 naming it, nothing switched or restarted, no part-written record left", async () => {
+    const sb = sandbox();
+    sb.release("v1");
+    sb.release("v2");
+    sb.setCurrent("v1");
+    // Writes to /dev/full fail with ENOSPC, as on a full disk.
+    fs.symlinkSync("/dev/full", path.join(sb.root, ".in-flight"));
+    const r = await sb.source("activate v1 v2 sha2 deploy");
+    assert.equal(r.code, 4, r.stderr);
+    assert.match(
+      r.stderr,
+      /^ayna-release: deploy: the switch record \S+\/\.in-flight could not be stored; nothing was switched, v1 is still serving$/m,
+    );
+    assert.equal(sb.current(), "v1");
+    assert.deepEqual(
+      sb.calls("systemctl").filter((c) => /^systemctl (start|reload|restart) /.test(c.line)),
+      [],
+    );
+    assert.equal(fs.existsSync(path.join(sb.root, ".in-flight")), false);
+    assert.equal(fs.lstatSync(path.join(sb.root, ".in-flight"), { throwIfNoEntry: false }), undefined);
+  });
+
   it("an interrupted switch: .in-flight from the killed tool makes the next deploy check current again, with the release before it to come back to", async () => {
     const sb = sandbox();
     sb.release("v1");

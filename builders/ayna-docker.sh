@@ -145,7 +145,9 @@ prepare_release() { # from to sha venv
   venv_prepare_release "$@"
 }
 
-run_as_app() { # dir command...: a one-shot container of the release's image (migrate, static files, the worker check)
+run_as_app() { # [--unit NAME] dir command...: a one-shot container of the release's image (migrate, static files, the worker check)
+  # A container is named below, by its job; the systemd unit name run_step passes has no use here.
+  if [ "$1" = --unit ]; then shift 2; fi
   local dir=$1 app=/app rel ids
   shift
   local -a cmd=("$@")

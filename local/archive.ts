@@ -212,8 +212,11 @@ export function gitShaOf(dir: string): string | undefined {
  */
 export function fileDigest(file: string, env: NodeJS.ProcessEnv = process.env): string {
   const abs = path.resolve(file);
-  const st = fs.statSync(abs, { bigint: true });
-  const stamp = [st.dev, st.ino, st.size, st.mtimeNs, st.ctimeNs].join(":");
+  const statStamp = () => {
+    const st = fs.statSync(abs, { bigint: true });
+    return [st.dev, st.ino, st.size, st.mtimeNs, st.ctimeNs].join(":");
+  };
+  const stamp = statStamp();
   const memo = path.join(archiveDir(env), `.digest-${createHash("sha256").update(abs).digest("hex").slice(0, 32)}`);
   try {
     const [seen, sha256] = fs.readFileSync(memo, "utf8").split("\n");
@@ -232,8 +235,7 @@ export function fileDigest(file: string, env: NodeJS.ProcessEnv = process.env): 
   }
   const sha256 = h.digest("hex");
   // The file may have changed while it was read: remember only what was stat'ed before and after alike.
-  const after = fs.statSync(abs, { bigint: true });
-  if ([after.dev, after.ino, after.size, after.mtimeNs, after.ctimeNs].join(":") === stamp) {
+  if (statStamp() === stamp) {
     const tmp = `${memo}.${process.pid}.tmp`;
     fs.writeFileSync(tmp, `${stamp}\n${sha256}\n`, { mode: 0o600 });
     fs.renameSync(tmp, memo);

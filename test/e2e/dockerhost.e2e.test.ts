@@ -22,9 +22,12 @@ import {
 const image = "ayna/base:test";
 const hardened = "--user 65534:65534 --read-only --tmpfs /tmp --security-opt no-new-privileges";
 const web = `sudo docker run -d --name web --init --restart unless-stopped ${hardened} --memory 128m -w /tmp -p 127.0.0.1:18080:8080 ${image} python3 -m http.server 8080`;
-/** Waits up to 30 s for the published port to answer inside the host. */
+/**
+ * Waits up to 30 s for the published port to answer inside the host, and prints the
+ * last status code only (a refused try prints 000, which must not pile up before it).
+ */
 const curlWeb =
-  "for i in $(seq 150); do curl -fsS -o /dev/null -w '%{http_code}' http://127.0.0.1:18080/ && exit 0; sleep 0.2; done; exit 1";
+  'for i in $(seq 150); do c=$(curl -sS -o /dev/null -w \'%{http_code}\' http://127.0.0.1:18080/ 2>/dev/null); [ "$c" = 200 ] && break; sleep 0.2; done; printf %s "$c"';
 
 /** Can this machine open a TCP connection to ADDRESS:PORT (within 3 s)? */
 function connects(address: string, port: number): Promise<boolean> {

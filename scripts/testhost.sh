@@ -1358,6 +1358,17 @@ cmd_alias() {
   mapfile -t opts < <(ssh_opts "$key" "$hd/known_hosts")
   ssh "${opts[@]}" "root@$(<"$hd/address")" ip addr add "$addr/24" dev host0 </dev/null >&2 ||
     die "could not add $addr to $1"
+  # The address may have been an earlier host's: this machine's neighbour entry
+  # would still name that host's MAC until it goes stale (CI saw a first
+  # connection to a fresh alias time out after 10 s). Forget it, then wait
+  # until sshd answers there.
+  ip neigh del "$addr" dev "$BRIDGE" 2>/dev/null || true
+  local i
+  for ((i = 0; i < 60; i++)); do
+    timeout 0.5 bash -c 'exec 3<>"/dev/tcp/$0/22"' "$addr" 2>/dev/null && break
+    sleep 0.5
+  done
+  ((i < 60)) || die "$addr was added to $1 but sshd does not answer there within 60 s"
   echo "$addr"
 }
 

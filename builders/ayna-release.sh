@@ -826,8 +826,28 @@ interrupted_from() { # current: the release that served before an interrupted sw
   fi
 }
 
+bundle_digest() { # one hash over the env file and unit files installed now
+  local name
+  {
+    sha256sum <"$ENV_FILE" 2>/dev/null || true
+    for name in $(installed_units); do printf '%s ' "$name" && sha256sum <"$UNIT_DIR/$name"; done
+  } | sha256sum | cut -d' ' -f1
+}
+
+# A release that stayed up through a full watch window is proven: what it ran
+# with is kept beside it (.ayna-proven). Switching back to it under the same
+# env file and units (a rollback) needs no window of its own: its services are
+# still checked once and its HTTP services still pass the health gate.
+proven_under() { # release digest: the seconds it was watched under this digest, when at least WATCH
+  local f=$RELEASES/$1/.ayna-proven secs
+  [ -f "$f" ] && [ "$(sed -n 's/^bundle=//p' "$f")" = "$2" ] || return 1
+  secs=$(sed -n 's/^seconds=//p' "$f")
+  [[ $secs =~ ^[0-9]+$ ]] && [ "$secs" -ge "$WATCH" ] || return 1
+  echo "$secs"
+}
+
 activate() { # from to sha action: env file and units, (6) switch, (7) reload, (8) health gate, (9) rollback
-  local from=$1 to=$2 sha=$3 action=$4 changes
+  local from=$1 to=$2 sha=$3 action=$4 changes digest proven='' WATCH=$WATCH
   changes=$(bundle_summary)
   if ! printf 'from=%s\nto=%s\n' "$from" "$to" >"$IN_FLIGHT"; then
     # A part-written record would tell the next deploy that a switch happened.
@@ -835,11 +855,21 @@ activate() { # from to sha action: env file and units, (6) switch, (7) reload, (
     die "deploy: the switch record $IN_FLIGHT could not be stored$(space_note); nothing was switched, $(serving "$from")" 4
   fi
   install_bundle
+  digest=$(bundle_digest)
+  if [ "$from" != none ] && [ "$from" != "$to" ] && [ "$WATCH" -gt 0 ] && proven=$(proven_under "$to" "$digest"); then
+    say "watch: $to stayed up for ${proven}s under this env file and units when it served before; its services are checked once"
+    WATCH=0 # local: the window of this switch only
+  fi
   switch_to "$to"
   WORKERS_APPLIED=0
   apply_release "$from" "$to" http
   if http_gate "$to" && apply_release "$from" "$to" workers && watch_services "$to"; then
     rm -f "$RELEASES/$to/.ayna-failed"
+    if [ -z "$proven" ] && [ "$WATCH" -gt 0 ]; then
+      printf 'seconds=%s\nbundle=%s\nat=%s\n' "$WATCH" "$digest" "$(now)" >"$RELEASES/$to/.ayna-proven.tmp" &&
+        mv -f "$RELEASES/$to/.ayna-proven.tmp" "$RELEASES/$to/.ayna-proven" ||
+        say "warning: could not record that $to is proven; a switch back to it will watch it again"
+    fi
     [ "$from" = none ] || [ "$from" = "$to" ] || echo "$from" >"$ROOT/.previous-release"
     record_bundle
     rm -f "$IN_FLIGHT"
@@ -849,6 +879,7 @@ activate() { # from to sha action: env file and units, (6) switch, (7) reload, (
     return 0
   fi
   [ "$from" = "$to" ] || touch "$RELEASES/$to/.ayna-failed"
+  rm -f "$RELEASES/$to/.ayna-proven"
   if [ "$from" != none ] && [ -d "$RELEASES/$from" ]; then
     say "rolling back to $from${changes:+ with the previous env file and units}"
     restore_bundle

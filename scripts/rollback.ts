@@ -6,11 +6,11 @@
 // The hosts switch to the old release directory with its old Python
 // environment; nothing is reinstalled. A release no longer on a host, or one
 // that failed, is refused, and the stack config is then left byte for byte as
-// it was. `make rollback` calls rollback() below.
-import { execFileSync } from "node:child_process";
+// it was. `make rollback` calls rollback() below. It drives the pulumi CLI
+// itself, so it needs no more than the CLI on the machine.
+import { ChildProcess, execFileSync, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { LocalWorkspace, Stack } from "@pulumi/pulumi/automation";
 import { pulumiBinary, repoRoot } from "./lib/toolchain";
 
 export interface Args {
@@ -76,19 +76,35 @@ export function configFileOf(args: Args): string {
   return args.configFile ?? path.join(repoRoot, `Pulumi.${args.stack.split("/").pop()}.yaml`);
 }
 
-/** Rolls back; throws with the reason. The stack config is changed only when the rollback succeeded. */
+/** Runs the CLI for its output; a failure carries the CLI's own words. */
+function cliOutput(bin: string, args: string[]): string {
+  try {
+    return execFileSync(bin, args, { cwd: repoRoot, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    throw new Error(`pulumi ${args.join(" ")}: ${(err.stderr ?? "").trim() || err.message}`);
+  }
+}
+
+/** The hosts output of the stack (non-secret), as the program wrote it. */
+function hostsOf(bin: string, stack: string): HostOutput[] {
+  const all = JSON.parse(cliOutput(bin, ["stack", "output", "--json", "--stack", stack])) as Record<string, unknown>;
+  return (Array.isArray(all["hosts"]) ? all["hosts"] : []) as HostOutput[];
+}
+
+/**
+ * Rolls back; throws with the reason. The stack config is changed only when the rollback succeeded.
+ * The CLI is run directly (outputs, config set, up, outputs): the Automation API would add a
+ * stack select, a second outputs read and a history read, each a CLI start of its own.
+ */
 export async function rollback(args: Args): Promise<void> {
   const bin = pulumiBinary();
   process.env.PATH = `${path.dirname(bin)}:${process.env.PATH ?? ""}`;
-  process.env.PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK = "true";
   process.env.PULUMI_SKIP_UPDATE_CHECK = "true";
   process.env.PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION = "true";
 
   const started = Date.now();
-  const ws = await LocalWorkspace.create({ workDir: repoRoot });
-  const stack = await Stack.select(args.stack, ws);
-  const outputs = await stack.outputs();
-  const hosts = (outputs["hosts"]?.value ?? []) as HostOutput[];
+  const hosts = hostsOf(bin, args.stack);
   if (hosts.length === 0) throw new Error(`stack ${args.stack} has no deployed hosts to roll back`);
   const target = chooseTarget(hosts, args.to);
   const now = hosts.map((h) => `${h.name}: ${h.release}`).join(", ");
@@ -98,56 +114,53 @@ export async function rollback(args: Args): Promise<void> {
   // failed health check, Ctrl-C) puts the file back as it was.
   const configFile = configFileOf(args);
   const saved = fs.existsSync(configFile) ? fs.readFileSync(configFile) : undefined;
-  const abort = new AbortController();
-  const onSignal = (): void => abort.abort();
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
-  let done = false;
+  const fileFlags = args.configFile ? ["--config-file", args.configFile] : [];
+  let interrupted = false;
+  let child: ChildProcess | undefined;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    // The CLI cancels the update cleanly on its first signal and stops at once
+    // on a second: it runs in a process group of its own, so a terminal's
+    // Ctrl-C reaches it only through here, once.
+    if (!interrupted) child?.kill(sig);
+    interrupted = true;
+  };
+  // Kept for the whole update: a second Ctrl-C must not end this process
+  // before the config file is put back.
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   try {
-    // The config file may live outside the workspace (--config-file), which the
-    // Automation API's setConfig cannot address: the CLI sets the pin.
     execFileSync(
       bin,
-      [
-        "config",
-        "set",
-        "--path",
-        "release.pin",
-        target,
-        "--stack",
-        args.stack,
-        "--non-interactive",
-        ...(args.configFile ? ["--config-file", args.configFile] : []),
-      ],
+      ["config", "set", "--path", "release.pin", target, "--stack", args.stack, "--non-interactive", ...fileFlags],
       { cwd: repoRoot, stdio: ["ignore", "inherit", "inherit"] },
     );
-    const res = await stack.up({
-      configFile: args.configFile,
-      message: `rollback to ${target}`,
-      onOutput: (s) => process.stdout.write(s),
-      onError: (s) => process.stderr.write(s),
-      signal: abort.signal,
-      // With secrets, the summary's `stack history --show-secrets` runs without
-      // --config-file and writes a stray Pulumi.<stack>.yaml beside Pulumi.yaml.
-      showSecrets: false,
+    const code = await new Promise<number>((resolve, reject) => {
+      // --show-secrets stays off: the summary would print them.
+      child = spawn(
+        bin,
+        ["up", "--yes", "--skip-preview", "--stack", args.stack, "--message", `rollback to ${target}`, ...fileFlags],
+        { cwd: repoRoot, stdio: ["ignore", "inherit", "inherit"], detached: true },
+      );
+      child.on("error", reject);
+      child.on("close", (c, sig) => resolve(c ?? (sig ? 128 : 1)));
     });
-    done = true;
-    const after = (res.outputs["hosts"]?.value ?? []) as HostOutput[];
+    if (code !== 0) throw new Error(`pulumi up exited ${code}`);
+    const after = hostsOf(bin, args.stack);
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
     process.stdout.write(
       `rolled back to ${target} in ${seconds}s: ${after.map((h) => `${h.name}: ${h.release}`).join(", ")}\n` +
         `release.pin=${target} stays in the stack config; remove it (pulumi config rm --path release.pin) to deploy the source again.\n`,
     );
   } catch (err) {
-    // The update's own output (streamed above) says why; the error repeats all of it.
-    const why = abort.signal.aborted ? "interrupted" : "the update failed (its output is above)";
+    // The update's own output (streamed above) says why.
+    const why = interrupted ? "interrupted" : "the update failed (its output is above)";
+    if (interrupted) process.exitCode = 130;
     throw new Error(`rollback to ${target} did not complete: ${why}; ${restore(configFile, saved)}`, {
       cause: err,
     });
   } finally {
     process.removeListener("SIGINT", onSignal);
     process.removeListener("SIGTERM", onSignal);
-    if (!done && abort.signal.aborted) process.exitCode = 130;
   }
 }
 

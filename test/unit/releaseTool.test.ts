@@ -1698,3 +1698,76 @@ describe("ayna-release: the env file and units travel with the release (--bundle
     ]);
   });
 });
+
+describe("ayna-release: a rollback to a proven release is a switch and a reload (no second watch window)", () => {
+  /** v1 then v2 deployed with `env` and unitsV1 under a 2 s watch window; v2 serves. */
+  async function twoReleases(sb: Sandbox, env = "A=1\n") {
+    const one = archive(sb.dir, "one");
+    const two = archive(sb.dir, "two");
+    sb.tree();
+    sb.env("envA");
+    for (const [a, rel, sha] of [
+      [one, "v1", "sha-1"],
+      [two, "v2", "sha-2"],
+    ] as const) {
+      sb.answers(8155, healthy(rel));
+      sb.answers(8150, healthy(rel));
+      const r = await sb.program([...deployArgs(a, sha), "--bundle"], Buffer.concat([bundle(env, unitsV1), a.data]));
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, new RegExp(`^health ok: every service of ${rel} stayed up for 2s$`, "m"));
+    }
+  }
+
+  it("a release that stays up through its window is recorded as proven: the seconds and one hash of the env file and units", async () => {
+    const sb = sandbox({ watchSeconds: 2 });
+    await twoReleases(sb);
+    const proven = sb.lines("releases/v1/.ayna-proven");
+    assert.equal(proven[0], "seconds=2");
+    assert.match(proven[1] ?? "", /^bundle=[0-9a-f]{64}$/);
+    assert.match(proven[2] ?? "", /^at=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    assert.deepEqual(
+      sb.lines("releases/v2/.ayna-proven").slice(0, 2),
+      proven.slice(0, 2),
+      "same env and units, same hash",
+    );
+  });
+
+  it("rolled back to under the same env file and units: no window, its services checked once and web's health gate passed", async () => {
+    const sb = sandbox({ watchSeconds: 2 });
+    await twoReleases(sb);
+    sb.answers(8150, healthy("v1"));
+    const r = await sb.program(["rollback", "--bundle"], bundle("A=1\n", unitsV1));
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, "release=v1 previous=v2\n");
+    assert.match(
+      r.stderr,
+      /^watch: v1 stayed up for 2s under this env file and units when it served before; its services are checked once$/m,
+    );
+    assert.match(r.stderr, /^health ok: http:\/\/127\.0\.0\.1:8150\/health serves v1$/m);
+    assert.doesNotMatch(r.stderr, /stayed up for 2s$/m, "no window was waited out");
+    assert.equal(sb.current(), "v1");
+  });
+
+  it("rolled back to with another env file: the full window, as for a new release", async () => {
+    const sb = sandbox({ watchSeconds: 2 });
+    await twoReleases(sb);
+    sb.answers(8155, healthy("v1"));
+    sb.answers(8150, healthy("v1"));
+    const r = await sb.program(["rollback", "--bundle"], bundle("A=2\n", unitsV1));
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /^watch: /m);
+    assert.match(r.stderr, /^health ok: every service of v1 stayed up for 2s$/m);
+  });
+
+  it("a proven release that fails its gate when switched back to loses its proof, is marked failed, and v2 serves again", async () => {
+    const sb = sandbox({ watchSeconds: 2, healthTimeoutSeconds: 2 });
+    await twoReleases(sb);
+    sb.answers(8150, "500");
+    const r = await sb.program(["rollback", "--bundle"], bundle("A=1\n", unitsV1));
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /^watch: v1 stayed up for 2s/m);
+    assert.equal(sb.exists("releases/v1/.ayna-proven"), false);
+    assert.equal(sb.exists("releases/v1/.ayna-failed"), true);
+    assert.equal(sb.current(), "v2");
+  });
+});

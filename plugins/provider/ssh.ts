@@ -332,8 +332,9 @@ async function connectWithRetry(c: Connection): Promise<Client> {
     } catch (err) {
       last = err as Error;
       const code = (err as NodeJS.ErrnoException).code ?? "";
-      const timedOut = /no answer within/i.test(last.message);
-      if (!(retryable.has(code) || timedOut) || i === attempts) break;
+      // A busy sshd (MaxStartups) drops new connections before its banner; the next try usually gets through.
+      const transient = /no answer within|closed the connection before the SSH handshake/i.test(last.message);
+      if (!(retryable.has(code) || transient) || i === attempts) break;
       await new Promise((r) => setTimeout(r, 1000 * i));
     }
   }
@@ -346,9 +347,18 @@ function connectOnce(c: Connection): Promise<Client> {
     let hostKeyProblem: string | undefined;
     const pinned = c.hostKey ? parseHostKey(c.hostKey) : undefined;
     const timeoutSec = c.connectTimeoutSeconds ?? 10;
-    client.once("ready", () => resolve(client));
-    client.once("error", (err: Error & { level?: string; code?: string }) => {
+    let settled = false;
+    client.once("ready", () => {
+      settled = true;
+      resolve(client);
+    });
+    // Kept for the client's whole life: ssh2 can emit a second error for one failure (a handshake
+    // timeout destroys the socket, whose close then reports "Connection lost before handshake"),
+    // and an error event nobody listens to would take the provider process down.
+    client.on("error", (err: Error & { level?: string; code?: string }) => {
       client.end();
+      if (settled) return;
+      settled = true;
       if (hostKeyProblem) {
         reject(new Error(hostKeyProblem));
         return;
@@ -387,6 +397,9 @@ function describeConnectError(
   }
   if (/timed out/i.test(err.message)) {
     return `ssh to ${t}: no answer within ${timeoutSec}s (check the address and port, and that the host is up and reachable)`;
+  }
+  if (/lost before handshake/i.test(err.message)) {
+    return `ssh to ${t}: the host closed the connection before the SSH handshake (is this port sshd's, and is sshd overloaded? see its MaxStartups)`;
   }
   switch (err.code) {
     case "ECONNREFUSED":

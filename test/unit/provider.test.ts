@@ -1369,6 +1369,61 @@ describe("remote command wrapper (builders/remote.ts)", () => {
   });
 });
 
+describe("ayna provider: SSH connections that fail before the handshake (SshPool against a local TCP server)", () => {
+  // A child process runs the pool, so an error event nobody handles shows as that process dying.
+  function attempt(mode: "silent" | "hangup"): { message: string; connections: number } {
+    const script = [
+      'const net = require("node:net");',
+      'const { SshPool } = require("./plugins/provider/ssh");',
+      'const { ed25519KeyPair } = require("./test/support/keys");',
+      "let connections = 0;",
+      "const held = [];",
+      "const server = net.createServer((sock) => {",
+      "  connections++;",
+      "  sock.on('error', () => {});",
+      "  if (process.env.MODE === 'hangup') sock.destroy(); else held.push(sock);",
+      "});",
+      "server.listen(0, '127.0.0.1', async () => {",
+      "  const c = { host: '127.0.0.1', port: server.address().port, user: 'deploy', privateKey: ed25519KeyPair().private,",
+      "    insecureIgnoreHostKey: true, connectTimeoutSeconds: 1, connectAttempts: 2 };",
+      "  const pool = new SshPool();",
+      "  let message = 'connected';",
+      "  try { await pool.exec(c, 'true'); } catch (e) { message = e.message; }",
+      "  // ssh2's late events (the socket's close after a timeout) arrive after the rejection.",
+      "  await new Promise((r) => setTimeout(r, 1500));",
+      "  for (const s of held) s.destroy();",
+      "  server.close();",
+      "  console.log(JSON.stringify({ message, connections }));",
+      "});",
+    ].join("\n");
+    const r = spawnSync(process.execPath, ["-r", "ts-node/register/transpile-only", "-e", script], {
+      cwd: path.resolve(__dirname, "..", ".."),
+      env: { ...process.env, MODE: mode },
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+    assert.equal(r.status, 0, `the process running the pool died:\n${r.stderr}`);
+    return JSON.parse(r.stdout) as { message: string; connections: number };
+  }
+
+  it("a host that accepts TCP but never speaks: each try times out, is retried, and the process stays up", function () {
+    this.timeout(60_000);
+    const out = attempt("silent");
+    assert.equal(out.connections, 2);
+    assert.match(out.message, /^ssh to deploy@127\.0\.0\.1:\d+: no answer within 1s \(check the address and port/);
+  });
+
+  it("a host that hangs up before its banner (a busy sshd's MaxStartups): retried, then a message naming the cause", function () {
+    this.timeout(60_000);
+    const out = attempt("hangup");
+    assert.equal(out.connections, 2);
+    assert.match(
+      out.message,
+      /^ssh to deploy@127\.0\.0\.1:\d+: the host closed the connection before the SSH handshake \(is this port sshd's/,
+    );
+  });
+});
+
 describe("ayna provider: host identity rules", () => {
   const cmd = { create: "echo hi", hostIdentity: identityA };
   const file = { path: "/etc/x", content: "a\n", mode: "0644", hostIdentity: identityA };

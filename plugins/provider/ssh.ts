@@ -323,18 +323,28 @@ export class SshPool implements Executor {
 
 const retryable = new Set(["ECONNREFUSED", "ETIMEDOUT", "EHOSTUNREACH", "ECONNRESET", "ENETUNREACH", "EAI_AGAIN"]);
 
+type Ssh2Error = Error & { level?: string; code?: string };
+const handshakeTimedOut = (err: Ssh2Error) => /timed out/i.test(err.message);
+const lostBeforeHandshake = (err: Ssh2Error) => /lost before handshake/i.test(err.message);
+
+/** A failed attempt worth another: the host may be slow, or a busy sshd (MaxStartups) dropped it before its banner. */
+function isTransient(err: Ssh2Error): boolean {
+  if (err.level === "client-authentication") return false;
+  return retryable.has(err.code ?? "") || handshakeTimedOut(err) || lostBeforeHandshake(err);
+}
+
+/** What connectOnce rejects with: the operator's message, and whether trying again may help. */
+type ConnectError = Error & { transient?: boolean };
+
 async function connectWithRetry(c: Connection): Promise<Client> {
   const attempts = Math.max(1, c.connectAttempts ?? 3);
-  let last: Error | undefined;
+  let last: ConnectError | undefined;
   for (let i = 1; i <= attempts; i++) {
     try {
       return await connectOnce(c);
     } catch (err) {
-      last = err as Error;
-      const code = (err as NodeJS.ErrnoException).code ?? "";
-      // A busy sshd (MaxStartups) drops new connections before its banner; the next try usually gets through.
-      const transient = /no answer within|closed the connection before the SSH handshake/i.test(last.message);
-      if (!(retryable.has(code) || transient) || i === attempts) break;
+      last = err as ConnectError;
+      if (!last.transient || i === attempts) break;
       await new Promise((r) => setTimeout(r, 1000 * i));
     }
   }
@@ -355,7 +365,7 @@ function connectOnce(c: Connection): Promise<Client> {
     // Kept for the client's whole life: ssh2 can emit a second error for one failure (a handshake
     // timeout destroys the socket, whose close then reports "Connection lost before handshake"),
     // and an error event nobody listens to would take the provider process down.
-    client.on("error", (err: Error & { level?: string; code?: string }) => {
+    client.on("error", (err: Ssh2Error) => {
       client.end();
       if (settled) return;
       settled = true;
@@ -363,8 +373,8 @@ function connectOnce(c: Connection): Promise<Client> {
         reject(new Error(hostKeyProblem));
         return;
       }
-      const e = new Error(describeConnectError(c, err, timeoutSec)) as NodeJS.ErrnoException;
-      e.code = err.code;
+      const e: ConnectError = new Error(describeConnectError(c, err, timeoutSec));
+      e.transient = isTransient(err);
       reject(e);
     });
     client.connect({
@@ -386,19 +396,15 @@ function connectOnce(c: Connection): Promise<Client> {
   });
 }
 
-function describeConnectError(
-  c: Connection,
-  err: Error & { level?: string; code?: string },
-  timeoutSec: number,
-): string {
+function describeConnectError(c: Connection, err: Ssh2Error, timeoutSec: number): string {
   const t = target(c);
   if (err.level === "client-authentication") {
     return `ssh to ${t}: the host refused the key (check the user and that the public key is in ~${c.user}/.ssh/authorized_keys)`;
   }
-  if (/timed out/i.test(err.message)) {
+  if (handshakeTimedOut(err)) {
     return `ssh to ${t}: no answer within ${timeoutSec}s (check the address and port, and that the host is up and reachable)`;
   }
-  if (/lost before handshake/i.test(err.message)) {
+  if (lostBeforeHandshake(err)) {
     return `ssh to ${t}: the host closed the connection before the SSH handshake (is this port sshd's, and is sshd overloaded? see its MaxStartups)`;
   }
   switch (err.code) {

@@ -342,14 +342,17 @@ apply_release() { # from to [all|http|workers]: make services serve 'to', with t
     STARTED[$role]=$(date +%s)
   done
   [ "$which" = http ] || WORKERS_APPLIED=1
-  [ ${#together[@]} -gt 0 ] || return 0
-  local -a units=()
-  for role in "${together[@]}"; do units+=("$(unit_of "$role")"); done
-  restart_units "${units[@]}" || say "warning: ${units[*]} did not restart"
-  for role in "${together[@]}"; do
-    RESTARTS[$role]=$(systemctl show -P NRestarts "$(unit_of "$role")")
-    STARTED[$role]=$(date +%s)
-  done
+  if [ ${#together[@]} -gt 0 ]; then
+    local -a units=()
+    for role in "${together[@]}"; do units+=("$(unit_of "$role")"); done
+    restart_units "${units[@]}" || say "warning: ${units[*]} did not restart"
+    for role in "${together[@]}"; do
+      RESTARTS[$role]=$(systemctl show -P NRestarts "$(unit_of "$role")")
+      STARTED[$role]=$(date +%s)
+    done
+  fi
+  # After web and api alone (the gate comes next) the last handover may still drain.
+  [ "$which" = http ] || handovers_drained
 }
 
 # A restart without a gap: a second server of the new release (the handover
@@ -359,14 +362,19 @@ apply_release() { # from to [all|http|workers]: make services serve 'to', with t
 # ready (--preload), so neither takes requests it cannot answer yet. Requests
 # in flight finish in the process that took them; queued connections stay in
 # the one socket for whichever process accepts next.
+#
+# The handover is told to stop without waiting for it (--no-block): it drains
+# the requests it took (0.5-1 s for gunicorn) while the next role hands over;
+# handovers_drained waits for them before the release is judged.
 handover() { # role unit ready port
   local h
   h=$(handover_unit "$1")
+  handovers_drained "$1" # this role's handover from an earlier apply (a rollback right after a failed gate)
   if start_unit start "$h"; then
     serving_workers "$h" "$3" "$4"
     start_unit restart "$2" || say "warning: $2 did not restart"
     serving_workers "$2" "$3" "$4"
-    systemctl stop "$h" || say "warning: $h did not stop"
+    systemctl stop --no-block "$h" || say "warning: $h did not stop"
   else
     say "warning: $h did not start; restarting $2 without a handover"
     systemctl reset-failed "$h" 2>/dev/null || true
@@ -444,6 +452,25 @@ serving_workers() { # unit fork|listening port
     sleep 0.1
   done
   say "warning: $1 has no worker accepting after 10s"
+}
+
+# Every handover told to stop (or only ROLE's) has stopped: systemd's own stop
+# timeout ends a drain that hangs; a handover still up after 300 s is named.
+handovers_drained() { # [role]
+  local entry role mode h deadline
+  deadline=$(($(date +%s) + 300))
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r role _ mode _ <<<"$entry"
+    [ "$mode" = handover ] && [ "${1:-$role}" = "$role" ] || continue
+    h=$(handover_unit "$role")
+    while [[ $(systemctl show -P ActiveState "$h") =~ ^(active|activating|deactivating|reloading)$ ]]; do
+      if [ "$(date +%s)" -ge "$deadline" ]; then
+        say "warning: $h is still running 300s after it was told to stop"
+        break
+      fi
+      sleep 0.1
+    done
+  done
 }
 
 # After an interrupted release: a handover still serving beside a running unit stops.
@@ -886,6 +913,7 @@ activate() { # from to sha action: env file and units, (6) switch, (7) reload, (
     switch_to "$from"
     # Workers not yet restarted for the failed release still run the old one.
     if [ "$WORKERS_APPLIED" = 1 ]; then apply_release "$to" "$from"; else apply_release "$to" "$from" http; fi
+    handovers_drained
     http_gate "$from" || say "warning: $from is not healthy after the rollback either"
     rm -f "$IN_FLIGHT"
     audit rolled-back "$from" "$to" "$sha" "health check failed${changes:+ ($changes)}"

@@ -68,6 +68,8 @@ const stubs: Record<string, string> = {
         printf 'Id=%s\nActiveState=%s\nMainPID=%s\nNRestarts=%s\n\n' "$u" "$st" \
           "$(cat "$STUB_DIR/show/$u.MainPID" 2>/dev/null || echo 4242)" "$(cat "$STUB_DIR/show/$u.NRestarts" 2>/dev/null || echo 0)"
       done
+    elif [ "$3" = ActiveState ]; then
+      case "$4" in *-handover.service) [ -e "$STUB_DIR/active/$4" ] && echo active || echo inactive ;; *) [ -e "$STUB_DIR/inactive/$4" ] && echo inactive || echo active ;; esac
     else cat "$STUB_DIR/show/$4.$3" 2>/dev/null || { [ "$3" = MainPID ] && echo 4242; } || echo 0; fi ;;
   start | restart) shift; for u; do rm -f "$STUB_DIR/inactive/$u"; case "$u" in *-handover.service) touch "$STUB_DIR/active/$u" ;; esac; done ;;
   stop) shift; for u; do rm -f "$STUB_DIR/active/$u"; done ;;
@@ -749,7 +751,7 @@ describe("ayna-release: applying a release to the services", () => {
     const handover = (role: string) => [
       `systemctl start demoapp-${role}-handover.service`,
       `systemctl restart demoapp-${role}.service`,
-      `systemctl stop demoapp-${role}-handover.service`,
+      `systemctl stop --no-block demoapp-${role}-handover.service`,
     ];
     assert.deepEqual(actions, [
       ...handover("web"),
@@ -819,6 +821,48 @@ describe("ayna-release: applying a release to the services", () => {
     assert.equal(steps.filter((l) => l.includes("celery")).length, 1, "celery restarted once");
   });
 
+  it("a handover drains in the background: the next role hands over meanwhile, and the workers' apply returns only once every handover has stopped", async () => {
+    const sb = sandbox({
+      services: [
+        { role: "web", port: 8150, reload: "handover" },
+        { role: "api", port: 8151, reload: "handover" },
+        { role: "celery", reload: "restart" },
+      ],
+    });
+    sb.release("v1");
+    sb.release("v2");
+    // A handover takes 0.8 s to stop, as gunicorn's drain does; "gone UNIT" is logged when it has.
+    sb.stub(
+      "systemctl",
+      `gone() { sleep 0.8; rm -f "$STUB_DIR/active/$1"; printf -- '-\\tgone %s\\n' "$1" >>"$STUB_DIR/calls.log"; }
+case "$1 $2 $3" in
+  "stop --no-block "*-handover.service) gone "$3" >/dev/null 2>&1 & exit 0 ;;
+  "stop "*-handover.service" ") gone "$2"; exit 0 ;;
+esac
+` + stubs.systemctl,
+    );
+    const r = await sb.source(
+      `mark() { printf -- '-\\tmark %s\\n' "$1" >>"$STUB_DIR/calls.log"; }
+      apply_release v1 v2 http; mark http; apply_release v1 v2 workers; mark workers`,
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const log = sb.calls().map((c) => c.line.replace(/^systemctl /, ""));
+    const at = (line: string) => {
+      const i = log.indexOf(line);
+      assert.ok(i >= 0, `${line} is not in the log:\n${log.join("\n")}`);
+      return i;
+    };
+    assert.ok(
+      at("start demoapp-api-handover.service") < at("gone demoapp-web-handover.service"),
+      `api's handover started only after web's had stopped:\n${log.join("\n")}`,
+    );
+    assert.ok(at("restart demoapp-celery.service") < at("gone demoapp-api-handover.service"));
+    assert.ok(
+      at("gone demoapp-api-handover.service") < at("mark workers"),
+      `the workers' apply returned while api's handover still ran:\n${log.join("\n")}`,
+    );
+  });
+
   it("a handover that does not start falls back to a plain restart, with a warning", async () => {
     const sb = sandbox();
     sb.release("v1");
@@ -873,7 +917,7 @@ esac
         "systemctl reset-failed demoapp-web-handover.service",
         "systemctl start demoapp-web-handover.service",
         "systemctl restart demoapp-web.service",
-        "systemctl stop demoapp-web-handover.service",
+        "systemctl stop --no-block demoapp-web-handover.service",
         "systemctl restart demoapp-celery.service",
       ],
     );

@@ -27,6 +27,7 @@ label_of() { docker container inspect -f "{{index .Config.Labels \"$2\"}}" "$1" 
 unit_of() { container "$1"; }
 enabled() { exists "$1"; }
 unit_alive() { [ "$(docker container inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" = true ]; }
+main_pid() { docker container inspect -f '{{.State.Pid}}' "$1" 2>/dev/null || echo 0; } # container
 unit_logs() { docker logs --tail "${2:-20}" "$1" 2>&1 | tail -n "${2:-20}" >&2 || true; }
 # A health URL in Docker mode: unix:SOCKET:PATH (curl --unix-socket).
 health_url() { socket_url "$(container "$1")" "$1"; } # role port: the serving container's socket
@@ -230,7 +231,7 @@ candidate_check() { # dir release
     [ -n "$port" ] || continue
     url=$(socket_url "$(next_container "$role")" "$role")
     if ! poll_health "$url" "$rel" "$deadline" "$(next_container "$role")"; then
-      say "health check failed: $role of release $rel did not answer 200 on its socket ($url) within ${HEALTH_TIMEOUT}s; last answer: ${HEALTH_ANSWER:0:300}"
+      say "health check failed: $role of release $rel did not answer 200 on its socket ($url) within ${HEALTH_TIMEOUT}s$HEALTH_NOTE; last answer: ${HEALTH_ANSWER:0:300}"
       say "last log lines of the new container:"
       unit_logs "$(next_container "$role")" 25
       stop_candidates

@@ -21,6 +21,8 @@ AUDIT=$ROOT/logs/deploy-audit.log
 POLL_INTERVAL=0.3 # seconds between two health requests
 OWN_LOCK=
 HEALTH_ANSWER= # the last answer poll_health got, for the failure message
+HEALTH_NOTE=   # how poll_health used its budget, when it stretched it
+STRETCHED=     # the services that answered only past their budget, for the audit log
 PROC=${AYNA_PROC:-/proc} # only the unit tests move it
 declare -A RESTARTS=() # per role: NRestarts once the release was applied
 declare -A STARTED=()  # per role: when its unit was (re)started for the release
@@ -493,22 +495,81 @@ names_release() { # answer release: does the health answer name this release? (a
 
 health_path() { printf '%s' "${HEALTH_PATHS[$1]:-$HEALTH_PATH}"; } # role
 
+# CPU time (clock ticks: user and system, its own and its waited-for
+# children's) that a process and its children have used so far.
+cpu_ticks() { # pid
+  local p t=0 line
+  local -a f
+  for p in "$1" $(pgrep -P "$1" 2>/dev/null); do
+    line=$(cat "$PROC/$p/stat" 2>/dev/null) || continue
+    # After "pid (comm) ": state is [0], utime [11], stime [12], cutime [13], cstime [14].
+    read -r -a f <<<"${line##*) }"
+    t=$((t + ${f[11]:-0} + ${f[12]:-0} + ${f[13]:-0} + ${f[14]:-0}))
+  done
+  echo "$t"
+}
+
+main_pid() { systemctl show -P MainPID "$1" 2>/dev/null; } # unit: 0 when it has no process
+
 # The one health poll, for the candidates, the real ports after the switch and
 # the check after a rollback: HEALTH_PASSES answers in a row that name the
-# release. It fails at the deadline, or at once when the watched unit (a
-# candidate's) is no longer running; HEALTH_ANSWER keeps the last answer.
-poll_health() { # url release deadline [unit]
-  local url=$1 rel=$2 deadline=$3 unit=${4:-} passes=0
+# release. It fails at once when the watched unit (a candidate's) is no longer
+# running. The deadline is a budget for progress, not a wall clock: a service
+# still starting on a host short of CPU (8 releases on 2 cores) keeps using
+# CPU and does not answer yet; one that answers an error status has decided,
+# and one that hangs does not use CPU. So past the deadline, while the URL
+# gives no HTTP answer (refused, timed out), the poll goes on as long as the
+# busy unit's same main process used at least BUSY_TICKS of CPU in each
+# BUSY_SECONDS, until twice the budget again; answering, idle, restarted (a
+# crash loop) or without a busy unit, it fails. HEALTH_ANSWER keeps the last
+# answer, HEALTH_NOTE says how the budget was used when it was stretched.
+BUSY_SECONDS=2
+BUSY_TICKS=5 # 50 ms of CPU in 2 s: far above an idle server's timers, far below a boot
+poll_health() { # url release deadline [unit] [busy unit, default: unit]
+  local url=$1 rel=$2 deadline=$3 unit=${4:-} busy=${5:-${4:-}} passes=0 rc now pid pid0='' ticks t0=0 ticks0=0 cap
+  cap=$((deadline + 2 * HEALTH_TIMEOUT))
   HEALTH_ANSWER=
+  HEALTH_NOTE=
   while :; do
-    if HEALTH_ANSWER=$(fetch_health "$url" 2>&1) && names_release "$HEALTH_ANSWER" "$rel"; then
+    HEALTH_ANSWER=$(fetch_health "$url" 2>&1) && rc=0 || rc=$?
+    if [ "$rc" = 0 ] && names_release "$HEALTH_ANSWER" "$rel"; then
       passes=$((passes + 1))
     else
       passes=0
     fi
-    [ "$passes" -ge "$HEALTH_PASSES" ] && return 0
-    if [ "$(date +%s)" -ge "$deadline" ]; then return 1; fi
+    if [ "$passes" -ge "$HEALTH_PASSES" ]; then
+      if [ "$t0" != 0 ]; then
+        say "health: $busy was still starting (using CPU) when the ${HEALTH_TIMEOUT}s budget ran out; it answered $(($(date +%s) - deadline))s past it"
+        STRETCHED="${STRETCHED:+$STRETCHED, }$busy +$(($(date +%s) - deadline))s"
+      fi
+      return 0
+    fi
     if [ -n "$unit" ] && ! unit_alive "$unit"; then return 1; fi
+    now=$(date +%s)
+    if [ "$now" -ge "$deadline" ] && [ "$passes" = 0 ]; then
+      # An HTTP answer (curl's 0 or 22) that does not pass, an error status included, is the server's own verdict.
+      [ -n "$busy" ] && [ "$rc" != 0 ] && [ "$rc" != 22 ] || return 1
+      pid=$(main_pid "$busy")
+      [ "${pid:-0}" != 0 ] || return 1
+      ticks=$(cpu_ticks "$pid")
+      if [ "$t0" = 0 ]; then
+        t0=$now ticks0=$ticks pid0=$pid
+      elif [ "$pid" != "$pid0" ]; then
+        # A server that crashes and is started again burns CPU too: that is no progress.
+        HEALTH_NOTE=" ($busy restarted past the budget)"
+        return 1
+      elif [ $((now - t0)) -ge "$BUSY_SECONDS" ]; then
+        if [ $((ticks - ticks0)) -lt "$BUSY_TICKS" ]; then
+          HEALTH_NOTE=" (past the budget it used $((ticks - ticks0)) ticks of CPU in ${BUSY_SECONDS}s: idle, not starting)"
+          return 1
+        fi
+        t0=$now ticks0=$ticks
+      fi
+      if [ "$now" -ge "$cap" ]; then
+        HEALTH_NOTE=" (it was still using CPU at three times the budget)"
+        return 1
+      fi
+    fi
     sleep "$POLL_INTERVAL"
   done
 }
@@ -522,8 +583,8 @@ http_gate() { # release: every HTTP service answers 200 naming it
     unit=$(unit_of "$role")
     enabled "$unit" || continue
     url=$(health_url "$role" "$port")
-    if ! poll_health "$url" "$rel" "$deadline"; then
-      say "health check failed: $url did not answer 200 for release $rel within ${HEALTH_TIMEOUT}s; last answer: ${HEALTH_ANSWER:0:300}"
+    if ! poll_health "$url" "$rel" "$deadline" "" "$unit"; then
+      say "health check failed: $url did not answer 200 for release $rel within ${HEALTH_TIMEOUT}s$HEALTH_NOTE; last answer: ${HEALTH_ANSWER:0:300}"
       say "last log lines of $unit:"
       unit_logs "$unit"
       return 1
@@ -660,7 +721,7 @@ candidate_check() { # dir release
     [ -n "$cport" ] || continue
     url="http://127.0.0.1:$cport$(health_path "$role")"
     if ! poll_health "$url" "$rel" "$deadline" "$(candidate_unit "$role")"; then
-      say "health check failed: $role of release $rel did not answer 200 on its candidate port $cport ($url) within ${HEALTH_TIMEOUT}s; last answer: ${HEALTH_ANSWER:0:300}"
+      say "health check failed: $role of release $rel did not answer 200 on its candidate port $cport ($url) within ${HEALTH_TIMEOUT}s$HEALTH_NOTE; last answer: ${HEALTH_ANSWER:0:300}"
       say "last log lines of the candidate:"
       journalctl -u "$(candidate_unit "$role")" -n 25 --no-pager -o cat >&2 2>/dev/null || true
       stop_candidates
@@ -900,7 +961,7 @@ activate() { # from to sha action: env file and units, (6) switch, (7) reload, (
     [ "$from" = none ] || [ "$from" = "$to" ] || echo "$from" >"$ROOT/.previous-release"
     record_bundle
     rm -f "$IN_FLIGHT"
-    audit ok "$from" "$to" "$sha" "$action${changes:+ ($changes)}"
+    audit ok "$from" "$to" "$sha" "$action${changes:+ ($changes)}${STRETCHED:+; health budget stretched: $STRETCHED}"
     prune
     result "$to" "$(previous_release)"
     return 0

@@ -410,7 +410,7 @@ export const schema: Record<string, Field> = {
       },
       healthTimeoutSeconds: {
         kind: "int",
-        doc: "How long a new release may take to answer healthy.",
+        doc: "How long a new release may take to answer healthy. A server that still refuses connections at the end while its process keeps using CPU (starting on a busy host) gets up to twice this again; one that answers an error, idles or restarts does not.",
         default: 60,
         min: 1,
         max: 900,

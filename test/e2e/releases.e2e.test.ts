@@ -278,4 +278,29 @@ describe("releases: health-gated switch, automatic rollback, rollback command", 
     assert.ok(current && list.includes(current));
     assert.ok(previous && list.includes(previous));
   });
+
+  it("a slow start past the health budget (9 s of CPU at import, budget 4 s): the candidate still starting (refusing connections, using CPU) gets more time, the release passes, and the audit log says so", async () => {
+    // A start that works, only slowly, as on a host short of CPU: web's WSGI
+    // module computes for 9 s before gunicorn binds its port (--preload).
+    // The budget starts after the workers' code check, about 1-3 s after the candidates.
+    const wsgi = path.join(app, "config", "wsgi.py");
+    const plain = fs.readFileSync(wsgi, "utf8");
+    fs.writeFileSync(
+      wsgi,
+      `import time as _t\n_start = _t.monotonic()\nwhile _t.monotonic() - _start < 9:\n    pass\n${plain}`,
+    );
+    await stack.setConfig("release.healthTimeoutSeconds", "4", { path: true });
+    touchCode(app, "v8");
+    try {
+      await stack.ok(["up", "--yes", "--skip-preview"]);
+    } finally {
+      fs.writeFileSync(wsgi, plain);
+      await stack.setConfig("release.healthTimeoutSeconds", "30", { path: true });
+    }
+    assert.equal(await servedRelease(host), "v8");
+    assert.match(
+      (await sh(host, `sudo tail -n 1 /opt/ayna/${project}/logs/deploy-audit.log`)).trim(),
+      /to=v8\t.*result=ok\t.*; health budget stretched: demoapp-web-candidate\.service \+\d+s$/,
+    );
+  });
 });

@@ -412,6 +412,79 @@ describe("ayna-release: health poll", () => {
     );
   });
 
+  // A server's CPU time as /proc/PID/stat shows it: utime is the 14th field, here after a comm with a space.
+  const busyServer = (ticksPerTenth: number) => `
+    mkdir -p "$AYNA_PROC/4242"
+    ( t=0; while :; do
+        printf '4242 (gunicorn: master) S 1 4242 4242 0 -1 4194560 100 0 0 0 %d 3 0 0 20 0 1 0\\n' "$t" >"$AYNA_PROC/4242/stat.tmp"
+        mv "$AYNA_PROC/4242/stat.tmp" "$AYNA_PROC/4242/stat"; t=$((t + ${ticksPerTenth})); sleep 0.1
+      done ) >/dev/null 2>&1 &
+    busy=$!`;
+
+  it("health gate: a server still starting (refusing connections, using CPU) when the budget runs out gets more time and passes: a host short of CPU does not fail a healthy release", async () => {
+    const sb = sandbox({ healthTimeoutSeconds: 2 });
+    // Connections refused for 3.5 s (no answers file), then healthy: past the 2 s budget, within three times it.
+    sb.state("curl/8150.later", `${healthy("v2")}\n`);
+    const r = await sb.source(`${busyServer(3)}
+      (sleep 3.5; mv "$STUB_DIR/curl/8150.later" "$STUB_DIR/curl/8150") &
+      rc=0; http_gate v2 || rc=$?; kill "$busy"; echo "rc=$rc"`);
+    assert.equal(r.stdout, "rc=0\n", r.stderr);
+    assert.match(
+      r.stderr,
+      /^health: demoapp-web\.service was still starting \(using CPU\) when the 2s budget ran out; it answered [1-4]s past it$/m,
+    );
+    assert.match(r.stderr, /^health ok: http:\/\/127\.0\.0\.1:8150\/health serves v2$/m);
+  });
+
+  it("health gate: a server that answers an error status gets no more time, however busy it is (serving traffic)", async () => {
+    const sb = sandbox({ healthTimeoutSeconds: 1 });
+    sb.answers(8150, "503");
+    const t0 = Date.now();
+    const r = await sb.source(`${busyServer(3)}
+      rc=0; http_gate v2 || rc=$?; kill "$busy"; echo "rc=$rc"`);
+    const took = (Date.now() - t0) / 1000;
+    assert.equal(r.stdout, "rc=1\n");
+    assert.match(r.stderr, /within 1s; last answer: curl: \(22\) The requested URL returned error: 503$/m);
+    assert.ok(took < 1.8, `gave up after ${took} s, past the 1 s budget`);
+  });
+
+  it("health gate: a server that refuses connections and stays idle fails 2 s past the budget, saying it was idle", async () => {
+    const sb = sandbox({ healthTimeoutSeconds: 1 });
+    const r = await sb.source(`${busyServer(0)}
+      rc=0; http_gate v2 || rc=$?; kill "$busy"; echo "rc=$rc"`);
+    assert.equal(r.stdout, "rc=1\n");
+    assert.match(
+      r.stderr,
+      /within 1s \(past the budget it used 0 ticks of CPU in 2s: idle, not starting\); last answer: curl: \(7\) Failed to connect to 127\.0\.0\.1 port 8150$/m,
+    );
+  });
+
+  it("health gate: a server that keeps using CPU without ever answering fails at three times the budget", async () => {
+    const sb = sandbox({ healthTimeoutSeconds: 1 });
+    const t0 = Date.now();
+    const r = await sb.source(`${busyServer(3)}
+      rc=0; http_gate v2 || rc=$?; kill "$busy"; echo "rc=$rc"`);
+    const took = (Date.now() - t0) / 1000;
+    assert.equal(r.stdout, "rc=1\n");
+    assert.match(
+      r.stderr,
+      /^health check failed: http:\/\/127\.0\.0\.1:8150\/health did not answer 200 for release v2 within 1s \(it was still using CPU at three times the budget\); last answer: curl: \(7\) Failed to connect to 127\.0\.0\.1 port 8150$/m,
+    );
+    assert.ok(took >= 2 && took < 6, `gave up after ${took} s; the cap is 3 s`);
+  });
+
+  it("health gate: a server restarted past the budget (a crash loop, busy booting) fails at once instead of getting more time", async () => {
+    const sb = sandbox({ healthTimeoutSeconds: 1 });
+    const t0 = Date.now();
+    const r = await sb.source(`${busyServer(3)}
+      (sleep 1.5; echo 4244 >"$STUB_DIR/show/demoapp-web.service.MainPID"; mkdir -p "$AYNA_PROC/4244"; cp "$AYNA_PROC/4242/stat" "$AYNA_PROC/4244/stat") &
+      rc=0; http_gate v2 || rc=$?; kill "$busy"; echo "rc=$rc"`);
+    const took = (Date.now() - t0) / 1000;
+    assert.equal(r.stdout, "rc=1\n");
+    assert.match(r.stderr, /within 1s \(demoapp-web\.service restarted past the budget\); last answer/);
+    assert.ok(took < 2.5, `gave up after ${took} s, not when the process changed`);
+  });
+
   it("health gate: a worker that restarted since the release was applied fails, naming the unit", async () => {
     const sb = sandbox();
     sb.answers(8150, healthy("v2"));

@@ -102,6 +102,24 @@ export interface ReleaseStep {
   inputs?: string;
 }
 
+/**
+ * How long `pulumi up` waits for a deploy and for a rollback. The release
+ * tool's waits that grow with the health budget, at most: candidates and
+ * gate, each up to three budgets (a slow start's stretch), the watch window
+ * and its last check, and the gate of the previous release after a failed
+ * one. The base values hold the default budget (60 s, watch 15 s); each
+ * second more of that worst case adds one, so a healthy slow release is never
+ * reported failed while the host still proves it.
+ */
+export function releaseTimeouts(s: Pick<ReleaseToolSpec, "healthTimeoutSeconds" | "watchSeconds">): {
+  deploy: number;
+  rollback: number;
+} {
+  const health = (budget: number, watch: number) => 3 * budget + 3 * budget + (watch + budget) + 3 * budget;
+  const extra = Math.max(0, health(s.healthTimeoutSeconds, s.watchSeconds ?? 15) - health(60, 15));
+  return { deploy: 1800 + extra, rollback: 900 + extra };
+}
+
 function assign(name: string, value: string | number): string {
   return `${name}=${argv(String(value))}`;
 }

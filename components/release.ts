@@ -8,6 +8,7 @@ import {
   bundleVariables,
   encodeUnits,
   ReleaseToolSpec,
+  releaseTimeouts,
   renderReleaseTool,
   toolCommand,
   verifyCommand,
@@ -136,6 +137,7 @@ export class Release extends pulumi.ComponentResource {
       [bundleVariables.units]: unitsLine,
     };
     // Named so a preview says which of them changed on each host.
+    const timeouts = releaseTimeouts(args.tool);
     const bundleTriggers = [{ env: envContent.apply(sha256) }, { units: sha256(unitsLine) }];
     this.deploy = new RemoteCommand(
       `${name}-deploy`,
@@ -146,7 +148,7 @@ export class Release extends pulumi.ComponentResource {
             triggers: [{ pin: args.pin }, ...bundleTriggers],
             captureStdout: true,
             check: verifyCommand(toolPath),
-            timeoutSeconds: 900,
+            timeoutSeconds: timeouts.rollback,
           }
         : {
             create: toolCommand(
@@ -159,7 +161,7 @@ export class Release extends pulumi.ComponentResource {
             triggers: [{ code: this.archive.sha256 }, { dependencies: args.envHash }, ...bundleTriggers],
             captureStdout: true,
             check: verifyCommand(toolPath),
-            timeoutSeconds: 1800,
+            timeoutSeconds: timeouts.deploy,
           },
       { parent: this, dependsOn: [this.tool, this.uvicornWorker] },
     );

@@ -2,7 +2,7 @@
 //
 // Rolls a stack back to the release that served before the current one (or
 // to --to vN): pins it in the stack config (release.pin) and runs a new
-// update through the Automation API, so history stays linear and auditable.
+// update with the pulumi CLI, so history stays linear and auditable.
 // The hosts switch to the old release directory with its old Python
 // environment; nothing is reinstalled. A release no longer on a host, or one
 // that failed, is refused, and the stack config is then left byte for byte as

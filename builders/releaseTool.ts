@@ -102,6 +102,9 @@ export interface ReleaseStep {
   inputs?: string;
 }
 
+/** The watch window when the spec sets none (ReleaseToolSpec.watchSeconds). */
+const defaultWatchSeconds = 15;
+
 /**
  * How long `pulumi up` waits for a deploy and for a rollback. The release
  * tool's waits that grow with the health budget, at most: candidates and
@@ -116,7 +119,10 @@ export function releaseTimeouts(s: Pick<ReleaseToolSpec, "healthTimeoutSeconds" 
   rollback: number;
 } {
   const health = (budget: number, watch: number) => 3 * budget + 3 * budget + (watch + budget) + 3 * budget;
-  const extra = Math.max(0, health(s.healthTimeoutSeconds, s.watchSeconds ?? 15) - health(60, 15));
+  const extra = Math.max(
+    0,
+    health(s.healthTimeoutSeconds, s.watchSeconds ?? defaultWatchSeconds) - health(60, defaultWatchSeconds),
+  );
   return { deploy: 1800 + extra, rollback: 900 + extra };
 }
 
@@ -142,7 +148,7 @@ export function renderReleaseSettings(s: ReleaseToolSpec): string {
     `declare -A HEALTH_PATHS=(${Object.entries(s.healthPaths ?? {})
       .map(([role, p]) => `[${role}]=${argv(p)}`)
       .join(" ")})`,
-    assign("WATCH", s.watchSeconds ?? 15),
+    assign("WATCH", s.watchSeconds ?? defaultWatchSeconds),
     assign("LOCK_WAIT", s.lockWaitSeconds ?? 120),
     `SERVICES=(${s.services.map((x) => argv([x.role, x.port ?? "", x.reload, x.candidatePort ?? "", x.ready ?? "fork"].join(":"))).join(" ")})`,
     ...s.services

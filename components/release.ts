@@ -136,8 +136,8 @@ export class Release extends pulumi.ComponentResource {
       [bundleVariables.env]: envContent.apply((c) => Buffer.from(c, "utf8").toString("base64")),
       [bundleVariables.units]: unitsLine,
     };
-    // Named so a preview says which of them changed on each host.
     const timeouts = releaseTimeouts(args.tool);
+    // Named so a preview says which of them changed on each host.
     const bundleTriggers = [{ env: envContent.apply(sha256) }, { units: sha256(unitsLine) }];
     this.deploy = new RemoteCommand(
       `${name}-deploy`,

@@ -13,12 +13,16 @@ function findRoot(dir: string): string {
 
 export const repoRoot = findRoot(__dirname);
 
-export function pulumiBinary(): string {
+/** Where the CLI pinned in toolchain/go.mod lives under a cache directory, whether or not it is there. */
+export function pulumiBinaryIn(cache: string): string {
   const gomod = fs.readFileSync(path.join(repoRoot, "toolchain", "go.mod"), "utf8");
   const version = /github\.com\/pulumi\/pulumi\/pkg\/v3 (v\S+)/.exec(gomod)?.[1];
   if (!version) throw new Error("toolchain/go.mod does not pin github.com/pulumi/pulumi/pkg/v3");
-  const cache = process.env.AYNA_CACHE_DIR ?? "/var/cache/ayna-deploy";
-  const bin = path.join(cache, "toolchain", `pulumi-${version}`, "pulumi");
+  return path.join(cache, "toolchain", `pulumi-${version}`, "pulumi");
+}
+
+export function pulumiBinary(): string {
+  const bin = pulumiBinaryIn(process.env.AYNA_CACHE_DIR ?? "/var/cache/ayna-deploy");
   if (!fs.existsSync(bin)) throw new Error(`${bin} is missing: run scripts/toolchain.sh first`);
   return bin;
 }

@@ -6,12 +6,8 @@ import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { pulumiBinaryIn, repoRoot as repo } from "../../scripts/lib/toolchain";
 import { chooseTarget, parseArgs } from "../../scripts/rollback";
-
-const repo = path.resolve(__dirname, "../..");
-const version = /github\.com\/pulumi\/pulumi\/pkg\/v3 (v\S+)/.exec(
-  fs.readFileSync(path.join(repo, "toolchain", "go.mod"), "utf8"),
-)![1]!;
 
 // $1 is the subcommand; `up` writes its pid, then either fails at once
 // (FAKE_UP=fail) or runs until a signal, which it logs and answers the way
@@ -57,7 +53,8 @@ after(() => {
 function setup(): { dir: string; config: string; original: string; env: NodeJS.ProcessEnv } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ayna-rollback-"));
   dirs.push(dir);
-  const bin = path.join(dir, "cache", "toolchain", `pulumi-${version}`, "pulumi");
+  // Where rollback.ts looks for the CLI with AYNA_CACHE_DIR set as below.
+  const bin = pulumiBinaryIn(path.join(dir, "cache"));
   fs.mkdirSync(path.dirname(bin), { recursive: true });
   fs.writeFileSync(bin, fakeCli, { mode: 0o755 });
   const config = path.join(dir, "Pulumi.fake.yaml");

@@ -69,10 +69,26 @@ same_state() {
 clone_before=$(clone_state)
 golden_before=$(golden_state)
 
-bash scripts/toolchain.sh || { echo "0 passed, 1 failed"; exit 1; }
+# The test host images (debootstrap: mostly downloads; the Docker tests'
+# base image too) are built beside the toolchain (mostly the pulumi CLI's Go
+# build): on a cold cache they overlap.
+# Only the image's job runs apt-get, so the two never wait on dpkg's lock.
+(
+  bash scripts/testhost.sh deps && bash scripts/testhost.sh image && bash scripts/testhost.sh base-image >/dev/null &&
+    { command -v shellcheck >/dev/null || { apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null; }; }
+) > >(sed -u 's/^/[test host image] /' >&2) 2>&1 &
+image_pid=$!
+toolchain_rc=0
+bash scripts/toolchain.sh || toolchain_rc=$?
+image_rc=0
+wait "$image_pid" || image_rc=$?
+if [ "$toolchain_rc" != 0 ] || [ "$image_rc" != 0 ]; then
+  [ "$toolchain_rc" = 0 ] || echo "FAILED set-up: scripts/toolchain.sh exited $toolchain_rc (its output is above)"
+  [ "$image_rc" = 0 ] || echo "FAILED set-up: the test host image or its packages (scripts/testhost.sh deps, image, base-image) exited $image_rc (lines marked [test host image] above)"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
 use_toolchain
-bash scripts/testhost.sh deps >&2 && bash scripts/testhost.sh image >&2 || { echo "0 passed, 1 failed"; exit 1; }
-command -v shellcheck >/dev/null || { apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null; } >&2
 
 tally=$(mktemp)
 trap 'rm -f "$tally"' EXIT
@@ -83,7 +99,7 @@ check() {
     echo '{"passed":1,"failed":0,"skipped":0}' >>"$tally"
     log "ok: $name"
   else
-    echo '{"passed":0,"failed":1,"skipped":0}' >>"$tally"
+    node -e 'console.log(JSON.stringify({ passed: 0, failed: 1, skipped: 0, failures: [process.argv[1]] }))' "$name" >>"$tally"
     log "FAILED: $name"
   fi
 }
@@ -205,5 +221,7 @@ check "golden files unchanged by the run (test/unit/golden)" same_state "$golden
 check "tests left the clone as they found it" same_state "$clone_before" "$(clone_state)"
 
 summary=$(node test/support/tally.js sum "$tally") || summary="0 passed, 1 failed"
+# What failed, just above the closing line: the end of the output is what CI shows.
+node test/support/tally.js failures "$tally" || echo "FAILED (the tally could not be read)"
 echo "$summary"
 case "$summary" in *", 0 failed"*) exit 0 ;; *) exit 1 ;; esac

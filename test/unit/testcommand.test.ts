@@ -22,14 +22,23 @@ interface Tally {
   skipped: number;
 }
 
+/** A tally line as written: the counts, and what failed when something did. */
+interface TallyLine extends Tally {
+  failures?: string[];
+}
+
 interface MochaRun {
   code: number | null;
   out: string;
-  /** The lines the reporter wrote to $AYNA_TALLY_FILE. */
+  /** The counts of the lines the reporter wrote to $AYNA_TALLY_FILE. */
   lines: Tally[];
-  /** What scripts/test.sh adds to its total for this run. */
+  /** What scripts/test.sh adds to its total for this run (counts only). */
   counted: Tally;
+  /** The failures named by that line. */
+  failures: string[];
 }
+
+const counts = ({ passed, failed, skipped }: TallyLine): Tally => ({ passed, failed, skipped });
 
 /** Config copies and tally files of the child runs; made and removed by the suite below. */
 let scratch: string;
@@ -59,12 +68,22 @@ function mocha(config: string, fixture: string, extra: string[] = []): MochaRun 
   const lines = text
     .split("\n")
     .filter(Boolean)
-    .map((l) => JSON.parse(l) as Tally);
+    .map((l) => counts(JSON.parse(l) as TallyLine));
   const counted = spawnSync(process.execPath, [tallyScript, "run", fixture, String(r.status), tallyFile], {
     encoding: "utf8",
   });
   assert.equal(counted.status, 0, counted.stderr);
-  return { code: r.status, out: r.stdout + r.stderr, lines, counted: JSON.parse(counted.stdout) as Tally };
+  const line = JSON.parse(counted.stdout) as TallyLine;
+  return { code: r.status, out: r.stdout + r.stderr, lines, counted: counts(line), failures: line.failures ?? [] };
+}
+
+/** What `tally.js failures` prints for a tally file of these lines. */
+function failureLines(lines: string[]): string {
+  const file = path.join(scratch, `${crypto.randomUUID()}.tally`);
+  fs.writeFileSync(file, lines.join("\n") + "\n");
+  const r = spawnSync(process.execPath, [tallyScript, "failures", file], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout;
 }
 
 function sum(lines: string[]): string {
@@ -151,6 +170,49 @@ describe("the test command: what fails and what counts", function () {
     assert.equal(r.code, 0, r.out);
     assert.deepEqual(r.lines, []);
     assert.deepEqual(r.counted, { passed: 0, failed: 1, skipped: 0 });
+  });
+
+  it("names each failing test, labelled by its run, with its error's first line; a passing run names none", () => {
+    const r = mocha(".mocharc.unit.json", "failing.fixture.ts");
+    assert.notEqual(r.code, 0, r.out);
+    assert.deepEqual(r.counted, { passed: 1, failed: 2, skipped: 0 }, r.out);
+    assert.deepEqual(r.failures, [
+      "failing.fixture.ts: failing tests compares two numbers: one and one make three",
+      "failing.fixture.ts: failing tests throws a long story: first line of the story",
+    ]);
+    const pass = mocha(".mocharc.unit.json", "passing.fixture.ts");
+    assert.deepEqual(pass.failures, [], pass.out);
+    // --forbid-pending turns each pending test into a failure of its own.
+    assert.deepEqual(
+      mocha(".mocharc.unit.json", "pending.fixture.ts").failures,
+      ["skipped with it.skip", "skipped with xit", "has no body"].map(
+        (t) => `pending.fixture.ts: pending tests ${t}: Pending test forbidden`,
+      ),
+    );
+    // A run the reporter never finished is named for what happened to it.
+    assert.deepEqual(mocha(".mocharc.unit.json", "exits-early.fixture.ts").failures, [
+      "exits-early.fixture.ts: mocha exited 0 and its reporter recorded nothing",
+    ]);
+  });
+
+  it("lists the failures of every line above the closing line, and nothing when all passed", () => {
+    const pass = '{"passed":3,"failed":0,"skipped":0}';
+    assert.equal(failureLines([pass, pass]), "");
+    assert.equal(
+      failureLines([
+        pass,
+        '{"passed":0,"failed":1,"skipped":0,"failures":["eslint"]}',
+        '{"passed":5,"failed":2,"skipped":0,"failures":["end-to-end tests (database): a: x","end-to-end tests (database): b: y"]}',
+        "garbage",
+      ]),
+      [
+        "FAILED eslint",
+        "FAILED end-to-end tests (database): a: x",
+        "FAILED end-to-end tests (database): b: y",
+        "FAILED not a tally line: garbage",
+        "",
+      ].join("\n"),
+    );
   });
 
   it("sums to the closing line, naming skipped tests only when there are some", () => {

@@ -302,7 +302,7 @@ health_url() { printf 'http://127.0.0.1:%s%s' "$2" "$(health_path "$1")"; } # ro
 
 fetch_health() { curl -fsS --max-time 2 "$1"; } # url
 
-prepare_runtime() { :; } # before a deploy or a rollback takes the lock (Docker mode: network, volumes, Redis)
+prepare_runtime() { :; } # once a deploy or a rollback holds the lock (Docker mode: network, volumes, Redis)
 
 unit_changed() { local u; for u in "${UNITS_CHANGED[@]}"; do [ "$u" = "$1" ] && return 0; done; return 1; }
 
@@ -1037,6 +1037,7 @@ cmd_deploy() { # --sha S --checksum C --venv H [--reason R] [--bundle]; [bundle 
   [[ "$checksum" =~ ^[0-9a-f]{64}$ ]] || die "deploy: --checksum must be a sha256"
   [ -f "$VENVS/$venv/.ayna-complete" ] || die "deploy: environment $venv is not built"
   acquire_lock "$reason"
+  prepare_runtime
   [ -z "$bundle" ] || read_bundle
   bundle_changes
   local from to
@@ -1079,6 +1080,7 @@ cmd_rollback() { # [--to vN] [--bundle]; [bundle lines on stdin]
   local to="" bundle=""
   while [ $# -gt 0 ]; do case $1 in --to) to=$2; shift 2 ;; --bundle) bundle=1; shift ;; *) die "rollback: unknown flag $1" ;; esac; done
   acquire_lock "rollback to ${to:-previous}"
+  prepare_runtime
   [ -z "$bundle" ] || read_bundle
   bundle_changes
   local from
@@ -1139,8 +1141,8 @@ main() {
   local sub=${1:-}
   [ $# -gt 0 ] && shift
   case $sub in
-    deploy) prepare_runtime; cmd_deploy "$@" ;;
-    rollback) prepare_runtime; cmd_rollback "$@" ;;
+    deploy) cmd_deploy "$@" ;;
+    rollback) cmd_rollback "$@" ;;
     status) cmd_status ;;
     verify) cmd_verify ;;
     unlock) cmd_unlock ;;

@@ -671,6 +671,19 @@ describe("ayna-release: candidates before the switch", () => {
 });
 
 describe("ayna-release: deploy lock", () => {
+  it("a deploy and a rollback prepare the runtime (Docker mode: network, volumes, Redis) only while holding the lock", async () => {
+    const sb = sandbox();
+    sb.release("v1");
+    // What prepare_runtime finds: the lock and whose it is.
+    const probe = 'prepare_runtime() { grep -qx "pid=$$" "$LOCK/info" && echo "held by this run: $*"; exit 9; }';
+    const deploy = await sb.source(`${probe}\ncmd_deploy --sha s --checksum ${"a".repeat(64)} --venv envA`);
+    assert.equal(deploy.code, 9, deploy.stderr);
+    assert.equal(deploy.stdout, "held by this run: \n");
+    const rollback = await sb.source(`${probe}\ncmd_rollback --to v1`);
+    assert.equal(rollback.code, 9, rollback.stderr);
+    assert.equal(rollback.stdout, "held by this run: \n");
+  });
+
   it("takes a free lock, recording actor, reason, this process's pid and the boot id", async () => {
     const sb = sandbox();
     sb.tree();

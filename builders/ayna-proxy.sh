@@ -219,9 +219,55 @@ answers() { # check...: every domain answers within ANSWER_SECONDS
   done
 }
 
+# Which Caddy a site needs, from where it sends requests: a Docker-mode site
+# to its project's unix sockets (the proxy container), a venv-mode site to
+# ports on the host's loopback (Debian's caddy; a container's 127.0.0.1 is
+# its own).
+site_mode() { # site-file
+  if grep -Eq '^[[:space:]]*reverse_proxy unix/' "$1"; then
+    echo docker
+  elif grep -Eq '^[[:space:]]*reverse_proxy 127\.0\.0\.1:' "$1"; then
+    echo venv
+  fi
+}
+
+other_sites() { # mode project: the other projects whose site needs that Caddy
+  local f
+  for f in "$SITES"/*.caddy; do
+    [ -f "$f" ] && [ "$(basename "$f" .caddy)" != "$2" ] || continue
+    if [ "$(site_mode "$f")" = "$1" ]; then basename "$f" .caddy; fi
+  done | paste -sd ' ' -
+}
+
+# One Caddy holds a host's ports 80 and 443: the proxy container (Docker
+# mode) or Debian's caddy (venv mode). A site that needs the other one is
+# refused before anything changes, since taking the ports over would cut the
+# other projects' sites off.
+one_kind_of_proxy() { # project
+  local others
+  if [ -n "$BASE_IMAGE" ]; then
+    others=$(other_sites venv "$1")
+    [ -z "$others" ] || die "ports 80 and 443 of this host are Debian's caddy's, serving the venv-mode site(s) of: $others. The proxy container for $1 (runtime: docker) would take them and cut those sites off, since a container cannot reach their ports on the host's loopback. Nothing changed: deploy $1 to another host, or run one of them without proxy.enabled"
+  else
+    others=$(other_sites docker "$1")
+    [ -z "$others" ] || die "ports 80 and 443 of this host are the proxy container's ($PROXY), serving the Docker-mode site(s) of: $others. Debian's caddy for $1 (runtime: venv) cannot take them without cutting those sites off. Nothing changed: deploy $1 to another host, or run one of them without proxy.enabled"
+  fi
+}
+
+# A project moved from Docker mode back to venv mode (its site was a
+# Docker-mode one) on a host no other Docker-mode site uses: the proxy
+# container gives ports 80 and 443 back.
+container_gone() {
+  command -v docker >/dev/null || return 0
+  docker container inspect "$PROXY" >/dev/null 2>&1 || return 0
+  say "the proxy container $PROXY serves no other project: removing it, so that Debian's caddy takes ports 80 and 443"
+  docker rm -f "$PROXY" >/dev/null
+}
+
 apply() { # project check...
   local project=$1 work target old=""
   shift
+  one_kind_of_proxy "$project"
   if [ -n "$BASE_IMAGE" ]; then
     proxy_image
   else
@@ -233,6 +279,7 @@ apply() { # project check...
   cat >"$work/site"
   target=$SITES/$project.caddy
   staged "$work" "$project" "$work/site" || exit 1
+  if [ -z "$BASE_IMAGE" ] && [ -f "$target" ] && [ "$(site_mode "$target")" = docker ]; then container_gone; fi
   install -d -m 0755 "$SITES"
   if [ -f "$target" ]; then
     cp -p "$target" "$work/site.old"
@@ -263,6 +310,12 @@ remove() { # project
   [ -z "$BASE_IMAGE" ] || proxy_image
   staged "$work" "$project" "" || exit 1
   rm -f "$SITES/$project.caddy"
+  if [ -n "$BASE_IMAGE" ] && ! compgen -G "$SITES/*.caddy" >/dev/null; then
+    # The last site gone: nothing is published any more. Its certificates stay in the volumes.
+    docker rm -f "$PROXY" >/dev/null 2>&1 || true
+    say "site $project removed; no site is left on this host, so the proxy container $PROXY is removed too (its volumes stay)"
+    return 0
+  fi
   reload_caddy
   say "site $project removed"
 }

@@ -93,7 +93,8 @@ items.example.com {
       ),
       cmd.slice(-300),
     );
-    assert.doesNotMatch(cmd, /reverse_proxy/);
+    assert.ok(!cmd.includes("demo.example.com, www.demo.example.com {"), "the site is not in the command");
+    assert.doesNotMatch(cmd, /reverse_proxy 127\.0\.0\.1:815/);
   });
 
   it("in Docker mode the same tool runs with --container and the base image the proxy image is built FROM", () => {
@@ -346,6 +347,75 @@ describe("ayna-proxy on a host (bash, caddy/systemctl/curl stubbed)", function (
     const v = run([...container, "verify", "demoapp", sha]);
     assert.equal(v.status, 1);
     assert.match(v.stderr, /the proxy container ayna-proxy is not running/);
+  });
+
+  // Sites as the program renders them in each mode.
+  const venvSite = renderSite({ ...sample, project: "venvapp", domains: ["venv.test"] });
+  const dockerSite = renderSite({
+    ...sample,
+    project: "dockapp",
+    domains: ["dock.test"],
+    upstreamSockets: { web: "/opt/ayna/dockapp/run/web.sock", api: "/opt/ayna/dockapp/run/api.sock" },
+  });
+
+  it("one kind of Caddy per host: a Docker-mode site is refused beside a venv-mode one, and the reverse, naming the other project and the fix, with nothing changed", () => {
+    assert.equal(run(["apply", "venvapp", "venv.test|/health|internal"], venvSite).status, 0);
+    fs.rmSync(path.join(dir, "calls"));
+    let r = run([...container, "apply", "dockapp", "dock.test|/health|internal"], dockerSite);
+    assert.equal(r.status, 1);
+    assert.match(
+      r.stderr,
+      /ports 80 and 443 of this host are Debian's caddy's, serving the venv-mode site\(s\) of: venvapp\. The proxy container for dockapp \(runtime: docker\) would take them .* Nothing changed: deploy dockapp to another host, or run one of them without proxy\.enabled/,
+    );
+    assert.deepEqual(calls(), [], "no build, no container, no systemctl");
+    assert.ok(!fs.existsSync(path.join(etc, "sites", "dockapp.caddy")));
+    assert.equal(site("venvapp"), venvSite);
+
+    // The other way round, on a host whose proxy container serves a Docker-mode site.
+    fs.rmSync(path.join(etc, "sites", "venvapp.caddy"));
+    assert.equal(run([...container, "apply", "dockapp", "dock.test|/health|internal"], dockerSite).status, 0);
+    fs.rmSync(path.join(dir, "calls"));
+    r = run(["apply", "venvapp", "venv.test|/health|internal"], venvSite);
+    assert.equal(r.status, 1);
+    assert.match(
+      r.stderr,
+      /ports 80 and 443 of this host are the proxy container's \(ayna-proxy\), serving the Docker-mode site\(s\) of: dockapp\. .* Nothing changed/,
+    );
+    assert.deepEqual(calls(), []);
+    assert.ok(fs.existsSync(path.join(dir, "running")), "the proxy container still runs");
+  });
+
+  it("a project moved from Docker mode to venv mode takes ports 80 and 443 back from a proxy container no other project uses", () => {
+    assert.equal(run([...container, "apply", "dockapp", "dock.test|/health|internal"], dockerSite).status, 0);
+    assert.ok(fs.existsSync(path.join(dir, "running")));
+    fs.writeFileSync(path.join(dir, "calls"), "");
+    const venvAgain = dockerSite.replace(/reverse_proxy unix\/\S+/g, "reverse_proxy 127.0.0.1:8150");
+    const r = run(["apply", "dockapp", "dock.test|/health|internal"], venvAgain);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /the proxy container ayna-proxy serves no other project: removing it/);
+    const c = calls();
+    const rm = c.indexOf("docker rm -f ayna-proxy");
+    assert.ok(rm >= 0 && rm < c.indexOf("systemctl is-active --quiet caddy"), c.join("\n"));
+    assert.equal(site("dockapp"), venvAgain);
+  });
+
+  it("--container: removing the last site removes the proxy container (nothing left to publish); removing one of two reloads it", () => {
+    const other = dockerSite.replace(/dockapp/g, "second").replace("dock.test", "second.test");
+    assert.equal(run([...container, "apply", "dockapp", "dock.test|/health|internal"], dockerSite).status, 0);
+    assert.equal(run([...container, "apply", "second", "second.test|/health|internal"], other).status, 0);
+    fs.writeFileSync(path.join(dir, "calls"), "");
+    let r = run([...container, "remove", "second"]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(
+      calls().includes("docker exec ayna-proxy caddy reload --config /etc/caddy/Caddyfile --adapter caddyfile"),
+    );
+    assert.ok(fs.existsSync(path.join(dir, "running")));
+    fs.writeFileSync(path.join(dir, "calls"), "");
+    r = run([...container, "remove", "dockapp"]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /no site is left on this host, so the proxy container ayna-proxy is removed too/);
+    assert.ok(calls().includes("docker rm -f ayna-proxy"), calls().join("\n"));
+    assert.ok(!fs.existsSync(path.join(dir, "running")));
   });
 
   it("verify: passes as written; names a site edited by hand", () => {

@@ -1335,6 +1335,21 @@ describe("ayna-release: migrations and static files before the switch", () => {
     );
   });
 
+  it("bytecode is no input: a release whose __pycache__ differs (settings' and migrations' too) runs neither step", async () => {
+    const sb = sandbox(django);
+    djangoRelease(sb, "v1", { "config/__pycache__/settings.cpython-313.pyc": "one" });
+    await prepare(sb, "none", "v1");
+    djangoRelease(sb, "v2", {
+      "core/views.py": "v = 2\n",
+      "core/__pycache__/views.cpython-313.pyc": "two",
+      "config/__pycache__/settings.cpython-313.pyc": "two",
+      "core/migrations/__pycache__/0001_initial.cpython-313.pyc": "two",
+    });
+    const r = await prepare(sb, "v1", "v2");
+    assert.deepEqual(r.run, []);
+    assert.match(r.stderr, /^static inputs unchanged since v1: its static files copied, the build not run$/m);
+  });
+
   it("a changed static file or settings module runs collectstatic again; a new migration runs migrate alone", async () => {
     const sb = sandbox(django);
     djangoRelease(sb, "v1");
@@ -1492,6 +1507,36 @@ describe("ayna-release: deploy", () => {
     );
     assert.equal(sb.current(), "v1");
     assert.equal(sb.exists(".deploy-lock"), false);
+  });
+
+  it("writes bytecode as root for the release and, once, for its environment, without running the environment's .pth files", async () => {
+    const sb = sandbox();
+    const env = sb.env("envA");
+    // An environment as uv makes one: bin/python the interpreter, a package without bytecode, a .pth file.
+    const site = path.join(env, "lib", "python3", "site-packages");
+    fs.mkdirSync(site, { recursive: true });
+    fs.mkdirSync(path.join(env, "bin"));
+    fs.symlinkSync("/usr/bin/python3", path.join(env, "bin", "python"));
+    fs.writeFileSync(path.join(site, "pkg.py"), "X = 1\n");
+    fs.writeFileSync(path.join(site, "broken.py"), "def (:\n");
+    const ran = path.join(sb.dir, "pth-ran");
+    fs.writeFileSync(path.join(site, "evil.pth"), `import os; open(${JSON.stringify(ran)}, "w")\n`);
+    const pyc = (dir: string, mod: string) =>
+      fs.existsSync(path.join(dir, "__pycache__")) &&
+      fs.readdirSync(path.join(dir, "__pycache__")).some((f) => f.startsWith(`${mod}.`) && f.endsWith(".pyc"));
+    const r = await healthyDeploy(sb, archive(sb.dir, "one"), "sha1", "v1");
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(pyc(path.join(sb.root, "releases", "v1"), "app"), "the release's own module");
+    assert.ok(pyc(site, "pkg"), "the environment's package");
+    assert.ok(!pyc(site, "broken"), "a file that does not compile is skipped, the deploy goes on");
+    assert.ok(sb.exists("venvs/envA/.ayna-bytecode"));
+    assert.equal(fs.existsSync(ran), false, "python ran without site: no .pth file ran as root");
+    // The environment is compiled once: the next release of it leaves it alone.
+    fs.rmSync(path.join(site, "__pycache__"), { recursive: true });
+    const second = await healthyDeploy(sb, archive(sb.dir, "two"), "sha2", "v2");
+    assert.equal(second.code, 0, second.stderr);
+    assert.ok(pyc(path.join(sb.root, "releases", "v2"), "app"));
+    assert.ok(!pyc(site, "pkg"));
   });
 
   it("appends one audit line per release: time, actor, from, to, sha, result and action", async () => {

@@ -139,6 +139,8 @@ describe("faults in the middle of a release: each leaves a release serving, shar
     await stack.setConfig("hosts[0].port", String(proxy.port), { path: true });
     app = await stack.configureSampleApp(project);
     await stack.setConfig("release.healthTimeoutSeconds", "30", { path: true });
+    // A short window: each up after a kill first waits for the killed up's release to end on the host.
+    await stack.setConfig("release.watchSeconds", "5", { path: true });
     newCode();
     await stack.ok(["up", "--yes", "--skip-preview"], { timeoutMs: 900_000 });
     // Something of the app's own in shared/ that no fault may take away.

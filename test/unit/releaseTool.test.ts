@@ -597,6 +597,30 @@ describe("ayna-release: candidates before the switch", () => {
     );
   });
 
+  it("stops web's and api's candidates in one systemctl call, so they stop side by side", async () => {
+    const apiCandidate = ["@RELEASE@/.venv/bin/gunicorn", "--bind", "127.0.0.1:8156", "api.main:app"];
+    const sb = sandbox({
+      services: [
+        { role: "web", port: 8150, reload: "handover", candidatePort: 8155, candidateCommand: webCandidate },
+        { role: "api", port: 8151, reload: "handover", candidatePort: 8156, candidateCommand: apiCandidate },
+      ],
+    });
+    const v2 = sb.release("v2");
+    sb.answers(8155, healthy("v2"));
+    sb.answers(8156, healthy("v2"));
+    const r = await sb.source(`candidate_check ${v2} v2`);
+    assert.equal(r.code, 0, r.stderr);
+    const units = "demoapp-web-candidate.service demoapp-api-candidate.service";
+    // The last two calls: once both passed (a first pair, before they start, clears leftovers).
+    assert.deepEqual(
+      sb
+        .calls("systemctl")
+        .slice(-2)
+        .map((c) => c.line),
+      [`systemctl stop ${units}`, `systemctl reset-failed ${units}`],
+    );
+  });
+
   it("a candidate that never answers healthy fails naming role, release and candidate port, and is stopped", async () => {
     const sb = sandbox({ healthTimeoutSeconds: 1 });
     const v2 = sb.release("v2");

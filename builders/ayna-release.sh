@@ -576,23 +576,73 @@ poll_health() { # url release deadline [unit] [busy unit, default: unit]
   done
 }
 
+# poll_health for several URLs side by side, one subshell each: one after the
+# other, each service's passes (HEALTH_PASSES answers, POLL_INTERVAL apart)
+# waited for the one before. Results are read back in the order given, so the
+# first failure reported is the one a sequential poll would have met; the polls
+# after it are stopped. Sets POLL_FAILED (index of that failure, or -1) and,
+# for it, HEALTH_ANSWER and HEALTH_NOTE; STRETCHED gets every poll's note.
+POLL_FAILED=-1
+poll_side_by_side() { # release deadline spec...: spec "url|unit|busy unit", as poll_health takes them
+  local rel=$1 deadline=$2 dir i n rc stretched note url unit busy
+  shift 2
+  local -a specs=("$@") polls=()
+  POLL_FAILED=-1
+  n=${#specs[@]}
+  [ "$n" -gt 0 ] || return 0
+  dir=$(mktemp -d "${TMPDIR:-/tmp}/ayna-poll.XXXXXX")
+  for ((i = 0; i < n; i++)); do
+    IFS='|' read -r url unit busy <<<"${specs[$i]}"
+    (
+      STRETCHED=
+      rc=0
+      poll_health "$url" "$rel" "$deadline" "$unit" "$busy" || rc=$?
+      printf '%s' "$HEALTH_ANSWER" >"$dir/$i.answer"
+      printf '%s\n%s\n%s\n' "$STRETCHED" "$HEALTH_NOTE" "$rc" >"$dir/$i.tmp" && mv "$dir/$i.tmp" "$dir/$i"
+    ) &
+    polls+=($!)
+  done
+  for ((i = 0; i < n; i++)); do
+    wait "${polls[$i]}" || true
+    [ "$POLL_FAILED" -lt 0 ] || continue
+    { IFS= read -r stretched && IFS= read -r note && read -r rc; } <"$dir/$i" 2>/dev/null || {
+      stretched='' note=' (the poll ended without a result)' rc=1
+    }
+    [ -z "$stretched" ] || STRETCHED="${STRETCHED:+$STRETCHED, }$stretched"
+    if [ "$rc" != 0 ]; then
+      POLL_FAILED=$i
+      HEALTH_NOTE=$note
+      HEALTH_ANSWER=$(cat "$dir/$i.answer" 2>/dev/null || true)
+      # The polls after it are not waited for; their subshells stop here.
+      for ((rc = i + 1; rc < n; rc++)); do kill "${polls[$rc]}" 2>/dev/null || true; done
+    fi
+  done
+  rm -rf "$dir"
+  [ "$POLL_FAILED" -lt 0 ]
+}
+
 http_gate() { # release: every HTTP service answers 200 naming it
-  local rel=$1 entry role port mode unit url deadline
+  local rel=$1 entry role port mode unit deadline i j
+  local -a units=() urls=() specs=()
   deadline=$(($(date +%s) + HEALTH_TIMEOUT))
   for entry in "${SERVICES[@]}"; do
     IFS=: read -r role port mode _ <<<"$entry"
     [ -n "$port" ] || continue
     unit=$(unit_of "$role")
     enabled "$unit" || continue
-    url=$(health_url "$role" "$port")
-    if ! poll_health "$url" "$rel" "$deadline" "" "$unit"; then
-      say "health check failed: $url did not answer 200 for release $rel within ${HEALTH_TIMEOUT}s$HEALTH_NOTE; last answer: ${HEALTH_ANSWER:0:300}"
-      say "last log lines of $unit:"
-      unit_logs "$unit"
-      return 1
-    fi
-    say "health ok: $url serves $rel"
+    units+=("$unit")
+    urls+=("$(health_url "$role" "$port")")
+    specs+=("${urls[-1]}||$unit")
   done
+  if ! poll_side_by_side "$rel" "$deadline" "${specs[@]}"; then
+    i=$POLL_FAILED
+    for ((j = 0; j < i; j++)); do say "health ok: ${urls[$j]} serves $rel"; done
+    say "health check failed: ${urls[$i]} did not answer 200 for release $rel within ${HEALTH_TIMEOUT}s$HEALTH_NOTE; last answer: ${HEALTH_ANSWER:0:300}"
+    say "last log lines of ${units[$i]}:"
+    unit_logs "${units[$i]}"
+    return 1
+  fi
+  for i in "${!urls[@]}"; do say "health ok: ${urls[$i]} serves $rel"; done
 }
 
 unit_states() { # unit...: a line "unit state main-pid restarts" per unit, from one systemctl call
@@ -663,18 +713,33 @@ watch_services() { # release
 
 candidate_unit() { printf '%s-%s-candidate.service' "$PROJECT" "$1"; }
 
+candidate_units() { # the candidate unit of every role that has a candidate port, one per line
+  local entry role port mode cport
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r role port mode cport _ <<<"$entry"
+    [ -z "$cport" ] || printf '%s\n' "$(candidate_unit "$role")"
+  done
+}
+
 # All in one systemctl call, so they stop side by side: one after the other,
 # the api's graceful exit (0.9 s) waited for the web's (0.4 s) first.
 stop_candidates() {
-  local entry role port mode cport
-  local -a units=()
-  for entry in "${SERVICES[@]}"; do
-    IFS=: read -r role port mode cport _ <<<"$entry"
-    [ -z "$cport" ] || units+=("$(candidate_unit "$role")")
-  done
+  local -a units
+  mapfile -t units < <(candidate_units)
   [ ${#units[@]} -gt 0 ] || return 0
   systemctl stop "${units[@]}" 2>/dev/null || true
   systemctl reset-failed "${units[@]}" 2>/dev/null || true
+}
+
+# Candidates that passed are told to stop without waiting for them: no request
+# but the gate's ever reached them, yet their graceful exit (0.9 s, the api's
+# drain) held up the switch. The stop runs beside the switch; the next
+# candidate_check, and the tool's exit, wait for it (stop_candidates).
+retire_candidates() {
+  local -a units
+  mapfile -t units < <(candidate_units)
+  [ ${#units[@]} -gt 0 ] || return 0
+  systemctl stop --no-block "${units[@]}" 2>/dev/null || true
 }
 
 start_candidates() { # dir
@@ -714,7 +779,8 @@ workers_load() { # dir release: a worker has no port; its code must at least loa
 }
 
 candidate_check() { # dir release
-  local dir=$1 rel=$2 entry role port mode cport url deadline
+  local dir=$1 rel=$2 entry role port mode cport deadline i j
+  local -a roles=() cports=() urls=() specs=()
   stop_candidates
   start_candidates "$dir"
   if ! workers_load "$dir" "$rel"; then
@@ -725,17 +791,22 @@ candidate_check() { # dir release
   for entry in "${SERVICES[@]}"; do
     IFS=: read -r role port mode cport _ <<<"$entry"
     [ -n "$cport" ] || continue
-    url="http://127.0.0.1:$cport$(health_path "$role")"
-    if ! poll_health "$url" "$rel" "$deadline" "$(candidate_unit "$role")"; then
-      say "health check failed: $role of release $rel did not answer 200 on its candidate port $cport ($url) within ${HEALTH_TIMEOUT}s$HEALTH_NOTE; last answer: ${HEALTH_ANSWER:0:300}"
-      say "last log lines of the candidate:"
-      journalctl -u "$(candidate_unit "$role")" -n 25 --no-pager -o cat >&2 2>/dev/null || true
-      stop_candidates
-      return 1
-    fi
-    say "candidate ok: $role of $rel is healthy on 127.0.0.1:$cport"
+    roles+=("$role")
+    cports+=("$cport")
+    urls+=("http://127.0.0.1:$cport$(health_path "$role")")
+    specs+=("${urls[-1]}|$(candidate_unit "$role")|")
   done
-  stop_candidates
+  if ! poll_side_by_side "$rel" "$deadline" "${specs[@]}"; then
+    i=$POLL_FAILED
+    for ((j = 0; j < i; j++)); do say "candidate ok: ${roles[$j]} of $rel is healthy on 127.0.0.1:${cports[$j]}"; done
+    say "health check failed: ${roles[$i]} of release $rel did not answer 200 on its candidate port ${cports[$i]} (${urls[$i]}) within ${HEALTH_TIMEOUT}s$HEALTH_NOTE; last answer: ${HEALTH_ANSWER:0:300}"
+    say "last log lines of the candidate:"
+    journalctl -u "$(candidate_unit "${roles[$i]}")" -n 25 --no-pager -o cat >&2 2>/dev/null || true
+    stop_candidates
+    return 1
+  fi
+  for i in "${!roles[@]}"; do say "candidate ok: ${roles[$i]} of $rel is healthy on 127.0.0.1:${cports[$i]}"; done
+  retire_candidates
 }
 
 run_as_app() { # [--unit NAME] dir command...: the service's user, env file and confinement

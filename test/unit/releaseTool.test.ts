@@ -394,6 +394,59 @@ describe("ayna-release: health poll", () => {
     ]);
   });
 
+  // web answers only once api has been asked: a poll of one service after the
+  // other never gets there (web fails its budget, 2 s idle past it).
+  const apiService = { role: "api" as const, port: 8151, reload: "handover" as const };
+  const afterApiAsked = (webPort: number, apiPort: number) => `
+      (for _ in $(seq 500); do [ -e "$STUB_DIR/curl/${apiPort}.n" ] && break; sleep 0.01; done
+       mv "$STUB_DIR/curl/${webPort}.later" "$STUB_DIR/curl/${webPort}") &`;
+
+  it("the health gate polls web and api side by side, and names both healthy in the services' order", async () => {
+    const sb = sandbox({ healthTimeoutSeconds: 1, services: [baseSpec.services[0]!, apiService] });
+    sb.state("curl/8150.later", `${healthy("v2")}\n`);
+    sb.answers(8151, healthy("v2"));
+    const t0 = Date.now();
+    const r = await sb.source(`${afterApiAsked(8150, 8151)}\nhttp_gate v2`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(Date.now() - t0 < 8_000);
+    assert.match(
+      r.stderr,
+      /^health ok: http:\/\/127\.0\.0\.1:8150\/health serves v2\nhealth ok: http:\/\/127\.0\.0\.1:8151\/health serves v2$/m,
+    );
+  });
+
+  it("the health gate side by side: the first failing service in order is named, with its answer and log lines, exit 1", async () => {
+    const sb = sandbox({ healthTimeoutSeconds: 1, services: [baseSpec.services[0]!, apiService] });
+    sb.answers(8150, healthy("v2"));
+    sb.answers(8151, "503");
+    const r = await sb.source('rc=0; http_gate v2 || rc=$?; echo "rc=$rc"');
+    assert.equal(r.stdout, "rc=1\n");
+    assert.equal(
+      r.stderr,
+      "health ok: http://127.0.0.1:8150/health serves v2\n" +
+        "health check failed: http://127.0.0.1:8151/health did not answer 200 for release v2 within 1s; " +
+        "last answer: curl: (22) The requested URL returned error: 503\n" +
+        "last log lines of demoapp-api.service:\nlast words of demoapp-api.service\n",
+    );
+  });
+
+  it("the candidates of web and api are polled side by side", async () => {
+    const apiCandidate = ["@RELEASE@/.venv/bin/gunicorn", "--bind", "127.0.0.1:8156", "api.main:app"];
+    const sb = sandbox({
+      healthTimeoutSeconds: 1,
+      services: [baseSpec.services[0]!, { ...apiService, candidatePort: 8156, candidateCommand: apiCandidate }],
+    });
+    const v2 = sb.release("v2");
+    sb.state("curl/8155.later", `${healthy("v2")}\n`);
+    sb.answers(8156, healthy("v2"));
+    const r = await sb.source(`${afterApiAsked(8155, 8156)}\ncandidate_check ${v2} v2`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      /^candidate ok: web of v2 is healthy on 127\.0\.0\.1:8155\ncandidate ok: api of v2 is healthy on 127\.0\.0\.1:8156$/m,
+    );
+  });
+
   it("health gate after the switch: on timeout it names the URL, release, timeout and last answer, then the unit's last log lines", async () => {
     const sb = sandbox({ healthTimeoutSeconds: 1 });
     sb.answers(8150, "503");
@@ -582,7 +635,7 @@ describe("ayna-release: candidates before the switch", () => {
     assert.match(failed.stderr, /did not answer 200 on its candidate port 8155 .* last answer: \{"status": "ok"\}/);
   });
 
-  it("stops the candidates once they have passed", async () => {
+  it("tells the candidates to stop once they have passed, without waiting for their graceful exit", async () => {
     const sb = sandbox();
     const v2 = sb.release("v2");
     sb.answers(8155, healthy("v2"));
@@ -591,9 +644,40 @@ describe("ayna-release: candidates before the switch", () => {
     assert.deepEqual(
       sb
         .calls("systemctl")
-        .slice(-2)
+        .slice(-1)
         .map((c) => c.line),
-      ["systemctl stop demoapp-web-candidate.service", "systemctl reset-failed demoapp-web-candidate.service"],
+      ["systemctl stop --no-block demoapp-web-candidate.service"],
+    );
+  });
+
+  it("the tool waits at its exit for candidates told to stop, and the next candidate check waits for them first", async () => {
+    const sb = sandbox();
+    sb.env("envA");
+    const a1 = archive(sb.dir, "one");
+    const r = await healthyDeploy(sb, a1, "sha1", "v1");
+    assert.equal(r.code, 0, r.stderr);
+    const lines = sb.calls("systemctl").map((c) => c.line);
+    const retired = lines.indexOf("systemctl stop --no-block demoapp-web-candidate.service");
+    assert.ok(retired >= 0, lines.join("\n"));
+    // After the switch (the web unit started), a stop that blocks until the candidate is gone.
+    const waited = lines.lastIndexOf("systemctl stop demoapp-web-candidate.service");
+    assert.ok(waited > retired, lines.join("\n"));
+    assert.ok(
+      lines.slice(retired, waited).some((l) => l.includes("demoapp-web.service")),
+      lines.join("\n"),
+    );
+
+    const v2 = sb.release("v2");
+    sb.answers(8155, healthy("v2"));
+    const again = await sb.source(`candidate_check ${v2} v2 && candidate_check ${v2} v2`);
+    assert.equal(again.code, 0, again.stderr);
+    const second = sb.calls("systemctl").map((c) => c.line);
+    const noBlock = second.lastIndexOf("systemctl stop --no-block demoapp-web-candidate.service");
+    const firstRetire = second.indexOf("systemctl stop --no-block demoapp-web-candidate.service", lines.length);
+    assert.ok(firstRetire >= 0 && noBlock > firstRetire, second.join("\n"));
+    assert.ok(
+      second.slice(firstRetire, noBlock).includes("systemctl stop demoapp-web-candidate.service"),
+      second.join("\n"),
     );
   });
 
@@ -611,13 +695,13 @@ describe("ayna-release: candidates before the switch", () => {
     const r = await sb.source(`candidate_check ${v2} v2`);
     assert.equal(r.code, 0, r.stderr);
     const units = "demoapp-web-candidate.service demoapp-api-candidate.service";
-    // The last two calls: once both passed (a first pair, before they start, clears leftovers).
+    // The first pair clears leftovers before they start; the last call, once both passed.
     assert.deepEqual(
       sb
         .calls("systemctl")
-        .slice(-2)
-        .map((c) => c.line),
-      [`systemctl stop ${units}`, `systemctl reset-failed ${units}`],
+        .map((c) => c.line)
+        .filter((l) => /^systemctl (stop|reset-failed)/.test(l)),
+      [`systemctl stop ${units}`, `systemctl reset-failed ${units}`, `systemctl stop --no-block ${units}`],
     );
   });
 

@@ -94,8 +94,8 @@ function hostsOf(bin: string, stack: string): HostOutput[] {
 
 /**
  * Rolls back; throws with the reason. The stack config is changed only when the rollback succeeded.
- * The CLI is run directly (outputs, config set, up, outputs): the Automation API would add a
- * stack select, a second outputs read and a history read, each a CLI start of its own.
+ * The CLI is run directly (outputs, config set, up): the Automation API would add a stack
+ * select, a second outputs read and a history read, each a CLI start of its own.
  */
 export async function rollback(args: Args): Promise<void> {
   const bin = pulumiBinary();
@@ -129,6 +129,8 @@ export async function rollback(args: Args): Promise<void> {
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   try {
+    // Not `up --config-path --config release.pin=...`: pulumi 3.248 then saves
+    // the release map as {pin} alone, dropping every other release.* key.
     execFileSync(
       bin,
       ["config", "set", "--path", "release.pin", target, "--stack", args.stack, "--non-interactive", ...fileFlags],
@@ -145,10 +147,10 @@ export async function rollback(args: Args): Promise<void> {
       child.on("close", (c, sig) => resolve(c ?? (sig ? 128 : 1)));
     });
     if (code !== 0) throw new Error(`pulumi up exited ${code}`);
-    const after = hostsOf(bin, args.stack);
+    // No outputs read back: the update succeeds only when every host serves the pin.
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
     process.stdout.write(
-      `rolled back to ${target} in ${seconds}s: ${after.map((h) => `${h.name}: ${h.release}`).join(", ")}\n` +
+      `rolled back to ${target} in ${seconds}s: ${hosts.map((h) => `${h.name}: ${target}`).join(", ")}\n` +
         `release.pin=${target} stays in the stack config; remove it (pulumi config rm --path release.pin) to deploy the source again.\n`,
     );
   } catch (err) {

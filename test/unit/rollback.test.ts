@@ -9,15 +9,16 @@ import * as path from "node:path";
 import { pulumiBinaryIn, repoRoot as repo } from "../../scripts/lib/toolchain";
 import { chooseTarget, parseArgs } from "../../scripts/rollback";
 
-// $1 is the subcommand; `up` writes its pid, then either fails at once
-// (FAKE_UP=fail) or runs until a signal, which it logs and answers the way
-// the CLI cancels an update: a moment later, exit 255.
+// $1 is the subcommand; `up` succeeds at once (FAKE_UP=ok), fails at once
+// (FAKE_UP=fail), or writes its pid and runs until a signal, which it logs and
+// answers the way the CLI cancels an update: a moment later, exit 255.
 const fakeCli = `#!/bin/bash
 printf '%s\\n' "$*" >>"$FAKE_DIR/calls.log"
 case "$1 $2" in
   "stack output") printf '{"hosts":[{"name":"web1","release":"v3","previousRelease":"v2"}]}\\n' ;;
   "config set") printf '  ayna-deploy:release:\\n    pin: %s\\n' "$5" >>"$FAKE_CONFIG" ;;
   up*)
+    [ "$FAKE_UP" = ok ] && exit 0
     [ "$FAKE_UP" = fail ] && { echo "error: an update failed" >&2; exit 255; }
     trap 'echo INT >>"$FAKE_DIR/signals.log"; sleep 0.5; exit 255' INT
     trap 'echo TERM >>"$FAKE_DIR/signals.log"; sleep 0.5; exit 255' TERM
@@ -28,6 +29,7 @@ esac
 
 interface Run {
   code: number | null;
+  stdout: string;
   stderr: string;
   dir: string;
   config: string;
@@ -73,10 +75,12 @@ function runRollback(extraEnv: NodeJS.ProcessEnv, during?: (pid: number, dir: st
       ["-r", "ts-node/register", "scripts/rollback.ts", "--stack", "fake", "--config-file", config],
       { cwd: repo, env: { ...env, ...extraEnv, TS_NODE_TRANSPILE_ONLY: "true" }, stdio: ["ignore", "pipe", "pipe"] },
     );
+    let stdout = "";
     let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
     child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stderr, dir, config, original }));
+    child.on("close", (code) => resolve({ code, stdout, stderr, dir, config, original }));
     if (during) {
       const waitUp = async (): Promise<void> => {
         const deadline = Date.now() + 60_000;
@@ -153,5 +157,17 @@ describe("npm run rollback (scripts/rollback.ts) against a stand-in CLI", functi
       calls.map((c) => c.split(" ").slice(0, 2).join(" ")),
       ["stack output", "config set", "up --yes"],
     );
+  });
+
+  it("a rollback that succeeds runs the CLI three times (outputs, config set, up: no outputs read back) and names each host's release", async () => {
+    const run = await runRollback({ FAKE_UP: "ok" });
+    assert.equal(run.code, 0, run.stderr);
+    const calls = read(path.join(run.dir, "calls.log")).trim().split("\n");
+    assert.deepEqual(
+      calls.map((c) => c.split(" ").slice(0, 2).join(" ")),
+      ["stack output", "config set", "up --yes"],
+    );
+    assert.match(run.stdout, /^rolled back to v2 in [\d.]+s: web1: v2$/m);
+    assert.match(fs.readFileSync(run.config, "utf8"), /pin: v2/);
   });
 });

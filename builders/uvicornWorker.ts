@@ -5,7 +5,9 @@
 // closed with the request in it (the client sees a reset). During a handover
 // that is up to one request per client each time a worker stops. This worker
 // stops accepting first, lets the loop read what was already accepted, and
-// only then shuts down, so those requests are answered.
+// only then shuts down, so those requests are answered. With no connection
+// open there is nothing to read, and it shuts down at once: an idle api
+// stopped 0.5 s later than it had to in every handover.
 import { paths } from "../standard/paths";
 
 /** The module's name on the import path, and the worker class gunicorn is given. */
@@ -19,13 +21,16 @@ export const uvicornWorker = {
 
 /** How long a stopping worker keeps reading accepted connections before it shuts down. */
 const drainSeconds = 0.5;
+/** The drain is waited in this many steps, so it ends early once no connection is open. */
+const drainSteps = 10;
 
 export const uvicornWorkerSource = `"""Installed by ayna-deploy: gunicorn's uvicorn worker, stopping without dropping accepted requests.
 
 uvicorn's shutdown closes every connection that has no request in progress,
 including ones accepted an instant before whose request is not read yet. This
-worker closes its listeners first, gives the loop ${drainSeconds} s to read those
-requests, then shuts down as uvicorn does (answering what is in progress).
+worker closes its listeners first, gives the loop up to ${drainSeconds} s to read those
+requests (less once no connection is open: with the listeners closed none can
+come), then shuts down as uvicorn does (answering what is in progress).
 """
 
 import asyncio
@@ -40,15 +45,23 @@ except ImportError:  # an app on the worker uvicorn itself used to ship
     from uvicorn.workers import UvicornWorker
 
 DRAIN_SECONDS = ${drainSeconds}
+DRAIN_STEPS = ${drainSteps}
 
 
 class DrainingServer(Server):
+    def _connections_open(self):
+        state = getattr(self, "server_state", None)
+        return True if state is None else bool(state.connections)
+
     async def shutdown(self, sockets=None):
         for server in self.servers:
             server.close()
         for sock in sockets or []:
             sock.close()
-        await asyncio.sleep(DRAIN_SECONDS)
+        for _ in range(DRAIN_STEPS):
+            if not self._connections_open():
+                break
+            await asyncio.sleep(DRAIN_SECONDS / DRAIN_STEPS)
         await super().shutdown(sockets=None)
 
 

@@ -1,6 +1,9 @@
 import { spawnSync } from "node:child_process";
 import { strict as assert } from "node:assert";
 import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { renderEnvFile, quoteEnvValue } from "../../builders/envFile";
 import {
   candidateCommand,
@@ -177,11 +180,78 @@ describe("the api's worker class (ayna_uvicorn)", () => {
     });
     assert.equal(r.status, 0, r.stderr);
     const shutdown = /async def shutdown\(self, sockets=None\):\n([\s\S]*?)\n\n/.exec(uvicornWorkerSource)?.[1] ?? "";
-    const order = ["server.close()", "sock.close()", "await asyncio.sleep(DRAIN_SECONDS)", "await super().shutdown("];
+    const order = [
+      "server.close()",
+      "sock.close()",
+      "await asyncio.sleep(DRAIN_SECONDS / DRAIN_STEPS)",
+      "await super().shutdown(",
+    ];
     const at = order.map((s) => shutdown.indexOf(s));
     assert.ok(
       at.every((i, n) => i >= 0 && (n === 0 || i > at[n - 1]!)),
       `listeners closed, then the drain, then uvicorn's shutdown:\n${shutdown}`,
     );
+  });
+
+  it("drains up to 0.5 s while a connection is open, ends the drain once none is, and skips it when none was", () => {
+    // The worker module against stand-ins of gunicorn, uvicorn and uvicorn_worker,
+    // with asyncio.sleep recorded (and a connection closed at the step a scenario says).
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ayna-uvicorn-"));
+    try {
+      const files: Record<string, string> = {
+        "ayna_uvicorn.py": uvicornWorkerSource,
+        "gunicorn/__init__.py": "",
+        "gunicorn/arbiter.py": "class Arbiter:\n    WORKER_BOOT_ERROR = 3\n",
+        "uvicorn/__init__.py": "",
+        "uvicorn/server.py": [
+          "LOG = []",
+          "class Server:",
+          "    def __init__(self, config=None):",
+          "        self.config = config",
+          "    async def shutdown(self, sockets=None):",
+          "        LOG.append('uvicorn shutdown')",
+          "",
+        ].join("\n"),
+        "uvicorn_worker.py": "class UvicornWorker:\n    pass\n",
+        "run.py": [
+          "import asyncio, json, sys, types",
+          "import ayna_uvicorn",
+          "from uvicorn.server import LOG",
+          "def scenario(open_for, has_state=True):",
+          "    LOG.clear()",
+          "    s = ayna_uvicorn.DrainingServer.__new__(ayna_uvicorn.DrainingServer)",
+          "    s.servers = [types.SimpleNamespace(close=lambda: LOG.append('listener closed'))]",
+          "    conns = set() if open_for == 0 else {'c'}",
+          "    if has_state:",
+          "        s.server_state = types.SimpleNamespace(connections=conns)",
+          "    async def sleep(t):",
+          "        LOG.append(t)",
+          "        if open_for is not None and len([x for x in LOG if not isinstance(x, str)]) >= open_for:",
+          "            conns.clear()",
+          "    ayna_uvicorn.asyncio.sleep = sleep",
+          "    asyncio.run(s.shutdown())",
+          "    return list(LOG)",
+          "print(json.dumps({'none': scenario(0), 'closes': scenario(3), 'stays': scenario(None),",
+          "                  'old': scenario(None, has_state=False)}))",
+          "",
+        ].join("\n"),
+      };
+      for (const [name, text] of Object.entries(files)) {
+        fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+        fs.writeFileSync(path.join(dir, name), text);
+      }
+      const r = spawnSync("python3", ["run.py"], { cwd: dir, encoding: "utf8" });
+      assert.equal(r.status, 0, r.stderr);
+      const out = JSON.parse(r.stdout) as Record<string, (string | number)[]>;
+      const step = 0.05;
+      assert.deepEqual(out["none"], ["listener closed", "uvicorn shutdown"]);
+      assert.deepEqual(out["closes"], ["listener closed", step, step, step, "uvicorn shutdown"]);
+      // A connection that stays open: the whole drain, 10 steps of 0.05 s.
+      assert.deepEqual(out["stays"], ["listener closed", ...new Array<number>(10).fill(step), "uvicorn shutdown"]);
+      // A uvicorn without server_state: the whole drain, as before.
+      assert.deepEqual(out["old"], out["stays"]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -584,13 +584,22 @@ poll_health() { # url release deadline [unit] [busy unit, default: unit]
 # for it, HEALTH_ANSWER and HEALTH_NOTE; STRETCHED gets every poll's note.
 POLL_FAILED=-1
 poll_side_by_side() { # release deadline spec...: spec "url|unit|busy unit", as poll_health takes them
-  local rel=$1 deadline=$2 dir i n rc stretched note url unit busy
+  local rel=$1 deadline=$2 dir i k n rc stretched note url unit busy
   shift 2
   local -a specs=("$@") polls=()
   POLL_FAILED=-1
   n=${#specs[@]}
   [ "$n" -gt 0 ] || return 0
-  dir=$(mktemp -d "${TMPDIR:-/tmp}/ayna-poll.XXXXXX")
+  # The results come back through files; without a place for them (a full
+  # /tmp) the polls run one after the other here, as before, rather than
+  # failing a healthy release.
+  if ! dir=$(mktemp -d "${TMPDIR:-/tmp}/ayna-poll.XXXXXX" 2>/dev/null); then
+    for ((i = 0; i < n; i++)); do
+      IFS='|' read -r url unit busy <<<"${specs[$i]}"
+      poll_health "$url" "$rel" "$deadline" "$unit" "$busy" || { POLL_FAILED=$i; return 1; }
+    done
+    return 0
+  fi
   for ((i = 0; i < n; i++)); do
     IFS='|' read -r url unit busy <<<"${specs[$i]}"
     (
@@ -614,7 +623,7 @@ poll_side_by_side() { # release deadline spec...: spec "url|unit|busy unit", as 
       HEALTH_NOTE=$note
       HEALTH_ANSWER=$(cat "$dir/$i.answer" 2>/dev/null || true)
       # The polls after it are not waited for; their subshells stop here.
-      for ((rc = i + 1; rc < n; rc++)); do kill "${polls[$rc]}" 2>/dev/null || true; done
+      for ((k = i + 1; k < n; k++)); do kill "${polls[$k]}" 2>/dev/null || true; done
     fi
   done
   rm -rf "$dir"

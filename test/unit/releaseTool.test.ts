@@ -401,8 +401,10 @@ describe("ayna-release: health poll", () => {
       (for _ in $(seq 500); do [ -e "$STUB_DIR/curl/${apiPort}.n" ] && break; sleep 0.01; done
        mv "$STUB_DIR/curl/${webPort}.later" "$STUB_DIR/curl/${webPort}") &`;
 
+  const webAndApi = () => sandbox({ healthTimeoutSeconds: 1, services: [baseSpec.services[0]!, apiService] });
+
   it("the health gate polls web and api side by side, and names both healthy in the services' order", async () => {
-    const sb = sandbox({ healthTimeoutSeconds: 1, services: [baseSpec.services[0]!, apiService] });
+    const sb = webAndApi();
     sb.state("curl/8150.later", `${healthy("v2")}\n`);
     sb.answers(8151, healthy("v2"));
     const t0 = Date.now();
@@ -415,19 +417,37 @@ describe("ayna-release: health poll", () => {
     );
   });
 
-  it("the health gate side by side: the first failing service in order is named, with its answer and log lines, exit 1", async () => {
-    const sb = sandbox({ healthTimeoutSeconds: 1, services: [baseSpec.services[0]!, apiService] });
+  for (const [where, tmpdir] of [
+    ["side by side", ""],
+    ["one after the other when no temporary directory can be made", "TMPDIR=/nonexistent/ayna; "],
+  ]) {
+    it(`the health gate ${where}: the first failing service in order is named, with its answer and log lines, exit 1`, async () => {
+      const sb = webAndApi();
+      sb.answers(8150, healthy("v2"));
+      sb.answers(8151, "503");
+      const r = await sb.source(`${tmpdir}rc=0; http_gate v2 || rc=$?; echo "rc=$rc"`);
+      assert.equal(r.stdout, "rc=1\n");
+      assert.equal(
+        r.stderr,
+        "health ok: http://127.0.0.1:8150/health serves v2\n" +
+          "health check failed: http://127.0.0.1:8151/health did not answer 200 for release v2 within 1s; " +
+          "last answer: curl: (22) The requested URL returned error: 503\n" +
+          "last log lines of demoapp-api.service:\nlast words of demoapp-api.service\n",
+      );
+    });
+  }
+
+  it("the health gate without a temporary directory still passes a healthy release, polling one service after the other", async () => {
+    const sb = webAndApi();
     sb.answers(8150, healthy("v2"));
-    sb.answers(8151, "503");
-    const r = await sb.source('rc=0; http_gate v2 || rc=$?; echo "rc=$rc"');
-    assert.equal(r.stdout, "rc=1\n");
-    assert.equal(
+    sb.answers(8151, healthy("v2"));
+    const r = await sb.source("TMPDIR=/nonexistent/ayna; http_gate v2");
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
       r.stderr,
-      "health ok: http://127.0.0.1:8150/health serves v2\n" +
-        "health check failed: http://127.0.0.1:8151/health did not answer 200 for release v2 within 1s; " +
-        "last answer: curl: (22) The requested URL returned error: 503\n" +
-        "last log lines of demoapp-api.service:\nlast words of demoapp-api.service\n",
+      /^health ok: http:\/\/127\.0\.0\.1:8150\/health serves v2\nhealth ok: http:\/\/127\.0\.0\.1:8151\/health serves v2$/m,
     );
+    assert.ok(!fs.existsSync("/0") && !fs.existsSync("/0.answer"), "results written at the filesystem root");
   });
 
   it("the candidates of web and api are polled side by side", async () => {

@@ -583,6 +583,18 @@ poll_health() { # url release deadline [unit] [busy unit, default: unit]
 # after it are stopped. Sets POLL_FAILED (index of that failure, or -1) and,
 # for it, HEALTH_ANSWER and HEALTH_NOTE; STRETCHED gets every poll's note.
 POLL_FAILED=-1
+# The polls of a poll_side_by_side under way and their results' directory,
+# for the EXIT trap: a tool stopped mid-gate leaves neither behind.
+POLL_DIR=
+POLL_PIDS=()
+
+stop_polls() {
+  if [ ${#POLL_PIDS[@]} -gt 0 ]; then kill "${POLL_PIDS[@]}" 2>/dev/null || true; fi
+  POLL_PIDS=()
+  if [ -n "$POLL_DIR" ]; then rm -rf "$POLL_DIR"; fi
+  POLL_DIR=
+}
+
 poll_side_by_side() { # release deadline spec...: spec "url|unit|busy unit", as poll_health takes them
   local rel=$1 deadline=$2 dir i k n rc stretched note url unit busy
   shift 2
@@ -600,6 +612,7 @@ poll_side_by_side() { # release deadline spec...: spec "url|unit|busy unit", as 
     done
     return 0
   fi
+  POLL_DIR=$dir
   for ((i = 0; i < n; i++)); do
     IFS='|' read -r url unit busy <<<"${specs[$i]}"
     (
@@ -610,6 +623,7 @@ poll_side_by_side() { # release deadline spec...: spec "url|unit|busy unit", as 
       printf '%s\n%s\n%s\n' "$STRETCHED" "$HEALTH_NOTE" "$rc" >"$dir/$i.tmp" && mv "$dir/$i.tmp" "$dir/$i"
     ) &
     polls+=($!)
+    POLL_PIDS=("${polls[@]}")
   done
   for ((i = 0; i < n; i++)); do
     wait "${polls[$i]}" || true
@@ -626,7 +640,9 @@ poll_side_by_side() { # release deadline spec...: spec "url|unit|busy unit", as 
       for ((k = i + 1; k < n; k++)); do kill "${polls[$k]}" 2>/dev/null || true; done
     fi
   done
+  POLL_PIDS=()
   rm -rf "$dir"
+  POLL_DIR=
   [ "$POLL_FAILED" -lt 0 ]
 }
 
@@ -1239,7 +1255,7 @@ main() {
   trap '' PIPE
   # Only the lock's holder owns the candidates and the staging directory: a
   # deploy that gave up waiting, or a verify, must not touch them.
-  trap 'if [ -n "$OWN_LOCK" ]; then stop_candidates; stop_handovers; rm -rf "$STAGING"; fi; release_lock' EXIT
+  trap 'stop_polls; if [ -n "$OWN_LOCK" ]; then stop_candidates; stop_handovers; rm -rf "$STAGING"; fi; release_lock' EXIT
   [ "$(id -u)" = 0 ] || die "must run as root (through sudo)"
   mkdir -p "$RELEASES" "$VENVS" "$ROOT/logs"
   local sub=${1:-}

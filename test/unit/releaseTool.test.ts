@@ -450,6 +450,29 @@ describe("ayna-release: health poll", () => {
     assert.ok(!fs.existsSync("/0") && !fs.existsSync("/0.answer"), "results written at the filesystem root");
   });
 
+  it("a tool stopped mid-gate (SIGTERM) stops its side-by-side polls and leaves no results directory behind", async () => {
+    const sb = sandbox({ healthTimeoutSeconds: 30, services: [baseSpec.services[0]!, apiService] });
+    sb.env("envA");
+    const a = archive(sb.dir, "a");
+    fs.writeFileSync(path.join(sb.dir, "a.tgz"), a.data);
+    sb.answers(8155, healthy("v1"));
+    sb.answers(8150, "503");
+    sb.answers(8151, "503");
+    const curls = 'cut -f2 "$STUB_DIR/calls.log" | grep -c "^curl "';
+    const r = await sb.source(`
+      export TMPDIR="$HOME/tmp"; mkdir "$TMPDIR"
+      "$TOOL" ${deployArgs(a, "sha1").join(" ")} <"$HOME/a.tgz" >"$HOME/tool.log" 2>&1 &
+      tool=$!
+      for _ in $(seq 1000); do [ -e "$STUB_DIR/curl/8151.n" ] && [ -e "$STUB_DIR/curl/8150.n" ] && break; sleep 0.01; done
+      echo "mid-gate: $(ls "$TMPDIR")"
+      kill -TERM "$tool"; rc=0; wait "$tool" || rc=$?; echo "tool: $rc"
+      sleep 1; before=$(${curls}); sleep 1
+      echo "polls after: $(( $(${curls}) - before ))"
+      echo "left: $(ls -A "$TMPDIR")"`);
+    assert.equal(r.code, 0, r.stdout + r.stderr + fs.readFileSync(path.join(sb.dir, "tool.log"), "utf8"));
+    assert.match(r.stdout, /^mid-gate: ayna-poll\.\w{6}\ntool: 143\npolls after: 0\nleft: \n$/);
+  });
+
   it("the candidates of web and api are polled side by side", async () => {
     const apiCandidate = ["@RELEASE@/.venv/bin/gunicorn", "--bind", "127.0.0.1:8156", "api.main:app"];
     const sb = sandbox({

@@ -51,6 +51,8 @@ export class Proxy extends pulumi.ComponentResource {
         // Refresh sees a site edited by hand, or Caddy stopped.
         check: verifySiteCommand(args.site, this.site),
         timeoutSeconds: args.timeoutSeconds ?? 180,
+        // What ayna-proxy did (the domains it serves, a warning) in `pulumi up`.
+        logStderr: true,
       },
       { parent: this },
     );

@@ -147,6 +147,8 @@ export class Release extends pulumi.ComponentResource {
             environment,
             triggers: [{ pin: args.pin }, ...bundleTriggers],
             captureStdout: true,
+            // The tool's account of the release (candidates, handovers, health, warnings) in `pulumi up`.
+            logStderr: true,
             check: verifyCommand(toolPath),
             timeoutSeconds: timeouts.rollback,
           }
@@ -160,6 +162,8 @@ export class Release extends pulumi.ComponentResource {
             environment,
             triggers: [{ code: this.archive.sha256 }, { dependencies: args.envHash }, ...bundleTriggers],
             captureStdout: true,
+            // The tool's account of the release (candidates, handovers, health, warnings) in `pulumi up`.
+            logStderr: true,
             check: verifyCommand(toolPath),
             timeoutSeconds: timeouts.deploy,
           },

@@ -20,6 +20,13 @@ export interface RemoteCommandArgs {
   /** Keep stdout (with secrets scrubbed) as an output. @default false */
   readonly captureStdout?: pulumi.Input<boolean>;
   /**
+   * Show what a successful run wrote to stderr (secrets scrubbed, its last
+   * 200 lines) on the resource in `pulumi up`'s output; a failed run always
+   * shows its output in the error. Changing it alone runs nothing.
+   * @default false
+   */
+  readonly logStderr?: pulumi.Input<boolean>;
+  /**
    * Run by `pulumi refresh` to see whether what the command set up still
    * holds; a non-zero exit marks it drifted, and the next `up` runs it again.
    * @default no check

@@ -25,6 +25,8 @@ export interface CommandInputs {
   captureStdout?: boolean;
   /** Run by `pulumi refresh`: a non-zero exit marks the command drifted, and the next `up` runs it again. */
   check?: string;
+  /** Show what a successful run wrote to stderr (scrubbed) on the resource in the engine's output. */
+  logStderr?: boolean;
   /** Set by the provider: the pinned key of the host the command ran on. */
   hostIdentity?: string;
 }
@@ -36,7 +38,24 @@ export interface CommandInputs {
  */
 export const rerunKeys = ["create", "update", "stdin", "stdinFileSha256", "triggers"];
 /** Inputs that are only stored: a change updates state and runs nothing. */
-export const storedKeys = ["stdinFile", "delete", "environment", "timeoutSeconds", "captureStdout", "check"];
+export const storedKeys = [
+  "stdinFile",
+  "delete",
+  "environment",
+  "timeoutSeconds",
+  "captureStdout",
+  "check",
+  "logStderr",
+];
+
+/** Lines of a successful run's stderr shown at most (its last ones): the engine's output is no log store. */
+export const stderrLines = 200;
+
+/** A message for the engine to show on the resource; a warning when a line of it is one. */
+export interface EngineMessage {
+  severity: "info" | "warning";
+  text: string;
+}
 
 /** Check's additions: the content hash of the stdin file, read on the deploying machine. */
 export function withStdinHash(news: Record<string, unknown>): { inputs: Record<string, unknown>; failures: Failure[] } {
@@ -73,6 +92,9 @@ export function checkCommand(news: Record<string, unknown>): Failure[] {
   if (plain.stdin !== undefined && plain.stdinFile !== undefined) {
     failures.push({ property: "stdinFile", reason: "give stdin or stdinFile, not both" });
   }
+  if (plain.logStderr !== undefined && typeof plain.logStderr !== "boolean") {
+    failures.push({ property: "logStderr", reason: "must be true or false" });
+  }
   if (plain.timeoutSeconds !== undefined && !(Number.isInteger(plain.timeoutSeconds) && plain.timeoutSeconds > 0)) {
     failures.push({ property: "timeoutSeconds", reason: "must be a positive whole number of seconds" });
   }
@@ -102,7 +124,28 @@ export async function readCommand(
   return { id, props: res.code === 0 ? rest : { ...rest, drifted: true } };
 }
 
-async function run(exec: Executor, conn: Connection, raw: Record<string, unknown>, command: string): Promise<string> {
+interface RunResult {
+  stdout: string;
+  /** What the run wrote to stderr, for the engine, when the inputs ask for it. */
+  messages: EngineMessage[];
+}
+
+/** The last `stderrLines` non-empty lines of a successful run's (scrubbed) stderr, as one message. */
+export function stderrMessages(stderr: string): EngineMessage[] {
+  const lines = stderr.split("\n").filter((l) => l.trim() !== "");
+  if (lines.length === 0) return [];
+  const shown = lines.slice(-stderrLines);
+  const cut = lines.length - shown.length;
+  const text = (cut > 0 ? [`(${cut} earlier lines not shown)`, ...shown] : shown).join("\n");
+  return [{ severity: shown.some((l) => /^warning:/i.test(l)) ? "warning" : "info", text }];
+}
+
+async function run(
+  exec: Executor,
+  conn: Connection,
+  raw: Record<string, unknown>,
+  command: string,
+): Promise<RunResult> {
   const inputs = reveal(raw) as CommandInputs;
   let stdin: string | Buffer | undefined = inputs.stdin;
   if (inputs.stdinFile !== undefined) {
@@ -122,7 +165,10 @@ async function run(exec: Executor, conn: Connection, raw: Record<string, unknown
     }
     throw new Error(`remote command on ${target(conn)} exited with ${res.code}:\n${tail}`);
   }
-  return scrub(res.stdout, secrets);
+  return {
+    stdout: scrub(res.stdout, secrets),
+    messages: inputs.logStderr === true ? stderrMessages(scrub(res.stderr, secrets)) : [],
+  };
 }
 
 function outputs(news: Record<string, unknown>, stdout: unknown): Record<string, unknown> {
@@ -136,12 +182,13 @@ export async function createCommand(
   exec: Executor,
   conn: Connection,
   news: Record<string, unknown>,
-): Promise<{ id: string; outs: Record<string, unknown> }> {
+): Promise<{ id: string; outs: Record<string, unknown>; messages: EngineMessage[] }> {
   const plain = reveal(news) as CommandInputs;
-  const stdout = await run(exec, conn, news, plain.create);
+  const r = await run(exec, conn, news, plain.create);
   return {
     id: `cmd-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`,
-    outs: outputs(news, stdout),
+    outs: outputs(news, r.stdout),
+    messages: r.messages,
   };
 }
 
@@ -150,14 +197,14 @@ export async function updateCommand(
   conn: Connection,
   olds: Record<string, unknown>,
   news: Record<string, unknown>,
-): Promise<{ outs: Record<string, unknown> }> {
+): Promise<{ outs: Record<string, unknown>; messages: EngineMessage[] }> {
   if (changedKeys(olds, news, rerunKeys).length === 0 && olds["drifted"] !== true) {
     // Only stored settings changed: keep the last output, run nothing.
-    return { outs: outputs(news, olds["stdout"] ?? undefined) };
+    return { outs: outputs(news, olds["stdout"] ?? undefined), messages: [] };
   }
   const plain = reveal(news) as CommandInputs;
-  const stdout = await run(exec, conn, news, plain.update ?? plain.create);
-  return { outs: outputs(news, stdout) };
+  const r = await run(exec, conn, news, plain.update ?? plain.create);
+  return { outs: outputs(news, r.stdout), messages: r.messages };
 }
 
 export async function deleteCommand(exec: Executor, conn: Connection, props: Record<string, unknown>): Promise<void> {

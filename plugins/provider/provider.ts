@@ -5,6 +5,7 @@
 import {
   checkCommand,
   createCommand,
+  EngineMessage,
   deleteCommand,
   diffCommand,
   readCommand,
@@ -150,8 +151,8 @@ export class AynaProvider {
     }
   }
 
-  async create(urn: string, inputs: Props): Promise<{ id: string; outs: Props }> {
-    let r: { id: string; outs: Props };
+  async create(urn: string, inputs: Props): Promise<{ id: string; outs: Props; messages?: EngineMessage[] }> {
+    let r: { id: string; outs: Props; messages?: EngineMessage[] };
     switch (typeOfUrn(urn)) {
       case types.command:
         r = await createCommand(this.exec, this.connection(urn), inputs);
@@ -168,7 +169,7 @@ export class AynaProvider {
       default:
         throw unknownType(urn);
     }
-    return { id: r.id, outs: defined(r.outs) };
+    return { id: r.id, outs: defined(r.outs), ...(r.messages?.length ? { messages: r.messages } : {}) };
   }
 
   async read(id: string, urn: string, props: Props): Promise<{ id: string; props: Props }> {
@@ -184,11 +185,12 @@ export class AynaProvider {
     return { id, props: defined(props) };
   }
 
-  async update(urn: string, olds: Props, news: Props): Promise<{ outs: Props }> {
+  async update(urn: string, olds: Props, news: Props): Promise<{ outs: Props; messages?: EngineMessage[] }> {
     let outs: Props;
+    let messages: EngineMessage[] = [];
     switch (typeOfUrn(urn)) {
       case types.command:
-        outs = (await updateCommand(this.exec, this.connection(urn), olds, news)).outs;
+        ({ outs, messages } = await updateCommand(this.exec, this.connection(urn), olds, news));
         break;
       case types.file:
         outs = (await updateFile(this.exec, this.connection(urn), olds, news)).outs;
@@ -203,7 +205,7 @@ export class AynaProvider {
       default:
         throw unknownType(urn);
     }
-    return { outs: defined(outs) };
+    return { outs: defined(outs), ...(messages.length ? { messages } : {}) };
   }
 
   async delete(urn: string, props: Props): Promise<void> {

@@ -99,7 +99,7 @@ export function configOf(req: provproto.ConfigureRequest): Props {
 }
 
 /** Shows a message on a resource in the engine's output (the deploy plan). */
-export type EngineLog = (urn: string, message: string) => Promise<void>;
+export type EngineLog = (urn: string, message: string, severity?: "info" | "warning") => Promise<void>;
 
 /**
  * The engine's Log call at `address` (the engine passes it to every provider
@@ -110,7 +110,7 @@ export function engineLog(address: string): EngineLog {
   // The engine's stubs are loaded with the first message: most runs send none.
   let client: enginerpc.EngineClient | undefined;
   let proto: typeof engineproto | undefined;
-  return (urn, message) =>
+  return (urn, message, severity = "info") =>
     new Promise((resolve) => {
       /* eslint-disable @typescript-eslint/no-require-imports -- lazy loads, see above */
       proto ??= require("@pulumi/pulumi/proto/engine_pb") as typeof engineproto;
@@ -120,7 +120,7 @@ export function engineLog(address: string): EngineLog {
       );
       /* eslint-enable @typescript-eslint/no-require-imports */
       const req = new proto.LogRequest();
-      req.setSeverity(proto.LogSeverity.INFO);
+      req.setSeverity(severity === "warning" ? proto.LogSeverity.WARNING : proto.LogSeverity.INFO);
       req.setUrn(urn);
       req.setMessage(message);
       client.log(req, (err) => {
@@ -172,6 +172,7 @@ export function service(p: AynaProvider, log?: EngineLog): grpc.UntypedServiceIm
     ),
     create: handle(async (req: provproto.CreateRequest) => {
       const r = await p.create(req.getUrn(), props(req.getProperties()));
+      for (const m of r.messages ?? []) await log?.(req.getUrn(), m.text, m.severity);
       const resp = new provproto.CreateResponse();
       resp.setId(r.id);
       resp.setProperties(struct(r.outs));
@@ -187,6 +188,7 @@ export function service(p: AynaProvider, log?: EngineLog): grpc.UntypedServiceIm
     }),
     update: handle(async (req: provproto.UpdateRequest) => {
       const r = await p.update(req.getUrn(), props(req.getOlds()), props(req.getNews()));
+      for (const m of r.messages ?? []) await log?.(req.getUrn(), m.text, m.severity);
       const resp = new provproto.UpdateResponse();
       resp.setProperties(struct(r.outs));
       return resp;

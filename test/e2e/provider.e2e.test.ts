@@ -117,6 +117,22 @@ describe("provider e2e: AynaProvider with the real SSH pool against a Debian tes
     assert.equal(await sh(`cat /tmp/ayna-e2e-deleted-${tag}`), `delete|hello ✓|${odd}|stdin-2\n`);
   });
 
+  it("Command with logStderr: what a successful run wrote to stderr on the host is its engine message, the secret in stdin scrubbed", async () => {
+    const secret = `s3cret-${tag}`;
+    const news: Props = {
+      create: `read -r s; echo "release=v7"; printf 'health ok: v7\\nwarning: slow start\\ngot %s\\n' "$s" >&2`,
+      stdin: wrapSecret(`${secret}\n`),
+      captureStdout: true,
+      logStderr: true,
+    };
+    const created = await p.create(cmdUrn, checked(p, cmdUrn, news));
+    assert.equal(created.outs["stdout"], "release=v7\n");
+    assert.deepEqual(created.messages, [
+      { severity: "warning", text: "health ok: v7\nwarning: slow start\ngot [secret]" },
+    ]);
+    await p.delete(cmdUrn, created.outs);
+  });
+
   it("while a command runs, the host's process list holds no secret and no environment value", async () => {
     const secretEnv = `env-secret-${tag}`;
     const plainEnv = `env-plain-${tag}`;

@@ -65,12 +65,24 @@ describe("venv/systemd mode: the sample app on a fresh host", function () {
     if (host) await stopHost(host);
   });
 
-  it("pulumi up deploys from nothing: four services active", async () => {
+  it("pulumi up deploys from nothing: four services active, and its output has the release tool's account of the gate", async () => {
     const r = await stack.ok(["up", "--yes", "--skip-preview"], { timeoutMs: 900_000 });
     deployMs = r.ms;
     process.stderr.write(`      cold deploy: ${(deployMs / 1000).toFixed(1)} s\n`);
     const active = await sh(host, `systemctl is-active ${roles.map((r) => `${project}-${r}`).join(" ")}`);
     assert.deepEqual(active.trim().split("\n"), ["active", "active", "active", "active"]);
+    // Shown by the provider (logStderr) on the release's deploy command, although it succeeded.
+    const printed = r.stdout + r.stderr;
+    for (const line of [
+      "candidate ok: web of v1 is healthy on 127.0.0.1:8155",
+      "health ok: http://127.0.0.1:8150/health serves v1",
+      "health ok: http://127.0.0.1:8151/health serves v1",
+    ]) {
+      assert.ok(
+        printed.split("\n").some((l) => l.trim() === line),
+        `${line}\n${printed}`,
+      );
+    }
   });
 
   it("web and api answer /health 200 on 127.0.0.1 at the registry ports (declared range 8150)", async () => {

@@ -625,6 +625,51 @@ describe("ayna provider (AynaProvider against a fake executor)", () => {
       assert.equal(r.outs["stdout"], "token is [secret]\nstdin was [secret]\ndone\n");
     });
 
+    it("logStderr: a successful create and update hand their stderr, secrets scrubbed and blank lines dropped, to the engine as one info message", async () => {
+      const stderr = `candidate ok: web of v2 is healthy\n\nstdin was ${stdinSecret}\nhealth ok: token ${envSecret}\n`;
+      const { p } = providerFor(configA, () => ok("release=v2\n", stderr));
+      const inputs = checked(p, cmdUrn, { ...news, logStderr: true });
+      const text = "candidate ok: web of v2 is healthy\nstdin was [secret]\nhealth ok: token [secret]";
+      const c = await p.create(cmdUrn, inputs);
+      assert.deepEqual(c.messages, [{ severity: "info", text }]);
+      const u = await p.update(cmdUrn, c.outs, checked(p, cmdUrn, { ...news, logStderr: true, triggers: ["sha-2"] }));
+      assert.deepEqual(u.messages, [{ severity: "info", text }]);
+      assertEngineSafe(c.outs);
+    });
+
+    it("without logStderr, or with a stderr of blank lines only, a successful run sends the engine nothing", async () => {
+      for (const [logStderr, stderr] of [
+        [undefined, "health ok\n"],
+        [false, "health ok\n"],
+        [true, "\n  \n"],
+      ] as [boolean | undefined, string][]) {
+        const { p } = providerFor(configA, () => ok("", stderr));
+        const r = await p.create(
+          cmdUrn,
+          checked(p, cmdUrn, { ...news, ...(logStderr === undefined ? {} : { logStderr }) }),
+        );
+        assert.equal(r.messages, undefined, `logStderr ${logStderr}, stderr ${JSON.stringify(stderr)}`);
+      }
+    });
+
+    it("logStderr: a line starting 'warning:' makes the message a warning; only the last 200 lines are shown, saying how many were left out", async () => {
+      const lines = Array.from({ length: 230 }, (_, i) => `step ${i + 1}`);
+      lines[220] =
+        "warning: demoapp-web-handover.service did not start; restarting demoapp-web.service without a handover";
+      const { p } = providerFor(configA, () => ok("", lines.join("\n") + "\n"));
+      const r = await p.create(cmdUrn, checked(p, cmdUrn, { ...news, logStderr: true }));
+      assert.deepEqual(r.messages, [
+        { severity: "warning", text: ["(30 earlier lines not shown)", ...lines.slice(30)].join("\n") },
+      ]);
+    });
+
+    it("logStderr must be a boolean", () => {
+      const { p } = providerFor();
+      assert.deepEqual(p.check(cmdUrn, {}, { create: "true", logStderr: "yes" }).failures, [
+        { property: "logStderr", reason: "must be true or false" },
+      ]);
+    });
+
     it("stdinFile streams the local file's bytes on stdin", async () => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ayna-provider-test-"));
       try {
@@ -768,6 +813,15 @@ describe("ayna provider (AynaProvider against a fake executor)", () => {
         assert.deepEqual(r.outs["environment"], { MODE: "staging" });
         assert.equal(r.outs["stdout"], "run 1\n");
         assertEngineSafe(r.outs);
+      });
+
+      it("turning logStderr on or off is stored: nothing runs and no message is sent", async () => {
+        const { p, fake, outs } = await created();
+        const on = await p.update(cmdUrn, outs, checked(p, cmdUrn, { ...base, logStderr: true }));
+        const off = await p.update(cmdUrn, on.outs, checked(p, cmdUrn, { ...base, logStderr: false }));
+        assert.equal(fake.calls.length, 0);
+        assert.deepEqual([on.messages, off.messages], [undefined, undefined]);
+        assert.deepEqual([on.outs["logStderr"], off.outs["logStderr"]], [true, false]);
       });
 
       it("a new timeoutSeconds only is stored: nothing runs, and the next run (delete) uses it", async () => {

@@ -17,6 +17,8 @@ import { EngineService } from "@pulumi/pulumi/proto/engine_grpc_pb";
 import * as engineproto from "@pulumi/pulumi/proto/engine_pb";
 import { ResourceProviderClient } from "@pulumi/pulumi/proto/provider_grpc_pb";
 import * as provproto from "@pulumi/pulumi/proto/provider_pb";
+import { AynaProvider } from "../../plugins/provider/provider";
+import { engineLog, service } from "../../plugins/provider/server";
 import { ed25519KeyPair } from "../support/keys";
 
 type Props = Record<string, unknown>;
@@ -68,6 +70,7 @@ describe("ayna provider over gRPC (the built plugin, started as the engine start
   let stderr = "";
   let sshPort: number;
   let engine: grpc.Server | undefined;
+  let engineAddress = "";
   /** What the provider sent to the engine's Log, in order. */
   const logged: { urn: string; message: string; severity: number }[] = [];
 
@@ -126,7 +129,7 @@ describe("ayna provider over gRPC (the built plugin, started as the engine start
         e ? reject(e) : resolve(port),
       ),
     );
-    const engineAddress = `127.0.0.1:${enginePort}`;
+    engineAddress = `127.0.0.1:${enginePort}`;
     child = spawn(launcher, [engineAddress], { cwd: os.tmpdir(), stdio: ["ignore", "pipe", "pipe"] });
     child.stderr!.setEncoding("utf8").on("data", (d: string) => (stderr += d));
     const firstLine = await new Promise<string>((resolve, reject) => {
@@ -175,6 +178,18 @@ describe("ayna provider over gRPC (the built plugin, started as the engine start
     // Nothing changed: nothing sent.
     await rpc(client.check, checkRequest(planUrn, news, { ...news, release: "v4" }));
     assert.equal(logged.length, before + 1);
+  });
+
+  it("the provider's engine Log client sends info and warning with the engine's severities", async () => {
+    const urn = "urn:pulumi:dev::ayna-deploy::ayna:components:Release$ayna:remote:Command::web1-deploy";
+    const before = logged.length;
+    const log = engineLog(engineAddress);
+    await log(urn, "health ok: v2");
+    await log(urn, "warning: slow start", "warning");
+    assert.deepEqual(logged.slice(before), [
+      { urn, message: "health ok: v2", severity: engineproto.LogSeverity.INFO },
+      { urn, message: "warning: slow start", severity: engineproto.LogSeverity.WARNING },
+    ]);
   });
 
   it("GetPluginInfo answers the project's version", async () => {
@@ -368,5 +383,40 @@ describe("ayna provider over gRPC (the built plugin, started as the engine start
       );
       assert.match(err.details, new RegExp(`^ssh to ops@127\\.0\\.0\\.1:${sshPort}: connection refused`));
     });
+  });
+});
+
+describe("ayna provider's gRPC service in-process: messages of a create or update", () => {
+  /** Calls one of the service's unary handlers as grpc-js does. */
+  function unary<Res>(handler: unknown, request: unknown): Promise<Res> {
+    type Handler = (call: { request: unknown }, cb: (e: unknown, r: Res) => void) => void;
+    return new Promise((resolve, reject) => (handler as Handler)({ request }, (e, r) => (e ? reject(e) : resolve(r))));
+  }
+
+  it("Create and Update send each message to the engine's Log on the resource's URN, with its severity, before they answer", async () => {
+    const urn = "urn:pulumi:dev::ayna-deploy::ayna:components:Release$ayna:remote:Command::web1-deploy";
+    const sent: string[] = [];
+    const stub = {
+      create: async () => ({ id: "cmd-1", outs: { a: 1 }, messages: [{ severity: "info", text: "health ok: v2" }] }),
+      update: async () => ({ outs: { a: 2 }, messages: [{ severity: "warning", text: "warning: slow start" }] }),
+    };
+    // The handlers call only create and update of the provider here.
+    const svc = service(stub as unknown as AynaProvider, async (u, m, severity) => {
+      sent.push(`${severity} ${u} ${m}`);
+    });
+    const created = await unary<provproto.CreateResponse>(
+      svc["create"],
+      new provproto.CreateRequest().setUrn(urn).setProperties(structproto.Struct.fromJavaScript({})),
+    );
+    assert.deepEqual([created.getId(), sent], ["cmd-1", [`info ${urn} health ok: v2`]]);
+    const updated = await unary<provproto.UpdateResponse>(
+      svc["update"],
+      new provproto.UpdateRequest()
+        .setUrn(urn)
+        .setOlds(structproto.Struct.fromJavaScript({}))
+        .setNews(structproto.Struct.fromJavaScript({})),
+    );
+    assert.deepEqual(updated.getProperties()?.toJavaScript(), { a: 2 });
+    assert.deepEqual(sent, [`info ${urn} health ok: v2`, `warning ${urn} warning: slow start`]);
   });
 });

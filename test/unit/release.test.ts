@@ -21,6 +21,23 @@ const spec = (healthTimeoutSeconds: number, watchSeconds?: number): ReleaseToolS
   ...(watchSeconds === undefined ? {} : { watchSeconds }),
 });
 
+const archive = { path: "/nonexistent/app.tar.gz", sha256: "a".repeat(64), bytes: 1, files: {} };
+const deployOf = async (name: string, pin?: string) => {
+  const r = new Release(name, {
+    tool: spec(300, 30),
+    app: { archive, sha: "content-aaaaaaaaaaaa" },
+    envHash: "env1",
+    envContent: "KEY=value\n",
+    units: [],
+    actor: "ops@deployer",
+    ...(pin ? { pin } : {}),
+  });
+  await settle(r.release);
+  const cmd = recorded.find((x) => x.type === "ayna:remote:Command" && x.name === `${name}-deploy`);
+  assert.ok(cmd, `${name}-deploy is registered`);
+  return cmd.inputs;
+};
+
 describe("Release: how long up waits for the release tool", () => {
   it("keeps 1800 s for a deploy and 900 s for a rollback with the default budget (60 s, watch 15 s) and below", () => {
     assert.deepEqual(releaseTimeouts(spec(60, 15)), { deploy: 1800, rollback: 900 });
@@ -36,23 +53,6 @@ describe("Release: how long up waits for the release tool", () => {
     assert.deepEqual(releaseTimeouts(spec(61, 15)), { deploy: 1810, rollback: 910 });
   });
 
-  const archive = { path: "/nonexistent/app.tar.gz", sha256: "a".repeat(64), bytes: 1, files: {} };
-  const deployOf = async (name: string, pin?: string) => {
-    const r = new Release(name, {
-      tool: spec(300, 30),
-      app: { archive, sha: "content-aaaaaaaaaaaa" },
-      envHash: "env1",
-      envContent: "KEY=value\n",
-      units: [],
-      actor: "ops@deployer",
-      ...(pin ? { pin } : {}),
-    });
-    await settle(r.release);
-    const cmd = recorded.find((x) => x.type === "ayna:remote:Command" && x.name === `${name}-deploy`);
-    assert.ok(cmd, `${name}-deploy is registered`);
-    return cmd.inputs;
-  };
-
   it("gives the deploy command the deploy timeout of its budget (300 s, watch 30 s: 1800 + 2415)", async () => {
     assert.equal((await deployOf("web1-release"))["timeoutSeconds"], 4215);
   });
@@ -61,5 +61,12 @@ describe("Release: how long up waits for the release tool", () => {
     const inputs = await deployOf("web2-release", "v2");
     assert.match(String(inputs["create"]), /rollback/);
     assert.equal(inputs["timeoutSeconds"], 3315);
+  });
+});
+
+describe("Release: what pulumi up shows of the release tool", () => {
+  it("the deploy and the rollback-by-pin commands show the tool's stderr (its account of the release) on success", async () => {
+    assert.equal((await deployOf("web3-release"))["logStderr"], true);
+    assert.equal((await deployOf("web4-release", "v2"))["logStderr"], true);
   });
 });

@@ -161,6 +161,7 @@ const releases = planHosts(config, steps).map((plan) => {
       envHash: runtime.envHash,
       envContent: env.content,
       envValues: env.values,
+      secretValues: env.secretValues,
       units: plan.units.flatMap(unitFiles),
       tool: plan.releaseTool,
       pin: config.release.pin,

@@ -31,6 +31,8 @@ export class EnvFile extends pulumi.ComponentResource {
   public readonly content: pulumi.Output<string>;
   /** Its values by name (secret): the deploy plan compares them and names the keys that changed. */
   public readonly values: pulumi.Output<Record<string, string>>;
+  /** The secret values alone (secret): what output from the host must never show. */
+  public readonly secretValues: pulumi.Output<string[]>;
 
   constructor(name: string, args: EnvFileArgs, opts?: pulumi.ComponentResourceOptions) {
     super("ayna:components:EnvFile", name, {}, opts);
@@ -44,7 +46,9 @@ export class EnvFile extends pulumi.ComponentResource {
       );
     }
 
-    this.values = pulumi.secret(pulumi.all(args.secrets).apply((secrets) => ({ ...args.plain, ...secrets })));
+    const secrets = pulumi.all(args.secrets);
+    this.values = pulumi.secret(secrets.apply((s) => ({ ...args.plain, ...s })));
+    this.secretValues = pulumi.secret(secrets.apply((s) => Object.values(s)));
     this.content = pulumi.secret(
       this.values.apply((values) => renderEnvFile(values, `${this.path}: installed by ayna-release`)),
     );

@@ -37,6 +37,13 @@ export interface ReleaseArgs {
    * the keys added, changed or removed. @default the plan shows no env keys
    */
   readonly envValues?: pulumi.Input<Record<string, string>>;
+  /**
+   * Secret values of the env file, scrubbed from what the host's tool prints
+   * (its errors, its account of the release): the env file itself reaches the
+   * host base64-encoded, where no scrub would find them.
+   * @default none
+   */
+  readonly secretValues?: pulumi.Input<string[]>;
   /** The project's unit files, installed the same way (a changed unit is a gated restart). */
   readonly units: readonly UnitFile[];
   /** Who deploys, for the host's audit log and lock. @default user@hostname of this machine */
@@ -139,6 +146,7 @@ export class Release extends pulumi.ComponentResource {
     const timeouts = releaseTimeouts(args.tool);
     // Named so a preview says which of them changed on each host.
     const bundleTriggers = [{ env: envContent.apply(sha256) }, { units: sha256(unitsLine) }];
+    const redact = pulumi.secret(pulumi.output(args.secretValues ?? []));
     this.deploy = new RemoteCommand(
       `${name}-deploy`,
       args.pin
@@ -149,6 +157,7 @@ export class Release extends pulumi.ComponentResource {
             captureStdout: true,
             // The tool's account of the release (candidates, handovers, health, warnings) in `pulumi up`.
             logStderr: true,
+            redact,
             check: verifyCommand(toolPath),
             timeoutSeconds: timeouts.rollback,
           }
@@ -164,6 +173,7 @@ export class Release extends pulumi.ComponentResource {
             captureStdout: true,
             // The tool's account of the release (candidates, handovers, health, warnings) in `pulumi up`.
             logStderr: true,
+            redact,
             check: verifyCommand(toolPath),
             timeoutSeconds: timeouts.deploy,
           },

@@ -27,6 +27,13 @@ export interface RemoteCommandArgs {
    */
   readonly logStderr?: pulumi.Input<boolean>;
   /**
+   * Secret values that reach the host only inside another input (an env file
+   * sent base64-encoded), scrubbed from the command's output and errors like
+   * the secrets among its inputs. Must be secret. Changing it alone runs nothing.
+   * @default none
+   */
+  readonly redact?: pulumi.Input<pulumi.Input<string>[]>;
+  /**
    * Run by `pulumi refresh` to see whether what the command set up still
    * holds; a non-zero exit marks it drifted, and the next `up` runs it again.
    * @default no check

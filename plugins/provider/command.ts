@@ -27,6 +27,12 @@ export interface CommandInputs {
   check?: string;
   /** Show what a successful run wrote to stderr (scrubbed) on the resource in the engine's output. */
   logStderr?: boolean;
+  /**
+   * Secret values that reach the host only inside another input (an env file
+   * sent base64-encoded): scrubbed from every output and error like the
+   * secrets among the inputs.
+   */
+  redact?: string[];
   /** Set by the provider: the pinned key of the host the command ran on. */
   hostIdentity?: string;
 }
@@ -46,6 +52,7 @@ export const storedKeys = [
   "captureStdout",
   "check",
   "logStderr",
+  "redact",
 ];
 
 /** Lines of a successful run's stderr shown at most (its last ones): the engine's output is no log store. */
@@ -91,6 +98,17 @@ export function checkCommand(news: Record<string, unknown>): Failure[] {
   }
   if (plain.stdin !== undefined && plain.stdinFile !== undefined) {
     failures.push({ property: "stdinFile", reason: "give stdin or stdinFile, not both" });
+  }
+  if (containsUnknown(news["redact"])) {
+    // Known at update; a preview has nothing to scrub yet.
+  } else if (
+    plain.redact !== undefined &&
+    !(Array.isArray(plain.redact) && plain.redact.every((x) => typeof x === "string"))
+  ) {
+    failures.push({ property: "redact", reason: "must be a list of strings" });
+  } else if (plain.redact !== undefined && plain.redact.length > 0 && !isSecret(news["redact"])) {
+    // Plain in state, they would be the very leak they are there to prevent.
+    failures.push({ property: "redact", reason: "must be secret (pulumi.secret)" });
   }
   if (plain.logStderr !== undefined && typeof plain.logStderr !== "boolean") {
     failures.push({ property: "logStderr", reason: "must be true or false" });

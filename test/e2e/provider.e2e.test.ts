@@ -133,6 +133,18 @@ describe("provider e2e: AynaProvider with the real SSH pool against a Debian tes
     await p.delete(cmdUrn, created.outs);
   });
 
+  it("Command with redact: a value that reaches the host only base64-encoded is scrubbed from a failure's output", async () => {
+    const token = `tok-${tag}-${randomBytes(6).toString("hex")}`;
+    const news: Props = {
+      create: `echo "$ENV_B64" | base64 -d; echo "the app said: token is $(echo "$ENV_B64" | base64 -d | cut -d= -f2)" >&2; exit 3`,
+      environment: { ENV_B64: wrapSecret(Buffer.from(`TOKEN=${token}\n`).toString("base64")) },
+      redact: wrapSecret([token]),
+    };
+    const e = await rejection(p.create(cmdUrn, checked(p, cmdUrn, news)));
+    assert.match(e.message, /exited with 3:\nTOKEN=\[secret\]\n+the app said: token is \[secret\]$/);
+    assert.ok(!e.message.includes(token), e.message);
+  });
+
   it("while a command runs, the host's process list holds no secret and no environment value", async () => {
     const secretEnv = `env-secret-${tag}`;
     const plainEnv = `env-plain-${tag}`;

@@ -27,6 +27,12 @@ describe("EnvFile component (mocks)", () => {
     );
   });
 
+  it("lists the secret values alone, as a secret, for the release to scrub from the host's output", async () => {
+    const env = new EnvFile("api3", { ...apiOnly, required: [] });
+    const values = await settle(env.secretValues);
+    assert.deepEqual(values, { value: ["postgresql://app@db/app", "k"], secret: true });
+  });
+
   it("refuses missing variables with a message naming them and the fix, and no stack trace (a RunError)", () => {
     assert.throws(
       () => new EnvFile("api2", apiOnly),

@@ -663,6 +663,30 @@ describe("ayna provider (AynaProvider against a fake executor)", () => {
       ]);
     });
 
+    it("redact: its secret values are scrubbed from stdout, the stderr message and a failure's output", async () => {
+      const token = "env-token-7f3a9";
+      const printed = `token=${token}\n`;
+      const inputs = { ...news, captureStdout: true, logStderr: true, redact: wrapSecret([token]) };
+      const { p } = providerFor(configA, () => ok(printed, printed));
+      const r = await p.create(cmdUrn, checked(p, cmdUrn, inputs));
+      assert.equal(r.outs["stdout"], "token=[secret]\n");
+      assert.deepEqual(r.messages, [{ severity: "info", text: "token=[secret]" }]);
+      const failing = providerFor(configA, () => ({ code: 3, stdout: printed, stderr: printed })).p;
+      const e = await rejection(failing.create(cmdUrn, checked(failing, cmdUrn, inputs)));
+      assert.ok(e.message.includes("token=[secret]") && !e.message.includes(token), e.message);
+    });
+
+    it("redact must be a secret list of strings; unknown in a preview, it is not checked", () => {
+      const { p } = providerFor();
+      const failures = (redact: unknown) => p.check(cmdUrn, {}, { create: "true", redact }).failures;
+      assert.deepEqual(failures(["plain-value"]), [{ property: "redact", reason: "must be secret (pulumi.secret)" }]);
+      assert.deepEqual(failures(wrapSecret("one")), [{ property: "redact", reason: "must be a list of strings" }]);
+      assert.deepEqual(failures(wrapSecret([1])), [{ property: "redact", reason: "must be a list of strings" }]);
+      assert.deepEqual(failures(wrapSecret(["x"])), []);
+      assert.deepEqual(failures([]), []);
+      assert.deepEqual(failures(unknownValue), []);
+    });
+
     it("logStderr must be a boolean", () => {
       const { p } = providerFor();
       assert.deepEqual(p.check(cmdUrn, {}, { create: "true", logStderr: "yes" }).failures, [
@@ -822,6 +846,15 @@ describe("ayna provider (AynaProvider against a fake executor)", () => {
         assert.equal(fake.calls.length, 0);
         assert.deepEqual([on.messages, off.messages], [undefined, undefined]);
         assert.deepEqual([on.outs["logStderr"], off.outs["logStderr"]], [true, false]);
+      });
+
+      it("a new redact list only is stored: nothing runs", async () => {
+        const { p, fake, outs } = await created();
+        const news = checked(p, cmdUrn, { ...base, redact: wrapSecret(["another-secret"]) });
+        assert.deepEqual(p.diff(cmdUrn, outs, news).detailedDiff, { redact: "add" });
+        const r = await p.update(cmdUrn, outs, news);
+        assert.equal(fake.calls.length, 0);
+        assertEngineSafe(r.outs);
       });
 
       it("a new timeoutSeconds only is stored: nothing runs, and the next run (delete) uses it", async () => {

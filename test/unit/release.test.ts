@@ -28,6 +28,7 @@ const deployOf = async (name: string, pin?: string) => {
     app: { archive, sha: "content-aaaaaaaaaaaa" },
     envHash: "env1",
     envContent: "KEY=value\n",
+    secretValues: ["s3cret-value"],
     units: [],
     actor: "ops@deployer",
     ...(pin ? { pin } : {}),
@@ -68,5 +69,12 @@ describe("Release: what pulumi up shows of the release tool", () => {
   it("the deploy and the rollback-by-pin commands show the tool's stderr (its account of the release) on success", async () => {
     assert.equal((await deployOf("web3-release"))["logStderr"], true);
     assert.equal((await deployOf("web4-release", "v2"))["logStderr"], true);
+  });
+
+  it("the deploy and the rollback-by-pin commands get the env file's secret values to scrub (redact), as a secret", async () => {
+    // The engine's secret marker, as the mocks hand inputs over.
+    const secret = { "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", value: ["s3cret-value"] };
+    assert.deepEqual((await deployOf("web5-release"))["redact"], secret);
+    assert.deepEqual((await deployOf("web6-release", "v2"))["redact"], secret);
   });
 });

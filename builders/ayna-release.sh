@@ -115,7 +115,8 @@ available_releases() { release_numbers | sed 's/^/v/' | tr '\n' ' '; }
 next_release() { echo "v$(($(release_numbers | tail -n 1 | sed 's/^$/0/') + 1))"; }
 
 json_field() { # file key
-  sed -n 's/.*"'"$2"'": *"\([^"]*\)".*/\1/p' "$1" | head -n 1
+  # sed quits at the first match itself: `| head -n 1` could fail under pipefail.
+  sed -n 's/.*"'"$2"'": *"\([^"]*\)".*/\1/p;T;q' "$1"
 }
 
 venv_of() { readlink -f "$RELEASES/$1/.venv" 2>/dev/null || true; }
@@ -909,7 +910,10 @@ prune() {
   for n in $(release_numbers); do
     d="v$n"
     if [ "$d" = "$cur" ] || [ "$d" = "$prev" ]; then continue; fi
-    if printf '%s\n' "$keep_list" "$in_use" | grep -qx "$d"; then continue; fi
+    # Matched in the shell: `printf ... | grep -q` fails now and then under
+    # pipefail (grep exits at its match, printf's next write gets EPIPE),
+    # and then removed a release it had to keep (seen in CI: the newest).
+    case $'\n'"$keep_list"$'\n'"$in_use"$'\n' in *$'\n'"$d"$'\n'*) continue ;; esac
     rm -rf "${RELEASES:?}/$d"
     say "pruned release $d"
   done

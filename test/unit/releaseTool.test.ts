@@ -1610,6 +1610,30 @@ describe("ayna-release: retention", () => {
     assert.deepEqual(r.stderr.trimEnd().split("\n"), ["pruned release v3", "pruned release v5"]);
   });
 
+  it("keeps the newest KEEP releases however long the lists it checks are (a match found early once failed the check under pipefail and removed the newest release)", async () => {
+    const sb = sandbox({ keep: 3 });
+    for (let n = 1; n <= 8; n++) sb.release(`v${n}`);
+    sb.setCurrent("v2");
+    sb.setPrevious("v1");
+    // A list longer than a pipe holds: a reader that stops at its match leaves
+    // the writer's rest to fail (EPIPE) every time, not one time in thousands.
+    const r = await sb.source("in_use_releases() { seq 1 30000 | sed 's/^/elsewhere-/'; }\nprune");
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(sb.releases(), ["current", "v1", "v2", "v6", "v7", "v8"]);
+    assert.deepEqual(r.stderr.trimEnd().split("\n"), ["pruned release v3", "pruned release v4", "pruned release v5"]);
+  });
+
+  it("json_field reads the first value of a key, and nothing (status 0) for a key that is not there", async () => {
+    const sb = sandbox();
+    const f = path.join(sb.dir, "meta.json");
+    fs.writeFileSync(f, '{"release": "v3", "sha": "abc", "venv": "envA"}\n{"release": "v9"}\n');
+    const r = await sb.source(
+      `echo "[$(json_field ${f} release)] [$(json_field ${f} venv)] [$(json_field ${f} nothing)]"`,
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, "[v3] [envA] []\n");
+  });
+
   it("removes environments no kept release uses once they are an hour old; keeps used and fresh ones", async () => {
     const sb = sandbox({ keep: 3 });
     sb.release("v1", { venv: "envD" });

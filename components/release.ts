@@ -146,35 +146,33 @@ export class Release extends pulumi.ComponentResource {
     const timeouts = releaseTimeouts(args.tool);
     // Named so a preview says which of them changed on each host.
     const bundleTriggers = [{ env: envContent.apply(sha256) }, { units: sha256(unitsLine) }];
-    const redact = pulumi.secret(pulumi.output(args.secretValues ?? []));
+    // What a deploy and a rollback by pin have in common.
+    const shared = {
+      environment,
+      captureStdout: true,
+      // The tool's account of the release (candidates, handovers, health, warnings) in `pulumi up`.
+      logStderr: true,
+      redact: pulumi.secret(pulumi.output(args.secretValues ?? [])),
+      check: verifyCommand(toolPath),
+    };
     this.deploy = new RemoteCommand(
       `${name}-deploy`,
       args.pin
         ? {
+            ...shared,
             create: toolCommand(toolPath, ["rollback", "--to", args.pin], { bundle: true }),
-            environment,
             triggers: [{ pin: args.pin }, ...bundleTriggers],
-            captureStdout: true,
-            // The tool's account of the release (candidates, handovers, health, warnings) in `pulumi up`.
-            logStderr: true,
-            redact,
-            check: verifyCommand(toolPath),
             timeoutSeconds: timeouts.rollback,
           }
         : {
+            ...shared,
             create: toolCommand(
               toolPath,
               ["deploy", "--sha", this.sha, "--checksum", this.archive.sha256, "--venv", args.envHash],
               { bundle: true },
             ),
             stdinFile: this.archive.path,
-            environment,
             triggers: [{ code: this.archive.sha256 }, { dependencies: args.envHash }, ...bundleTriggers],
-            captureStdout: true,
-            // The tool's account of the release (candidates, handovers, health, warnings) in `pulumi up`.
-            logStderr: true,
-            redact,
-            check: verifyCommand(toolPath),
             timeoutSeconds: timeouts.deploy,
           },
       { parent: this, dependsOn: [this.tool, this.uvicornWorker] },

@@ -99,14 +99,11 @@ export function checkCommand(news: Record<string, unknown>): Failure[] {
   if (plain.stdin !== undefined && plain.stdinFile !== undefined) {
     failures.push({ property: "stdinFile", reason: "give stdin or stdinFile, not both" });
   }
-  if (containsUnknown(news["redact"])) {
-    // Known at update; a preview has nothing to scrub yet.
-  } else if (
-    plain.redact !== undefined &&
-    !(Array.isArray(plain.redact) && plain.redact.every((x) => typeof x === "string"))
-  ) {
+  // Unknown in a preview: known at update, and a preview has nothing to scrub yet.
+  const redact: unknown = containsUnknown(news["redact"]) ? undefined : plain.redact;
+  if (redact !== undefined && !(Array.isArray(redact) && redact.every((x) => typeof x === "string"))) {
     failures.push({ property: "redact", reason: "must be a list of strings" });
-  } else if (plain.redact !== undefined && plain.redact.length > 0 && !isSecret(news["redact"])) {
+  } else if (Array.isArray(redact) && redact.length > 0 && !isSecret(news["redact"])) {
     // Plain in state, they would be the very leak they are there to prevent.
     failures.push({ property: "redact", reason: "must be secret (pulumi.secret)" });
   }

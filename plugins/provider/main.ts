@@ -21,7 +21,26 @@ export function readVersion(): string {
   }
 }
 
+/**
+ * Exits once the process that started this one is gone. The engine starts
+ * plugins in their own process group and stops them over gRPC or by signal;
+ * a CLI killed outright (SIGKILL, an OOM kill) does neither, and the provider
+ * would otherwise live on under PID 1 for good. Commands it started on hosts
+ * run as transient units there and finish on their own. The parent's pid is
+ * taken before the port line is printed: an engine killed as soon as it read
+ * that line would otherwise already have been replaced by init.
+ */
+function exitWithParent(parent: number, everyMs = 500): NodeJS.Timeout {
+  const timer = setInterval(() => {
+    if (process.ppid !== parent) process.exit(0);
+  }, everyMs);
+  // Never the reason the process stays up.
+  timer.unref();
+  return timer;
+}
+
 async function main(): Promise<void> {
+  exitWithParent(process.ppid);
   const pool = new SshPool();
   const provider = new AynaProvider(pool, readVersion());
   // The engine's address comes last, after flags such as `--tracing <endpoint>`.

@@ -1,5 +1,4 @@
 import { strict as assert } from "node:assert";
-import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -7,6 +6,7 @@ import * as yaml from "js-yaml";
 import { loadProtocol } from "../../plugins/language-nodejs/protocol";
 import { buildRunInvocation, runOutcome, RunSettings } from "../../plugins/language-nodejs/run";
 import { repoRoot } from "../../scripts/lib/toolchain";
+import { outlivesKilledParent } from "../support/procs";
 
 const base: RunSettings = {
   engineAddress: "127.0.0.1:4000",
@@ -26,42 +26,15 @@ const base: RunSettings = {
   options: {},
 };
 
-/** Whether pid is a live process (a zombie counts as gone: it has exited). */
-function alive(pid: number): boolean {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    return !/^\d+ \(.*\) Z /.test(stat);
-  } catch {
-    return false;
-  }
-}
-
 describe("language host", () => {
   it("exits when its engine is killed outright (SIGKILL), instead of lingering as init's child", async function () {
     this.timeout(60_000);
     const main = path.join(repoRoot, "plugins", "language-nodejs", "main.ts");
-    // A shell stands in for the engine: it starts the host, prints the host's
-    // pid and the port line, then waits; the host is its child as under the CLI.
-    const engine = spawn(
-      "bash",
-      ["-c", '"$0" -r ts-node/register "$1" 127.0.0.1:1 & echo "pid $!"; wait', process.execPath, main],
-      { cwd: repoRoot, stdio: ["ignore", "pipe", "inherit"] },
-    );
-    let out = "";
-    const hostPid = await new Promise<number>((resolve, reject) => {
-      engine.stdout.setEncoding("utf8").on("data", (d: string) => {
-        out += d;
-        const pid = /^pid (\d+)$/m.exec(out)?.[1];
-        if (pid && /^\d+$/m.test(out)) resolve(Number(pid));
-      });
-      engine.on("exit", () => reject(new Error(`the stand-in engine exited early: ${out}`)));
+    // A shell stands in for the engine; the host is its child as under the CLI.
+    const { gone } = await outlivesKilledParent(process.execPath, ["-r", "ts-node/register", main, "127.0.0.1:1"], {
+      cwd: repoRoot,
+      withinMs: 10_000,
     });
-    assert.ok(alive(hostPid), "the host runs and has printed its port");
-    engine.kill("SIGKILL");
-    const killed = Date.now();
-    while (alive(hostPid) && Date.now() - killed < 10_000) await new Promise((r) => setTimeout(r, 100));
-    const gone = !alive(hostPid);
-    if (!gone) process.kill(hostPid, "SIGKILL");
     assert.ok(gone, "the host was still running 10 s after its engine died");
   });
 

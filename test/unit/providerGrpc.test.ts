@@ -20,6 +20,7 @@ import * as provproto from "@pulumi/pulumi/proto/provider_pb";
 import { AynaProvider } from "../../plugins/provider/provider";
 import { engineLog, service } from "../../plugins/provider/server";
 import { ed25519KeyPair } from "../support/keys";
+import { outlivesKilledParent } from "../support/procs";
 
 type Props = Record<string, unknown>;
 
@@ -383,6 +384,15 @@ describe("ayna provider over gRPC (the built plugin, started as the engine start
       );
       assert.match(err.details, new RegExp(`^ssh to ops@127\\.0\\.0\\.1:${sshPort}: connection refused`));
     });
+  });
+});
+
+describe("ayna provider's lifetime", () => {
+  it("exits within 5 s when the engine that started it is killed outright (SIGKILL), instead of living on under init", async function () {
+    // The launcher execs node, so the provider is the shell's child as it is the CLI's.
+    this.timeout(240_000);
+    const { gone, ms } = await outlivesKilledParent(launcher, ["127.0.0.1:1"], { cwd: os.tmpdir(), withinMs: 5_000 });
+    assert.ok(gone, `the provider was still running ${ms} ms after its engine died`);
   });
 });
 

@@ -3,6 +3,7 @@
 // pulumi-language-nodejs as much as this project's stand-in) loads this file
 // as plain JavaScript (`typescript: false`) and its exports become the stack's outputs.
 "use strict";
-const { compiled, deferSdkParts } = require("./compiled");
+const { compiled, deferSdkParts, nativeStackTraces } = require("./compiled");
 deferSdkParts(__dirname);
+nativeStackTraces();
 module.exports = require(compiled("index.ts"));

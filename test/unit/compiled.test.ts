@@ -127,4 +127,32 @@ describe("scripts/compiled.js: the program compiled ahead", () => {
     assert.equal(code, 0, out + err);
     assert.equal(out, "3\nfunction 0 0 0\nfunction true\ntrue function true\n", err);
   });
+
+  it("the program's stack traces are V8's own after the run harness installed source-map-support: the SDK's frames name its .js files, unmapped", async function () {
+    this.timeout(60_000);
+    // As @pulumi/pulumi/cmd/run does, then as scripts/program.js does.
+    const script = [
+      'require("source-map-support/register");',
+      'const pulumi = require("@pulumi/pulumi");',
+      "const top = () => pulumi.Resource.callsites()[0].file;",
+      "const mapped = top();",
+      `const changed = require(${JSON.stringify(launcher)}).nativeStackTraces();`,
+      "console.log(JSON.stringify([mapped, changed, top(), Error.prepareStackTrace === undefined]));",
+    ].join("\n");
+    const child = spawn(process.execPath, ["-e", script], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (err += d));
+    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    assert.equal(code, 0, out + err);
+    const [mapped, changed, native, unset] = JSON.parse(out) as [string, boolean, string, boolean];
+    // The premise: source-map-support was mapping the SDK's frames to .ts paths.
+    assert.match(mapped, /\.ts$/);
+    assert.equal(changed, true);
+    assert.equal(native, path.join(repoRoot, "node_modules", "@pulumi", "pulumi", "resource.js"));
+    assert.equal(unset, true);
+    const program = fs.readFileSync(path.join(repoRoot, "scripts", "program.js"), "utf8");
+    assert.match(program, /^nativeStackTraces\(\);$/m, "scripts/program.js calls it before the program loads");
+  });
 });

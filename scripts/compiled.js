@@ -179,6 +179,29 @@ function nativeStackTraces() {
   return true;
 }
 
+/**
+ * Stops the debugger session the SDK's run harness opens before the program
+ * loads (runtime/closure/v8Hooks): with it on, V8 sends an event for every
+ * script compiled afterwards, a few hundred modules in this program, about a
+ * tenth of a second of a no-op `up`. The session only tells the closure
+ * serializer where a function was defined; this program serializes none (no
+ * dynamic providers, no function callbacks). Resolves once it is off; a
+ * harness without the session (another run mode) is left as it is.
+ */
+async function stopScriptEvents(fromDir) {
+  let file;
+  try {
+    file = require.resolve("@pulumi/pulumi/runtime/closure/v8Hooks", { paths: [fromDir] });
+  } catch {
+    return false;
+  }
+  // Not loaded: nothing opened a session, and asking for one would open it.
+  if (!require.cache[file]) return false;
+  const session = await require.cache[file].exports.getSessionAsync();
+  await new Promise((resolve, reject) => session.post("Debugger.disable", (err) => (err ? reject(err) : resolve())));
+  return true;
+}
+
 /** Installs the stand-ins for the SDK that `fromDir` resolves; returns the modules deferred. */
 function deferSdkParts(fromDir) {
   const done = [];
@@ -196,7 +219,7 @@ function deferSdkParts(fromDir) {
   return done;
 }
 
-module.exports = { compiled, compiledIn, deferSdkParts, nativeStackTraces };
+module.exports = { compiled, compiledIn, deferSdkParts, nativeStackTraces, stopScriptEvents };
 
 // As a command: node scripts/compiled.js ENTRY.ts [ARGS...] runs ENTRY with ARGS.
 if (require.main === module) {

@@ -155,4 +155,52 @@ describe("scripts/compiled.js: the program compiled ahead", () => {
     const program = fs.readFileSync(path.join(repoRoot, "scripts", "program.js"), "utf8");
     assert.match(program, /^nativeStackTraces\(\);$/m, "scripts/program.js calls it before the program loads");
   });
+
+  it("the run harness's debugger session stops reporting scripts before the program loads: a function loaded after has no file for the closure serializer, one loaded before has; without the harness's session none is opened", async function () {
+    this.timeout(60_000);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ayna-compiled-"));
+    try {
+      for (const m of ["before", "after"]) fs.writeFileSync(path.join(dir, `${m}.js`), "module.exports = () => 42;\n");
+      const where = (m: string) =>
+        `(await v8.getFunctionLocationAsync(require(${JSON.stringify(path.join(dir, m))}))).file`;
+      const harness = [
+        `const { stopScriptEvents } = require(${JSON.stringify(launcher)});`,
+        "(async () => {",
+        // As @pulumi/pulumi/cmd/run does before it loads the program.
+        '  await require("@pulumi/pulumi/runtime/closure/v8Hooks").isInitializedAsync();',
+        '  const v8 = require("@pulumi/pulumi/runtime/closure/v8");',
+        `  const before = ${where("before")};`,
+        `  const stopped = await stopScriptEvents(${JSON.stringify(repoRoot)});`,
+        `  const after = ${where("after")};`,
+        "  console.log(JSON.stringify([before, stopped, after]));",
+        "})();",
+      ];
+      const plain = [
+        `const { stopScriptEvents } = require(${JSON.stringify(launcher)});`,
+        `stopScriptEvents(${JSON.stringify(repoRoot)}).then((stopped) =>`,
+        "  console.log(JSON.stringify([stopped, Object.keys(require.cache).some((k) => k.endsWith('v8Hooks.js'))])),",
+        ");",
+      ];
+      const runIt = async (lines: string[]) => {
+        const child = spawn(process.execPath, ["-e", lines.join("\n")], {
+          cwd: repoRoot,
+          stdio: ["ignore", "pipe", "pipe"],
+        });
+        let out = "";
+        let err = "";
+        child.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
+        child.stderr.setEncoding("utf8").on("data", (d: string) => (err += d));
+        const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+        assert.equal(code, 0, out + err);
+        return JSON.parse(out) as unknown;
+      };
+      assert.deepEqual(await runIt(harness), [`file://${path.join(dir, "before")}.js`, true, ""]);
+      assert.deepEqual(await runIt(plain), [false, false]);
+      const program = fs.readFileSync(path.join(repoRoot, "scripts", "program.js"), "utf8");
+      const stops = program.indexOf("await stopScriptEvents(__dirname);");
+      assert.ok(stops > 0 && stops < program.indexOf('require(compiled("index.ts"))'), "program.js stops them first");
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

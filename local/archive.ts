@@ -67,11 +67,71 @@ export function archiveDir(env: NodeJS.ProcessEnv = process.env): string {
  * set; folders 755), so a checkout's umask does not matter. `sha256` is the
  * hash of the uncompressed tar, so it is the same on every machine: gzip's
  * bytes vary with the zlib build (Node's own picks its match hashing by CPU).
+ *
+ * An archive is remembered beside it by the stat data of what it holds: a run
+ * whose files did not change since (a no-op `up`) reads no file and packs
+ * nothing. Entries changed less than `settleMs` (default 2 s) before a pack
+ * are not remembered, so the next run packs again.
  */
-export function buildArchive(dir: string, opts: { files?: string[]; exclude?: string[] } = {}): Archive {
+export function buildArchive(
+  dir: string,
+  opts: { files?: string[]; exclude?: string[]; settleMs?: number } = {},
+): Archive {
   if (!fs.existsSync(dir)) throw new Error(`app directory ${dir} does not exist (config key app.path)`);
+  const started = Date.now();
   const entries = archiveEntries(dir, opts);
   const cache = archiveDir();
+  const stamp = entriesStamp(dir, entries);
+  const memo = path.join(
+    cache,
+    `.archive-${createHash("sha256")
+      .update(JSON.stringify([path.resolve(dir), opts.files ?? null, opts.files ? null : (opts.exclude ?? excluded)]))
+      .digest("hex")
+      .slice(0, 32)}`,
+  );
+  const remembered = readMemo(memo, stamp.digest);
+  if (remembered) return remembered;
+  const archive = packArchive(dir, entries, cache);
+  // Only once every entry is older than the clock's tick: a write in the tick
+  // of the stat just taken could keep its size and times and go unseen.
+  if (stamp.newestMs < started - (opts.settleMs ?? 2000)) {
+    const tmp = `${memo}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, JSON.stringify({ stamp: stamp.digest, archive }), { mode: 0o600 });
+    fs.renameSync(tmp, memo);
+  }
+  return archive;
+}
+
+/**
+ * The stat data of every entry (device, inode, size, mtime and ctime, which
+ * no `touch` can set back), hashed, and the newest of those times: what a
+ * remembered archive of the same entries must still match, as git's index
+ * trusts stat data instead of reading every file again.
+ */
+function entriesStamp(dir: string, entries: Entry[]): { digest: string; newestMs: number } {
+  const h = createHash("sha256");
+  let newest = 0n;
+  for (const e of entries) {
+    const st = fs.lstatSync(path.join(dir, e.name), { bigint: true });
+    h.update(`${e.name}\0${e.kind}\0${e.mode}\0${[st.dev, st.ino, st.size, st.mtimeNs, st.ctimeNs].join(":")}\n`);
+    for (const t of [st.mtimeNs, st.ctimeNs]) if (t > newest) newest = t;
+  }
+  return { digest: h.digest("hex"), newestMs: Number(newest / 1_000_000n) };
+}
+
+/** The archive remembered for this stamp, if its file is still in the cache. */
+function readMemo(memo: string, stamp: string): Archive | undefined {
+  try {
+    const m = JSON.parse(fs.readFileSync(memo, "utf8")) as { stamp?: string; archive?: Archive };
+    const a = m.archive;
+    if (m.stamp !== stamp || !a || path.basename(a.path) !== `${a.sha256}.tar.gz`) return undefined;
+    return fs.statSync(a.path).size === a.bytes ? a : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function packArchive(dir: string, entries: Entry[], cache: string): Archive {
   const tmp = path.join(cache, `.build-${process.pid}-${Date.now()}`);
   try {
     tar.c(

@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import * as zlib from "node:zlib";
-import { archiveDir, archiveEntries, buildArchive, fileDigest } from "../../local/archive";
+import { Archive, archiveDir, archiveEntries, buildArchive, fileDigest } from "../../local/archive";
 
 describe("local archive cache", () => {
   let tmp: string;
@@ -90,6 +90,105 @@ describe("local archive cache", () => {
       else process.env["AYNA_ARCHIVE_DIR"] = prev;
     }
   });
+  describe("remembered archives (a run whose files did not change packs nothing)", () => {
+    let prev: string | undefined;
+    let app: string;
+    beforeEach(() => {
+      prev = process.env["AYNA_ARCHIVE_DIR"];
+      process.env["AYNA_ARCHIVE_DIR"] = path.join(tmp, "cache");
+      app = path.join(tmp, "app");
+      fs.mkdirSync(path.join(app, "pkg"), { recursive: true });
+      fs.writeFileSync(path.join(app, "a.py"), "print(1)\n");
+      fs.writeFileSync(path.join(app, "pkg", "b.py"), "x = 1\n");
+    });
+    afterEach(() => {
+      if (prev === undefined) delete process.env["AYNA_ARCHIVE_DIR"];
+      else process.env["AYNA_ARCHIVE_DIR"] = prev;
+    });
+    const settled = () => new Promise((r) => setTimeout(r, 80));
+    // The archive file is dated 2000 after a build: a pack writes a fresh one, a remembered one stays as it is.
+    const y2k = new Date("2000-01-01T00:00:00Z");
+    const mark = (a: Archive) => fs.utimesSync(a.path, y2k, y2k);
+    const packedAgain = (a: Archive) => fs.statSync(a.path).mtimeMs !== y2k.getTime();
+
+    it("unchanged files: the second build returns the first archive without packing (the archive file is not written again)", async () => {
+      await settled();
+      const one = buildArchive(app, { settleMs: 50 });
+      mark(one);
+      const two = buildArchive(app, { settleMs: 50 });
+      assert.deepEqual(two, one);
+      assert.equal(packedAgain(two), false);
+    });
+
+    it("a file rewritten with the same size and its mtime set back is packed again (ctime moved), with the new content's hash", async () => {
+      await settled();
+      const one = buildArchive(app, { settleMs: 50 });
+      const file = path.join(app, "pkg", "b.py");
+      const { atime, mtime } = fs.statSync(file);
+      fs.writeFileSync(file, "x = 2\n");
+      fs.utimesSync(file, atime, mtime);
+      const two = buildArchive(app, { settleMs: 50 });
+      assert.notEqual(two.sha256, one.sha256);
+      assert.notEqual(two.files["pkg/b.py"], one.files["pkg/b.py"]);
+      assert.equal(two.files["a.py"], one.files["a.py"]);
+    });
+
+    it("a new file and a removed file change the archive; an excluded name added packs again to the same bytes, which the next build then reuses", async () => {
+      await settled();
+      const one = buildArchive(app, { settleMs: 50 });
+      mark(one);
+      fs.writeFileSync(path.join(app, "c.py"), "\n");
+      await settled();
+      const two = buildArchive(app, { settleMs: 50 });
+      assert.deepEqual(Object.keys(two.files).sort(), ["a.py", "c.py", "pkg/b.py"]);
+      fs.rmSync(path.join(app, "c.py"));
+      await settled();
+      const three = buildArchive(app, { settleMs: 50 });
+      assert.equal(three.sha256, one.sha256);
+      assert.equal(packedAgain(three), true);
+      mark(three);
+      fs.mkdirSync(path.join(app, "pkg", "__pycache__"));
+      fs.writeFileSync(path.join(app, "pkg", "__pycache__", "b.pyc"), "junk");
+      // pkg/ itself changed (a new name in it): packed again, to the same bytes.
+      await settled();
+      const four = buildArchive(app, { settleMs: 50 });
+      assert.equal(four.sha256, one.sha256);
+      assert.equal(packedAgain(four), true);
+      mark(four);
+      const five = buildArchive(app, { settleMs: 50 });
+      assert.deepEqual(five, four);
+      assert.equal(packedAgain(five), false);
+    });
+
+    it("files changed within settleMs before the pack are not remembered: the next build packs again", () => {
+      const one = buildArchive(app, { settleMs: 60_000 });
+      mark(one);
+      const two = buildArchive(app, { settleMs: 60_000 });
+      assert.equal(two.sha256, one.sha256);
+      assert.equal(packedAgain(two), true);
+    });
+
+    it("a remembered archive whose file left the cache is packed again", async () => {
+      await settled();
+      const one = buildArchive(app, { settleMs: 50 });
+      fs.rmSync(one.path);
+      const two = buildArchive(app, { settleMs: 50 });
+      assert.equal(two.sha256, one.sha256);
+      assert.ok(fs.existsSync(two.path));
+    });
+
+    it("the same folder with another file list is another archive", async () => {
+      await settled();
+      const all = buildArchive(app, { settleMs: 50 });
+      mark(all);
+      const some = buildArchive(app, { settleMs: 50, files: ["a.py"] });
+      assert.deepEqual(Object.keys(some.files), ["a.py"]);
+      assert.notEqual(some.sha256, all.sha256);
+      assert.deepEqual(buildArchive(app, { settleMs: 50 }), all);
+      assert.equal(packedAgain(all), false);
+    });
+  });
+
   describe("portable packing (node-tar, no platform tar)", () => {
     let prev: string | undefined;
     beforeEach(() => {

@@ -69,8 +69,8 @@ export function archiveDir(env: NodeJS.ProcessEnv = process.env): string {
  * bytes vary with the zlib build (Node's own picks its match hashing by CPU).
  *
  * An archive is remembered beside it by the stat data of what it holds: a run
- * whose files did not change since (a no-op `up`) reads no file and packs
- * nothing. Entries changed less than `settleMs` (default 2 s) before a pack
+ * whose files did not change since (a no-op `up`) reads none of them and
+ * packs nothing. Entries changed less than `settleMs` (default 2 s) before a pack
  * are not remembered, so the next run packs again.
  */
 export function buildArchive(

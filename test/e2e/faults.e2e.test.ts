@@ -46,8 +46,23 @@ describe("faults in the middle of a release: each leaves a release serving, shar
     const done = new Promise<CliResult>((resolve) =>
       child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr, ms: Date.now() - started })),
     );
+    lastUp = { child, done };
     return { child, done };
   }
+  let lastUp: { child: ChildProcess; done: Promise<CliResult> } | undefined;
+
+  // A test that failed half way leaves neither a slowed proxy nor an up
+  // holding the stack's lock to the tests after it.
+  afterEach(async () => {
+    proxy?.setRate(0);
+    const up = lastUp;
+    lastUp = undefined;
+    if (up && up.child.exitCode === null && up.child.signalCode === null) {
+      process.kill(-up.child.pid!, "SIGKILL");
+      await up.done;
+      await stack.run(["cancel", "--yes"]);
+    }
+  });
 
   /**
    * Polls a shell condition on the host (as root) until it prints "yes". Given
@@ -73,6 +88,17 @@ describe("faults in the middle of a release: each leaves a release serving, shar
       await sleep(150);
     }
     assert.fail(`never on the host within ${timeoutMs / 1000}s: ${what}`);
+  }
+
+  /**
+   * The host writes the archive in the SSH packets it gets whole: the first
+   * 32 kB once they have all passed the proxy, the last 14 kB some 3.5 s later
+   * at 4 kB/s. A look at the host on busy cores once took longer than that and
+   * found the upload done. Slowed to 64 B/s once it is seen, the rest takes
+   * minutes, until the test lets it go (setRate(0)) or cuts it.
+   */
+  function holdUploadBack(): void {
+    proxy.setRate(64);
   }
 
   const lockHeld = `pid=$(sed -n "s/^pid=//p" ${root}/.deploy-lock/info 2>/dev/null) && [ -n "$pid" ] && kill -0 "$pid"`;
@@ -225,6 +251,7 @@ describe("faults in the middle of a release: each leaves a release serving, shar
     proxy.setRate(4096); // the archive alone is about 46 kB: ten seconds or more
     const { done } = spawnUp();
     await waitOnHost("the upload under way (lock held, archive partly written)", uploading, 120_000, done);
+    holdUploadBack();
     const partial = (await sh(host, `sudo sh -c 'stat -c %s ${root}/releases/.v*.tmp/.archive.tar.gz'`)).trim();
     const cut = proxy.cut();
     proxy.setRate(0);
@@ -255,6 +282,7 @@ describe("faults in the middle of a release: each leaves a release serving, shar
     proxy.setRate(4096);
     const { done } = spawnUp();
     await waitOnHost("the upload under way (lock held, archive partly written)", uploading, 120_000, done);
+    holdUploadBack();
     const filled = await sshExec(
       host,
       "sudo sh -c 'fallocate -l $(df --output=avail -B1K / | tail -n 1)K /var/tmp/ayna-fill2 2>/dev/null; dd if=/dev/zero of=/var/tmp/ayna-fill3 bs=4k 2>/dev/null; df --output=avail -B1K / | tail -n 1'",

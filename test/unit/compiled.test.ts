@@ -50,6 +50,18 @@ function run(root: string): Promise<{ code: number; out: string }> {
   });
 }
 
+/** Runs `script` with node in the repo (its node_modules); fails the test unless it exits 0. */
+async function nodeScript(script: string): Promise<{ out: string; err: string }> {
+  const child = spawn(process.execPath, ["-e", script], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  child.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
+  child.stderr.setEncoding("utf8").on("data", (d: string) => (err += d));
+  const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+  assert.equal(code, 0, out + err);
+  return { out, err };
+}
+
 describe("scripts/compiled.js: the program compiled ahead", () => {
   const roots: string[] = [];
   after(() => roots.forEach((r) => fs.rmSync(r, { recursive: true, force: true })));
@@ -118,13 +130,7 @@ describe("scripts/compiled.js: the program compiled ahead", () => {
       "  console.log(f.text.includes('42'), typeof pulumi.runtime.computeCodePaths, parts.slice(0, 2).every((p) => loaded(p) > 0));",
       "});",
     ].join("\n");
-    const child = spawn(process.execPath, ["-e", script], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (err += d));
-    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
-    assert.equal(code, 0, out + err);
+    const { out, err } = await nodeScript(script);
     assert.equal(out, "3\nfunction 0 0 0\nfunction true\ntrue function true\n", err);
   });
 
@@ -139,13 +145,7 @@ describe("scripts/compiled.js: the program compiled ahead", () => {
       `const changed = require(${JSON.stringify(launcher)}).nativeStackTraces();`,
       "console.log(JSON.stringify([mapped, changed, top(), Error.prepareStackTrace === undefined]));",
     ].join("\n");
-    const child = spawn(process.execPath, ["-e", script], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (err += d));
-    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
-    assert.equal(code, 0, out + err);
+    const { out } = await nodeScript(script);
     const [mapped, changed, native, unset] = JSON.parse(out) as [string, boolean, string, boolean];
     // The premise: source-map-support was mapping the SDK's frames to .ts paths.
     assert.match(mapped, /\.ts$/);
@@ -181,19 +181,7 @@ describe("scripts/compiled.js: the program compiled ahead", () => {
         "  console.log(JSON.stringify([stopped, Object.keys(require.cache).some((k) => k.endsWith('v8Hooks.js'))])),",
         ");",
       ];
-      const runIt = async (lines: string[]) => {
-        const child = spawn(process.execPath, ["-e", lines.join("\n")], {
-          cwd: repoRoot,
-          stdio: ["ignore", "pipe", "pipe"],
-        });
-        let out = "";
-        let err = "";
-        child.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
-        child.stderr.setEncoding("utf8").on("data", (d: string) => (err += d));
-        const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
-        assert.equal(code, 0, out + err);
-        return JSON.parse(out) as unknown;
-      };
+      const runIt = async (lines: string[]) => JSON.parse((await nodeScript(lines.join("\n"))).out) as unknown;
       assert.deepEqual(await runIt(harness), [`file://${path.join(dir, "before")}.js`, true, ""]);
       assert.deepEqual(await runIt(plain), [false, false]);
       const program = fs.readFileSync(path.join(repoRoot, "scripts", "program.js"), "utf8");

@@ -30,13 +30,10 @@ export function readVersion(): string {
  * taken before the port line is printed: an engine killed as soon as it read
  * that line would otherwise already have been replaced by init.
  */
-function exitWithParent(parent: number, everyMs = 500): NodeJS.Timeout {
-  const timer = setInterval(() => {
+function exitWithParent(parent: number, everyMs = 500): void {
+  setInterval(() => {
     if (process.ppid !== parent) process.exit(0);
-  }, everyMs);
-  // Never the reason the process stays up.
-  timer.unref();
-  return timer;
+  }, everyMs).unref(); // never the reason the process stays up
 }
 
 async function main(): Promise<void> {

@@ -4,19 +4,11 @@
 import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { alive } from "../support/procs";
 import { PulumiStack, repoRoot, resourceSummary } from "../support/pulumi";
 import { sshExec, startHost, stopHost, TestHost } from "../support/testhost";
 
 const file = "/opt/ayna/smoke/deployed-by";
-
-function processAlive(pid: number): boolean {
-  try {
-    // A zombie waiting for its parent to reap it is not running.
-    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
-}
 
 async function acceptedLogins(host: TestHost): Promise<number> {
   const r = await sshExec(
@@ -45,7 +37,7 @@ describe("smoke: pulumi up / up again / destroy against a real host", function (
     await stack?.remove();
     if (host) {
       await stopHost(host);
-      assert.equal(processAlive(host.pid), false, "the host's nspawn process is gone");
+      assert.equal(alive(host.pid), false, "the host's nspawn process is gone");
     }
   });
 

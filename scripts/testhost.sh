@@ -59,6 +59,7 @@ TAG=ayna-testhost # comment on every iptables rule we add (one tag per bridge)
 IMAGE_FORMAT=1
 PACKAGES=systemd,systemd-sysv,dbus,openssh-server,python3,python3-venv,curl,ca-certificates,sudo,iproute2
 HOSTS="$STATE/hosts"
+GONE="$STATE/gone" # host dirs of `down`, out of $HOSTS, while they are removed
 RESERVED="$STATE/reserved"
 UP_NAME=""
 UP_CREATED=0
@@ -1170,11 +1171,19 @@ up_failed() {
 # Stop host NAME (GRACEFUL: see stop_processes) and remove its state; does
 # not touch the network.
 down_host() {
-  local name=$1 hd="$HOSTS/$1" lockfile
+  local name=$1 hd="$HOSTS/$1" lockfile gone="$GONE/$1.$BASHPID"
   stop_processes "$hd" "${2:-1}"
   lockfile=$(nspawn_lockfile "$hd")
   umount_under "$hd"
-  rm_tree "$hd"
+  # The host leaves $HOSTS and, if it was the last, the network goes with it
+  # in one hold of the state lock: a check-clean of another run (which takes
+  # the lock) never sees no host while the bridge is still up.
+  lock_state
+  mkdir -p "$GONE"
+  if [[ -e $hd ]]; then mv "$hd" "$gone"; fi
+  teardown_network_if_idle
+  unlock_state
+  rm_tree "$gone"
   # (the overlay's device number was ours alone while it was mounted)
   [[ -z $lockfile ]] || rm -f "$lockfile"
   rm_propagate_dir "$name"
@@ -1313,6 +1322,9 @@ cmd_gc() {
   wait
   if ((!stale)); then
     rm -rf "$RESERVED"
+    for hd in "$GONE"/*; do
+      rm_tree "$hd"
+    done
     # Leftovers that no host dir accounts for.
     local kind pid pids=()
     while read -r kind pid; do
@@ -1393,6 +1405,8 @@ cmd_check_clean() {
     prefixes+=("$HOSTS/$name")
   done
   (($#)) || prefixes=("$HOSTS")
+  # Hosts come and go with the network under this lock (see down_host).
+  [[ ! -d $STATE ]] || lock_state
   if [[ -d $HOSTS ]]; then
     for hd in "$HOSTS"/*; do
       [[ -e $hd ]] && any=1
@@ -1417,6 +1431,9 @@ cmd_check_clean() {
     for line in "$RESERVED"/*; do
       [[ -e $line ]] && problems+=("reserved address: ${line##*/}")
     done
+    for line in "$GONE"/*; do
+      [[ -e $line ]] && problems+=("state of a stopped host: $line")
+    done
   fi
   if ((!$# || !any)); then
     if ip link show dev "$BRIDGE" >/dev/null 2>&1; then
@@ -1428,6 +1445,7 @@ cmd_check_clean() {
       done < <(ipt_ours "$kind")
     done
   fi
+  unlock_state
   # Interrupted image builds (unless a build is running right now).
   if ((!$#)) && [[ -d $CACHE_DIR/images ]]; then
     exec 8>"$CACHE_DIR/images/.lock"

@@ -188,3 +188,68 @@ describe("test host with a size-limited disk (diskMb)", function () {
     await assertClean();
   });
 });
+
+// Another run's `check-clean NAME` decides "no host is left, so the bridge
+// must be gone" under the harness's state lock; `down` must never show it a
+// moment with neither. Own bridge, /24 and state dir, so no other run's hosts
+// keep the bridge up or take the lock.
+describe("test host harness: the last host's down beside another run's check-clean", function () {
+  this.timeout(5 * 60 * 1000);
+
+  const script = path.resolve(__dirname, "..", "..", "scripts", "testhost.sh");
+  const state = `/run/ayna-testhost-lockcheck-${process.pid}`;
+  const env = {
+    ...process.env,
+    AYNA_TESTHOST_STATE: state,
+    AYNA_TESTHOST_BRIDGE: `aynalk${process.pid % 100000}`,
+    AYNA_TESTHOST_NET: "10.98.0",
+  };
+  const name = `lk-${process.pid}`;
+
+  function harness(args: string[], timeoutMs = 4 * 60 * 1000): string {
+    return execFileSync("bash", [script, ...args], {
+      env,
+      encoding: "utf8",
+      timeout: timeoutMs,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+  }
+
+  after(function () {
+    try {
+      harness(["gc"]);
+    } finally {
+      fs.rmSync(state, { recursive: true, force: true });
+    }
+  });
+
+  it("while `down` stops the last host, a holder of the state lock sees its host dir or no bridge, never no host with the bridge up; afterwards check-clean passes", function () {
+    harness(["up", name, "--owner-pid", String(process.pid)]);
+    // Hold the lock, start `down`, wait until it queues for the lock (a "->"
+    // line on the lock file's inode in /proc/locks), then look.
+    const look = `
+      set -u
+      exec 9>"$STATE/lock"; flock 9
+      bash "$SCRIPT" down "$NAME" 2>/dev/null & down=$!
+      ino=$(stat -c %i "$STATE/lock")
+      for _ in $(seq 600); do
+        grep -Eq -- "-> .*:$ino " /proc/locks && break
+        kill -0 "$down" 2>/dev/null || break
+        sleep 0.05
+      done
+      if [[ -e $STATE/hosts/$NAME ]]; then echo host=yes; else echo host=no; fi
+      if ip link show dev "$BRIDGE" >/dev/null 2>&1; then echo bridge=up; else echo bridge=gone; fi
+      exec 9>&-
+      wait "$down"; echo down=$?`;
+    const out = execFileSync("bash", ["-c", look], {
+      env: { ...env, STATE: state, SCRIPT: script, NAME: name, BRIDGE: env.AYNA_TESTHOST_BRIDGE },
+      encoding: "utf8",
+      timeout: 2 * 60 * 1000,
+    });
+    assert.match(out, /^down=0$/m, out);
+    assert.ok(!/host=no/.test(out) || /bridge=gone/.test(out), `seen under the lock while down waited for it:\n${out}`);
+    assert.ok(!fs.existsSync(path.join(state, "hosts", name)), "host dir still there after down");
+    harness(["check-clean", name]);
+    harness(["check-clean"]);
+  });
+});

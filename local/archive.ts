@@ -81,7 +81,7 @@ export function buildArchive(
   const started = Date.now();
   const entries = archiveEntries(dir, opts);
   const cache = archiveDir();
-  const stamp = entriesStamp(dir, entries);
+  const stamp = entriesStamp(entries);
   const memo = path.join(
     cache,
     `.archive-${createHash("sha256")
@@ -108,11 +108,11 @@ export function buildArchive(
  * remembered archive of the same entries must still match, as git's index
  * trusts stat data instead of reading every file again.
  */
-function entriesStamp(dir: string, entries: Entry[]): { digest: string; newestMs: number } {
+function entriesStamp(entries: Entry[]): { digest: string; newestMs: number } {
   const h = createHash("sha256");
   let newest = 0n;
   for (const e of entries) {
-    const st = fs.lstatSync(path.join(dir, e.name), { bigint: true });
+    const st = e.stat;
     h.update(`${e.name}\0${e.kind}\0${e.mode}\0${[st.dev, st.ino, st.size, st.mtimeNs, st.ctimeNs].join(":")}\n`);
     for (const t of [st.mtimeNs, st.ctimeNs]) if (t > newest) newest = t;
   }
@@ -166,6 +166,8 @@ interface Entry {
   kind: "dir" | "file" | "link";
   /** The mode it is packed with (packedMode). */
   mode: number;
+  /** Its lstat at listing time (what a remembered archive is keyed by). */
+  stat: fs.BigIntStats;
 }
 
 /** Whether a name matches one of the `*` and `?` globs, as tar's --exclude matches each path component. */
@@ -191,17 +193,17 @@ export function archiveEntries(dir: string, opts: { files?: string[]; exclude?: 
   const isExcluded = globsMatcher(opts.files ? [] : (opts.exclude ?? excluded));
   const out: Entry[] = [];
   const visit = (name: string) => {
-    let st: fs.Stats;
+    let stat: fs.BigIntStats;
     try {
-      st = fs.lstatSync(path.join(dir, name));
+      stat = fs.lstatSync(path.join(dir, name), { bigint: true });
     } catch {
       throw new Error(`${path.join(dir, name)} does not exist: it cannot be packed`);
     }
-    const mode = packedMode(st);
-    if (st.isSymbolicLink()) out.push({ name, kind: "link", mode });
-    else if (st.isFile()) out.push({ name, kind: "file", mode });
-    else if (st.isDirectory()) {
-      out.push({ name, kind: "dir", mode });
+    const mode = packedMode(stat);
+    if (stat.isSymbolicLink()) out.push({ name, kind: "link", mode, stat });
+    else if (stat.isFile()) out.push({ name, kind: "file", mode, stat });
+    else if (stat.isDirectory()) {
+      out.push({ name, kind: "dir", mode, stat });
       for (const child of fs.readdirSync(path.join(dir, name)).sort(byteOrder)) {
         if (!isExcluded(child)) visit(`${name}/${child}`);
       }
@@ -213,8 +215,8 @@ export function archiveEntries(dir: string, opts: { files?: string[]; exclude?: 
 }
 
 /** The mode an entry is packed with: git's two for files, 755 for folders and links. */
-function packedMode(st: fs.Stats): number {
-  if (st.isFile()) return st.mode & 0o111 ? 0o755 : 0o644;
+function packedMode(st: fs.Stats | fs.BigIntStats): number {
+  if (st.isFile()) return Number(st.mode) & 0o111 ? 0o755 : 0o644;
   return 0o755;
 }
 

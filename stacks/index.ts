@@ -101,6 +101,13 @@ export interface StackConfig {
   };
 }
 
+/**
+ * The provider masks a secret in command output only from this length on
+ * (shorter strings would mask parts of ordinary words); see scrub() in
+ * plugins/provider/secrets.ts.
+ */
+export const shortestMaskedSecret = 4;
+
 /** Names that look like they hold a secret and so belong in secretEnv. */
 const secretLooking = /(SECRET|PASSWORD|PASSWD|TOKEN|PRIVATE|CREDENTIAL|API_KEY|_KEY$)/;
 
@@ -146,6 +153,13 @@ function crossCheck(ns: string, out: Record<string, unknown>, raw: RawConfig, pr
     problems.push(
       `${ns}:secretEnv: values must be stored encrypted; set each with \`pulumi config set --secret --path 'secretEnv.NAME' ...\``,
     );
+  }
+  for (const [k, v] of Object.entries(secretEnv)) {
+    if (v !== "" && v.length < shortestMaskedSecret) {
+      problems.push(
+        `${ns}:secretEnv.${k}: ${v.length} character${v.length === 1 ? " is" : "s are"} too short to keep out of logs (output masks secrets of ${shortestMaskedSecret} characters or more); set a longer value with \`pulumi config set --secret --path 'secretEnv.${k}' ...\`, or move it to env if it is no secret`,
+      );
+    }
   }
   for (const k of Object.keys(env)) {
     if (secretLooking.test(k) || (k === "DATABASE_URL" && /:\/\/[^/@]*:[^/@]*@/.test(env[k]!))) {

@@ -281,7 +281,7 @@ export const schema: Record<string, Field> = {
   },
   secretEnv: {
     kind: "map",
-    doc: "Secret environment variables. Set each with `pulumi config set --secret --path 'secretEnv.NAME' VALUE`.",
+    doc: "Secret environment variables, each at least 4 characters (output masks no shorter secret). Set each with `pulumi config set --secret --path 'secretEnv.NAME' VALUE`.",
     values: { kind: "string", doc: "value" },
     secret: true,
     ...envKey,

@@ -3,7 +3,8 @@ import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as yaml from "js-yaml";
-import { ConfigError, parseStackConfig } from "../../stacks";
+import { scrub, secretStrings, wrapSecret } from "../../plugins/provider/secrets";
+import { ConfigError, parseStackConfig, shortestMaskedSecret } from "../../stacks";
 import { renderConfigDocs } from "../../stacks/docs";
 import { planHosts } from "../../stacks/plan";
 import { goodConfig, hostKey, privateKey, rawConfig } from "../support/config";
@@ -157,6 +158,13 @@ const errorCases: ErrorCase[] = [
     errors: ["ayna-deploy:secretEnv: values must be stored encrypted"],
   },
   {
+    name: "a secret too short for output to mask",
+    config: { ...good, secretEnv: { ...good.secretEnv, PIN: "123" } },
+    errors: [
+      "ayna-deploy:secretEnv.PIN: 3 characters are too short to keep out of logs (output masks secrets of 4 characters or more); set a longer value with `pulumi config set --secret --path 'secretEnv.PIN' ...`, or move it to env if it is no secret",
+    ],
+  },
+  {
     name: "missing required variable DATABASE_URL",
     config: { ...good, secretEnv: {} },
     errors: ['ayna-deploy:env: DATABASE_URL is required by standard v2.0 ("Required Variables")'],
@@ -277,6 +285,23 @@ describe("stack config validation", () => {
       assert.ok(!err.message.includes("b3BlbnNzaC1rZXktdjEAAAAA"), "the error must not echo key material");
     });
   }
+});
+
+describe("secretEnv values and the provider's output masking", () => {
+  // "Secrets never appear in plain text ... not in logs": the shortest value
+  // the config takes is one the provider masks; one character less is refused.
+  it("takes a value of shortestMaskedSecret characters, which scrub() masks, and refuses one shorter", () => {
+    const fits = "x".repeat(shortestMaskedSecret);
+    const c = parseStackConfig("ayna-deploy", "staging", raw({ ...good, secretEnv: { ...good.secretEnv, PIN: fits } }));
+    assert.ok("PIN" in c.secretEnv);
+    assert.equal(scrub(`pin=${fits};`, secretStrings(wrapSecret(fits))), "pin=[secret];");
+    const short = fits.slice(1);
+    assert.equal(scrub(`pin=${short};`, secretStrings(wrapSecret(short))), `pin=${short};`);
+    assert.throws(
+      () => parseStackConfig("ayna-deploy", "staging", raw({ ...good, secretEnv: { ...good.secretEnv, PIN: short } })),
+      /secretEnv\.PIN: 3 characters are too short/,
+    );
+  });
 });
 
 describe("database.local", () => {

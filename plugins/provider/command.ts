@@ -155,11 +155,15 @@ export function stderrMessages(stderr: string): EngineMessage[] {
   return [{ severity: shown.some((l) => /^warning:/i.test(l)) ? "warning" : "info", text }];
 }
 
+/** Shows a line of a command still running on the resource (the engine's status column). */
+export type Progress = (text: string) => void;
+
 async function run(
   exec: Executor,
   conn: Connection,
   raw: Record<string, unknown>,
   command: string,
+  progress?: Progress,
 ): Promise<RunResult> {
   const inputs = reveal(raw) as CommandInputs;
   let stdin: string | Buffer | undefined = inputs.stdin;
@@ -171,8 +175,21 @@ async function run(
     }
   }
   const timeoutSeconds = inputs.timeoutSeconds ?? 600;
-  const res = await exec.exec(conn, command, { stdin, env: inputs.environment, timeoutSeconds });
   const secrets = secretStrings(raw);
+  const show = inputs.logStderr === true ? progress : undefined;
+  const res = await exec.exec(conn, command, {
+    stdin,
+    env: inputs.environment,
+    timeoutSeconds,
+    ...(show
+      ? {
+          onStderrLine: (line: string) => {
+            const text = scrub(line, secrets).trimEnd();
+            if (text.trim() !== "") show(text);
+          },
+        }
+      : {}),
+  });
   if (res.code !== 0) {
     const tail = scrub([res.stdout, res.stderr].join("\n"), secrets).trim().split("\n").slice(-100).join("\n");
     if (res.code === timedOutStatus) {
@@ -197,9 +214,10 @@ export async function createCommand(
   exec: Executor,
   conn: Connection,
   news: Record<string, unknown>,
+  progress?: Progress,
 ): Promise<{ id: string; outs: Record<string, unknown>; messages: EngineMessage[] }> {
   const plain = reveal(news) as CommandInputs;
-  const r = await run(exec, conn, news, plain.create);
+  const r = await run(exec, conn, news, plain.create, progress);
   return {
     id: `cmd-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`,
     outs: outputs(news, r.stdout),
@@ -212,13 +230,14 @@ export async function updateCommand(
   conn: Connection,
   olds: Record<string, unknown>,
   news: Record<string, unknown>,
+  progress?: Progress,
 ): Promise<{ outs: Record<string, unknown>; messages: EngineMessage[] }> {
   if (changedKeys(olds, news, rerunKeys).length === 0 && olds["drifted"] !== true) {
     // Only stored settings changed: keep the last output, run nothing.
     return { outs: outputs(news, olds["stdout"] ?? undefined), messages: [] };
   }
   const plain = reveal(news) as CommandInputs;
-  const r = await run(exec, conn, news, plain.update ?? plain.create);
+  const r = await run(exec, conn, news, plain.update ?? plain.create, progress);
   return { outs: outputs(news, r.stdout), messages: r.messages };
 }
 

@@ -7,6 +7,7 @@ import {
   createCommand,
   EngineMessage,
   deleteCommand,
+  Progress,
   diffCommand,
   readCommand,
   updateCommand,
@@ -151,11 +152,16 @@ export class AynaProvider {
     }
   }
 
-  async create(urn: string, inputs: Props): Promise<{ id: string; outs: Props; messages?: EngineMessage[] }> {
+  /** `progress` shows a command's stderr lines while it runs (with `logStderr`). */
+  async create(
+    urn: string,
+    inputs: Props,
+    progress?: Progress,
+  ): Promise<{ id: string; outs: Props; messages?: EngineMessage[] }> {
     let r: { id: string; outs: Props; messages?: EngineMessage[] };
     switch (typeOfUrn(urn)) {
       case types.command:
-        r = await createCommand(this.exec, this.connection(urn), inputs);
+        r = await createCommand(this.exec, this.connection(urn), inputs, progress);
         break;
       case types.file:
         r = await createFile(this.exec, this.connection(urn), inputs);
@@ -185,12 +191,17 @@ export class AynaProvider {
     return { id, props: defined(props) };
   }
 
-  async update(urn: string, olds: Props, news: Props): Promise<{ outs: Props; messages?: EngineMessage[] }> {
+  async update(
+    urn: string,
+    olds: Props,
+    news: Props,
+    progress?: Progress,
+  ): Promise<{ outs: Props; messages?: EngineMessage[] }> {
     let outs: Props;
     let messages: EngineMessage[] = [];
     switch (typeOfUrn(urn)) {
       case types.command:
-        ({ outs, messages } = await updateCommand(this.exec, this.connection(urn), olds, news));
+        ({ outs, messages } = await updateCommand(this.exec, this.connection(urn), olds, news, progress));
         break;
       case types.file:
         outs = (await updateFile(this.exec, this.connection(urn), olds, news)).outs;

@@ -12,6 +12,7 @@ import * as plugproto from "@pulumi/pulumi/proto/plugin_pb";
 import * as provrpc from "@pulumi/pulumi/proto/provider_grpc_pb";
 import * as provproto from "@pulumi/pulumi/proto/provider_pb";
 import { AynaProvider, CheckResult } from "./provider";
+import type { Progress } from "./command";
 import { DiffKind, DiffResult } from "./util";
 
 type Props = Record<string, unknown>;
@@ -98,8 +99,17 @@ export function configOf(req: provproto.ConfigureRequest): Props {
   return out;
 }
 
-/** Shows a message on a resource in the engine's output (the deploy plan). */
-export type EngineLog = (urn: string, message: string, severity?: "info" | "warning") => Promise<void>;
+/**
+ * Shows a message on a resource in the engine's output (the deploy plan).
+ * An ephemeral one is only the resource's current status: the summary at the
+ * end leaves it out.
+ */
+export type EngineLog = (
+  urn: string,
+  message: string,
+  severity?: "info" | "warning",
+  ephemeral?: boolean,
+) => Promise<void>;
 
 /**
  * The engine's Log call at `address` (the engine passes it to every provider
@@ -110,7 +120,7 @@ export function engineLog(address: string): EngineLog {
   // The engine's stubs are loaded with the first message: most runs send none.
   let client: enginerpc.EngineClient | undefined;
   let proto: typeof engineproto | undefined;
-  return (urn, message, severity = "info") =>
+  return (urn, message, severity = "info", ephemeral = false) =>
     new Promise((resolve) => {
       /* eslint-disable @typescript-eslint/no-require-imports -- lazy loads, see above */
       proto ??= require("@pulumi/pulumi/proto/engine_pb") as typeof engineproto;
@@ -123,6 +133,7 @@ export function engineLog(address: string): EngineLog {
       req.setSeverity(severity === "warning" ? proto.LogSeverity.WARNING : proto.LogSeverity.INFO);
       req.setUrn(urn);
       req.setMessage(message);
+      req.setEphemeral(ephemeral);
       client.log(req, (err) => {
         if (err) {
           process.stderr.write(
@@ -132,6 +143,21 @@ export function engineLog(address: string): EngineLog {
         resolve();
       });
     });
+}
+
+/**
+ * A running command's lines as the resource's status, sent one after another
+ * in order; `sent` resolves once every line so far has reached the engine.
+ */
+export function progressTo(log: EngineLog | undefined, urn: string): { show?: Progress; sent(): Promise<void> } {
+  if (!log) return { sent: () => Promise.resolve() };
+  let chain = Promise.resolve();
+  return {
+    show: (text) => {
+      chain = chain.then(() => log(urn, text, "info", true));
+    },
+    sent: () => chain,
+  };
 }
 
 /** The ResourceProvider service implementation for grpc-js. */
@@ -171,7 +197,8 @@ export function service(p: AynaProvider, log?: EngineLog): grpc.UntypedServiceIm
       diffResponse(p.diff(req.getUrn(), props(req.getOlds()), props(req.getNews()))),
     ),
     create: handle(async (req: provproto.CreateRequest) => {
-      const r = await p.create(req.getUrn(), props(req.getProperties()));
+      const progress = progressTo(log, req.getUrn());
+      const r = await p.create(req.getUrn(), props(req.getProperties()), progress.show).finally(progress.sent);
       for (const m of r.messages ?? []) await log?.(req.getUrn(), m.text, m.severity);
       const resp = new provproto.CreateResponse();
       resp.setId(r.id);
@@ -187,7 +214,10 @@ export function service(p: AynaProvider, log?: EngineLog): grpc.UntypedServiceIm
       return resp;
     }),
     update: handle(async (req: provproto.UpdateRequest) => {
-      const r = await p.update(req.getUrn(), props(req.getOlds()), props(req.getNews()));
+      const progress = progressTo(log, req.getUrn());
+      const r = await p
+        .update(req.getUrn(), props(req.getOlds()), props(req.getNews()), progress.show)
+        .finally(progress.sent);
       for (const m of r.messages ?? []) await log?.(req.getUrn(), m.text, m.severity);
       const resp = new provproto.UpdateResponse();
       resp.setProperties(struct(r.outs));

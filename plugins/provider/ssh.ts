@@ -2,8 +2,16 @@
 // with its algorithm, commands run through the wrapper of builders/remote.ts
 // (environment on stdin, bounded on the host by `timeout`, stoppable by PID).
 import { createHash } from "node:crypto";
+import { StringDecoder } from "node:string_decoder";
 import type { Client, ClientChannel } from "ssh2";
-import { envPrelude, killGraceSeconds, remoteInvocation, splitPid, stopCommand } from "../../builders/remote";
+import {
+  envPrelude,
+  killGraceSeconds,
+  pidMarker,
+  remoteInvocation,
+  splitPid,
+  stopCommand,
+} from "../../builders/remote";
 
 /**
  * ssh2, loaded on first use: it is a third of the provider's start-up, and a
@@ -39,6 +47,8 @@ export interface ExecOptions {
   env?: Record<string, string>;
   /** Stopped on the host after this long. @default 600 */
   timeoutSeconds?: number;
+  /** Called with each line the command writes to stderr, as it comes (the wrapper's PID line left out). */
+  onStderrLine?: (line: string) => void;
 }
 
 export interface ExecResult {
@@ -63,6 +73,44 @@ export interface Failure {
 }
 
 const maxOutput = 256 * 1024;
+/**
+ * A line longer than this is not handed on: cut in pieces, a secret across a
+ * cut could not be masked (the final message still has it, scrubbed whole).
+ */
+const maxLine = 4096;
+
+/**
+ * Complete lines of a byte stream, as they arrive: a character split across
+ * chunks stays whole; `end` hands on what is left after the last newline.
+ */
+export function lineReader(onLine: (line: string) => void): { push(chunk: Buffer): void; end(): void } {
+  const decoder = new StringDecoder("utf8");
+  let pending = "";
+  let tooLong = false;
+  const drain = () => {
+    for (let nl = pending.indexOf("\n"); nl >= 0; nl = pending.indexOf("\n")) {
+      if (!tooLong) onLine(pending.slice(0, nl));
+      tooLong = false;
+      pending = pending.slice(nl + 1);
+    }
+    if (pending.length > maxLine) {
+      tooLong = true;
+      pending = "";
+    }
+  };
+  return {
+    push(chunk) {
+      pending += decoder.write(chunk);
+      drain();
+    },
+    end() {
+      pending += decoder.end();
+      drain();
+      if (pending !== "" && !tooLong) onLine(pending);
+      pending = "";
+    },
+  };
+}
 const maxChannelsPerConnection = 6;
 
 /** Host key types ssh2 may negotiate for a pinned key of each type. */
@@ -298,8 +346,18 @@ export class SshPool implements Executor {
           },
           (timeoutSeconds + killGraceSeconds + 20) * 1000,
         );
+        const onLine = opts.onStderrLine;
+        let first = true;
+        const lines = onLine
+          ? lineReader((line) => {
+              const wrapperLine = first && line.startsWith(pidMarker);
+              first = false;
+              if (!wrapperLine) onLine(line);
+            })
+          : undefined;
         stream.on("data", (chunk: Buffer) => (stdout = append(stdout, chunk)));
         stream.stderr.on("data", (chunk: Buffer) => {
+          lines?.push(chunk);
           stderr = append(stderr, chunk);
           if (running.pid === undefined) {
             const { pid } = splitPid(stderr);
@@ -312,6 +370,7 @@ export class SshPool implements Executor {
           this.running.delete(running);
           if (done) return;
           done = true;
+          lines?.end();
           resolve({ code: code ?? (signal ? 128 : 255), stdout, stderr: splitPid(stderr).rest });
         });
         stream.write(envPrelude(opts.env));

@@ -133,6 +133,24 @@ describe("provider e2e: AynaProvider with the real SSH pool against a Debian tes
     await p.delete(cmdUrn, created.outs);
   });
 
+  it("Command with logStderr: each stderr line on the host reaches progress while the command still runs (1 s before it ends), secret scrubbed", async () => {
+    const secret = `s3cret-${tag}`;
+    const news: Props = {
+      create: `read -r s; printf 'candidate ok: %s\\n' "$s" >&2; sleep 1; echo 'health ok: v8' >&2`,
+      stdin: wrapSecret(`${secret}\n`),
+      logStderr: true,
+    };
+    const seen: { text: string; at: number }[] = [];
+    const created = await p.create(cmdUrn, checked(p, cmdUrn, news), (text) => seen.push({ text, at: Date.now() }));
+    const ended = Date.now();
+    assert.deepEqual(
+      seen.map((s) => s.text),
+      ["candidate ok: [secret]", "health ok: v8"],
+    );
+    assert.ok(ended - seen[0]!.at >= 800, `the first line came ${ended - seen[0]!.at} ms before the command ended`);
+    await p.delete(cmdUrn, created.outs);
+  });
+
   it("Command with redact: a value that reaches the host only base64-encoded is scrubbed from a failure's output", async () => {
     const token = `tok-${tag}-${randomBytes(6).toString("hex")}`;
     const news: Props = {

@@ -13,7 +13,7 @@ import { removeFile, statFile, writeFileAtomic } from "../../builders/files";
 import { envPrelude, remoteInvocation, splitPid, stopCommand } from "../../builders/remote";
 import { AynaProvider, typeOfUrn } from "../../plugins/provider/provider";
 import { isSecret, reveal, unknownValue, wrapSecret } from "../../plugins/provider/secrets";
-import { Connection, ExecOptions, ExecResult, Executor } from "../../plugins/provider/ssh";
+import { Connection, ExecOptions, ExecResult, Executor, lineReader } from "../../plugins/provider/ssh";
 import { DiffKind, DiffResult } from "../../plugins/provider/util";
 
 type Props = Record<string, unknown>;
@@ -81,6 +81,7 @@ interface ExecCall {
   stdin?: string | Buffer;
   env?: Record<string, string>;
   timeoutSeconds?: number;
+  onStderrLine?: (line: string) => void;
 }
 
 const ok = (stdout = "", stderr = ""): ExecResult => ({ code: 0, stdout, stderr });
@@ -635,6 +636,26 @@ describe("ayna provider (AynaProvider against a fake executor)", () => {
       const u = await p.update(cmdUrn, c.outs, checked(p, cmdUrn, { ...news, logStderr: true, triggers: ["sha-2"] }));
       assert.deepEqual(u.messages, [{ severity: "info", text }]);
       assertEngineSafe(c.outs);
+    });
+
+    it("logStderr: each stderr line reaches progress while the command still runs, secrets scrubbed, blank lines left out; without logStderr none does", async () => {
+      const lines = ["waiting for the deploy lock: owner=ci", "", `token ${envSecret}`, "candidate ok: web   "];
+      for (const logStderr of [true, false]) {
+        const shown: string[] = [];
+        const seenWhileRunning: string[][] = [];
+        const { p } = providerFor(configA, (call) => {
+          for (const l of lines) call.onStderrLine?.(l);
+          seenWhileRunning.push([...shown]);
+          return ok("", lines.join("\n"));
+        });
+        const inputs = checked(p, cmdUrn, { ...news, logStderr });
+        const c = await p.create(cmdUrn, inputs, (t) => shown.push(t));
+        await p.update(cmdUrn, c.outs, checked(p, cmdUrn, { ...news, logStderr, triggers: ["sha-2"] }), (t) =>
+          shown.push(t),
+        );
+        const want = logStderr ? ["waiting for the deploy lock: owner=ci", "token [secret]", "candidate ok: web"] : [];
+        assert.deepEqual(seenWhileRunning, [want, [...want, ...want]], `logStderr ${logStderr}`);
+      }
     });
 
     it("without logStderr, or with a stderr of blank lines only, a successful run sends the engine nothing", async () => {
@@ -1453,6 +1474,39 @@ describe("remote command wrapper (builders/remote.ts)", () => {
         child.kill("SIGKILL");
       }
     });
+  });
+});
+
+describe("ayna provider: stderr lines as they arrive (lineReader)", () => {
+  it("hands on each complete line at once, keeps a character split across chunks whole, and the rest at the end", () => {
+    const got: string[] = [];
+    const r = lineReader((l) => got.push(l));
+    const bytes = Buffer.from("candidate ok: wéb\nhealth", "utf8");
+    const split = bytes.indexOf(0xc3) + 1; // inside the two bytes of "é"
+    r.push(bytes.subarray(0, split));
+    assert.deepEqual(got, []);
+    r.push(bytes.subarray(split));
+    assert.deepEqual(got, ["candidate ok: wéb"]);
+    r.push(Buffer.from(" ok\n\nlast"));
+    assert.deepEqual(got, ["candidate ok: wéb", "health ok", ""]);
+    r.end();
+    assert.deepEqual(got, ["candidate ok: wéb", "health ok", "", "last"]);
+  });
+
+  it("leaves out a line longer than 4096 characters (a secret across a cut could not be masked), and goes on with the next", () => {
+    const got: string[] = [];
+    const r = lineReader((l) => got.push(l));
+    r.push(Buffer.from("x".repeat(5000)));
+    r.push(Buffer.from("y".repeat(3000) + "\nnext\n" + "z".repeat(4097)));
+    r.end();
+    assert.deepEqual(got, ["next"]);
+    const r2 = lineReader((l) => got.push(l));
+    r2.push(Buffer.from("w".repeat(4096)));
+    r2.end();
+    assert.deepEqual(
+      got.map((l) => l.length),
+      [4, 4096],
+    );
   });
 });
 

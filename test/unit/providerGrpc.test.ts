@@ -73,7 +73,7 @@ describe("ayna provider over gRPC (the built plugin, started as the engine start
   let engine: grpc.Server | undefined;
   let engineAddress = "";
   /** What the provider sent to the engine's Log, in order. */
-  const logged: { urn: string; message: string; severity: number }[] = [];
+  const logged: { urn: string; message: string; severity: number; ephemeral: boolean }[] = [];
 
   /** One call with a deadline, so nothing here can hang. */
   function rpc<Req, Res>(method: Unary<Req, Res>, req: Req, ms = 20_000): Promise<Res> {
@@ -121,7 +121,12 @@ describe("ayna provider over gRPC (the built plugin, started as the engine start
     engine.addService(EngineService, {
       log: (call: { request: engineproto.LogRequest }, cb: (e: null, r: emptyproto.Empty) => void) => {
         const r = call.request;
-        logged.push({ urn: r.getUrn(), message: r.getMessage(), severity: r.getSeverity() });
+        logged.push({
+          urn: r.getUrn(),
+          message: r.getMessage(),
+          severity: r.getSeverity(),
+          ephemeral: r.getEphemeral(),
+        });
         cb(null, new emptyproto.Empty());
       },
     });
@@ -181,15 +186,17 @@ describe("ayna provider over gRPC (the built plugin, started as the engine start
     assert.equal(logged.length, before + 1);
   });
 
-  it("the provider's engine Log client sends info and warning with the engine's severities", async () => {
+  it("the provider's engine Log client sends info and warning with the engine's severities, and a running command's line as ephemeral", async () => {
     const urn = "urn:pulumi:dev::ayna-deploy::ayna:components:Release$ayna:remote:Command::web1-deploy";
     const before = logged.length;
     const log = engineLog(engineAddress);
     await log(urn, "health ok: v2");
     await log(urn, "warning: slow start", "warning");
+    await log(urn, "candidate ok: web", "info", true);
     assert.deepEqual(logged.slice(before), [
-      { urn, message: "health ok: v2", severity: engineproto.LogSeverity.INFO },
-      { urn, message: "warning: slow start", severity: engineproto.LogSeverity.WARNING },
+      { urn, message: "health ok: v2", severity: engineproto.LogSeverity.INFO, ephemeral: false },
+      { urn, message: "warning: slow start", severity: engineproto.LogSeverity.WARNING, ephemeral: false },
+      { urn, message: "candidate ok: web", severity: engineproto.LogSeverity.INFO, ephemeral: true },
     ]);
   });
 
@@ -428,5 +435,47 @@ describe("ayna provider's gRPC service in-process: messages of a create or updat
     );
     assert.deepEqual(updated.getProperties()?.toJavaScript(), { a: 2 });
     assert.deepEqual(sent, [`info ${urn} health ok: v2`, `warning ${urn} warning: slow start`]);
+  });
+
+  it("Create and Update send a running command's lines to the engine's Log as ephemeral info, in order, all before the final message and the answer", async () => {
+    const urn = "urn:pulumi:dev::ayna-deploy::ayna:components:Release$ayna:remote:Command::web1-deploy";
+    const sent: string[] = [];
+    const running = (show: ((t: string) => void) | undefined, tag: string) => {
+      for (const line of ["waiting for the deploy lock", "candidate ok: web", "health ok"]) show?.(`${tag} ${line}`);
+    };
+    const stub = {
+      create: async (_u: string, _p: unknown, show?: (t: string) => void) => {
+        running(show, "c");
+        return { id: "cmd-1", outs: {}, messages: [{ severity: "info", text: "c done" }] };
+      },
+      update: async (_u: string, _o: unknown, _n: unknown, show?: (t: string) => void) => {
+        running(show, "u");
+        return { outs: {}, messages: [{ severity: "info", text: "u done" }] };
+      },
+    };
+    // A slow engine: each message takes 20 ms to be taken.
+    const svc = service(stub as unknown as AynaProvider, async (_u, m, severity, ephemeral) => {
+      await new Promise((r) => setTimeout(r, 20));
+      sent.push(`${severity}${ephemeral ? " ephemeral" : ""} ${m}`);
+    });
+    await unary<provproto.CreateResponse>(
+      svc["create"],
+      new provproto.CreateRequest().setUrn(urn).setProperties(structproto.Struct.fromJavaScript({})),
+    );
+    const lines = (tag: string) => [
+      `info ephemeral ${tag} waiting for the deploy lock`,
+      `info ephemeral ${tag} candidate ok: web`,
+      `info ephemeral ${tag} health ok`,
+      `info ${tag} done`,
+    ];
+    assert.deepEqual(sent, lines("c"));
+    await unary<provproto.UpdateResponse>(
+      svc["update"],
+      new provproto.UpdateRequest()
+        .setUrn(urn)
+        .setOlds(structproto.Struct.fromJavaScript({}))
+        .setNews(structproto.Struct.fromJavaScript({})),
+    );
+    assert.deepEqual(sent, [...lines("c"), ...lines("u")]);
   });
 });

@@ -73,9 +73,12 @@ export interface Failure {
 }
 
 const maxOutput = 256 * 1024;
+const maxChannelsPerConnection = 6;
+
 /**
- * A line longer than this is not handed on: cut in pieces, a secret across a
- * cut could not be masked (the final message still has it, scrubbed whole).
+ * A line longer than this is not handed on, however it arrives: cut in pieces,
+ * a secret across a cut could not be masked (the final message still has it,
+ * scrubbed whole).
  */
 const maxLine = 4096;
 
@@ -89,7 +92,7 @@ export function lineReader(onLine: (line: string) => void): { push(chunk: Buffer
   let tooLong = false;
   const drain = () => {
     for (let nl = pending.indexOf("\n"); nl >= 0; nl = pending.indexOf("\n")) {
-      if (!tooLong) onLine(pending.slice(0, nl));
+      if (!tooLong && nl <= maxLine) onLine(pending.slice(0, nl));
       tooLong = false;
       pending = pending.slice(nl + 1);
     }
@@ -111,7 +114,6 @@ export function lineReader(onLine: (line: string) => void): { push(chunk: Buffer
     },
   };
 }
-const maxChannelsPerConnection = 6;
 
 /** Host key types ssh2 may negotiate for a pinned key of each type. */
 const hostKeyAlgorithms: Record<string, string[]> = {

@@ -1497,15 +1497,15 @@ describe("ayna provider: stderr lines as they arrive (lineReader)", () => {
     const got: string[] = [];
     const r = lineReader((l) => got.push(l));
     r.push(Buffer.from("x".repeat(5000)));
-    r.push(Buffer.from("y".repeat(3000) + "\nnext\n" + "z".repeat(4097)));
+    r.push(Buffer.from("y".repeat(3000) + "\nnext\n" + "v".repeat(4097) + "\nthen\n" + "z".repeat(4097)));
     r.end();
-    assert.deepEqual(got, ["next"]);
+    assert.deepEqual(got, ["next", "then"]);
     const r2 = lineReader((l) => got.push(l));
     r2.push(Buffer.from("w".repeat(4096)));
     r2.end();
     assert.deepEqual(
       got.map((l) => l.length),
-      [4, 4096],
+      [4, 4, 4096],
     );
   });
 });

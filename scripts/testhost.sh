@@ -1199,8 +1199,8 @@ up_failed() {
   exit "$rc"
 }
 
-# Stop host NAME (GRACEFUL: see stop_processes) and remove its state; does
-# not touch the network.
+# Stop host NAME (GRACEFUL: see stop_processes) and remove its state; the
+# network goes too if it was the last host.
 down_host() {
   local name=$1 hd="$HOSTS/$1" lockfile gone="$GONE/$1.$BASHPID"
   stop_processes "$hd" "${2:-1}"

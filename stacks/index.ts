@@ -103,8 +103,8 @@ export interface StackConfig {
 
 /**
  * The provider masks a secret in command output only from this length on
- * (shorter strings would mask parts of ordinary words); see scrub() in
- * plugins/provider/secrets.ts.
+ * (shorter strings would mask parts of ordinary words): shortestScrubbed in
+ * plugins/provider/secrets.ts, which the program does not load.
  */
 export const shortestMaskedSecret = 4;
 

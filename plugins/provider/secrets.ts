@@ -32,13 +32,16 @@ export function reveal(v: unknown): unknown {
   return v;
 }
 
+/** Shorter strings are not scrubbed: masking them would mask parts of ordinary words. */
+export const shortestScrubbed = 4;
+
 /** Every string that sits inside a secret, so it can be scrubbed from output. */
 export function secretStrings(v: unknown, inside = false, acc: string[] = []): string[] {
   if (isSecret(v)) return secretStrings(v.value, true, acc);
   if (typeof v === "string") {
     if (inside) {
       acc.push(v);
-      for (const line of v.split("\n")) if (line.trim().length >= 4) acc.push(line.trim());
+      for (const line of v.split("\n")) if (line.trim().length >= shortestScrubbed) acc.push(line.trim());
     }
   } else if (Array.isArray(v)) {
     for (const x of v) secretStrings(x, inside, acc);
@@ -48,9 +51,9 @@ export function secretStrings(v: unknown, inside = false, acc: string[] = []): s
   return acc;
 }
 
-/** Replaces each secret string (at least 4 characters) in `text` with `[secret]`. */
+/** Replaces each secret string (at least `shortestScrubbed` characters) in `text` with `[secret]`. */
 export function scrub(text: string, secrets: string[]): string {
-  const words = [...new Set(secrets.filter((s) => s.length >= 4))].sort((a, b) => b.length - a.length);
+  const words = [...new Set(secrets.filter((s) => s.length >= shortestScrubbed))].sort((a, b) => b.length - a.length);
   let out = text;
   for (const w of words) out = out.split(w).join("[secret]");
   return out;

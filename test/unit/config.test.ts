@@ -3,7 +3,7 @@ import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as yaml from "js-yaml";
-import { scrub, secretStrings, wrapSecret } from "../../plugins/provider/secrets";
+import { scrub, secretStrings, shortestScrubbed, wrapSecret } from "../../plugins/provider/secrets";
 import { ConfigError, parseStackConfig, shortestMaskedSecret } from "../../stacks";
 import { renderConfigDocs } from "../../stacks/docs";
 import { planHosts } from "../../stacks/plan";
@@ -291,6 +291,7 @@ describe("secretEnv values and the provider's output masking", () => {
   // "Secrets never appear in plain text ... not in logs": the shortest value
   // the config takes is one the provider masks; one character less is refused.
   it("takes a value of shortestMaskedSecret characters, which scrub() masks, and refuses one shorter", () => {
+    assert.equal(shortestMaskedSecret, shortestScrubbed);
     const fits = "x".repeat(shortestMaskedSecret);
     const c = parseStackConfig("ayna-deploy", "staging", raw({ ...good, secretEnv: { ...good.secretEnv, PIN: fits } }));
     assert.ok("PIN" in c.secretEnv);

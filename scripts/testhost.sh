@@ -42,6 +42,8 @@
 #   AYNA_TESTHOST_NET            first three octets of the /24 (default 10.99.0)
 #   AYNA_TESTHOST_MIRROR         Debian mirror (default: the machine's own)
 #   AYNA_TESTHOST_BOOT_TIMEOUT   seconds `up` waits for ssh + boot (default 300: the suite boots hosts while other tests hold both cores under load)
+#   AYNA_TESTHOST_SSH_RETRY      seconds after its start a boot with no ssh login yet is stopped
+#                                and started again, once (default 90; a warm boot logs in after 1 s)
 #   AYNA_TESTHOST_STOP_TIMEOUT   seconds `down` waits for a clean poweroff (default 10;
 #                                at least 30 for a --docker host: dockerd stops its containers)
 set -euo pipefail
@@ -51,6 +53,7 @@ STATE="${AYNA_TESTHOST_STATE:-/run/ayna-testhost}"
 BRIDGE="${AYNA_TESTHOST_BRIDGE:-aynabr0}"
 NET="${AYNA_TESTHOST_NET:-10.99.0}"
 BOOT_TIMEOUT="${AYNA_TESTHOST_BOOT_TIMEOUT:-300}"
+SSH_RETRY="${AYNA_TESTHOST_SSH_RETRY:-90}"
 STOP_TIMEOUT="${AYNA_TESTHOST_STOP_TIMEOUT:-10}"
 DEFAULT_SUITE=trixie
 TAG=ayna-testhost # comment on every iptables rule we add (one tag per bridge)
@@ -888,31 +891,56 @@ boot_diagnostics() { # NSPAWN_PID
     cut -c1-240
 }
 
-boot_host() {
-  local hd=$1 t_start=$2 what=$3 name=${1##*/} r="$1/root" addr suite key hostkey
-  addr=$(<"$hd/address")
-  suite=$(<"$hd/suite")
-  key=$(client_key)
-  hostkey=$(cut -d' ' -f2,3 "$hd/known_hosts")
-
-  # The pid is written by the process that becomes nspawn (exec); the old one
-  # goes first, so that nspawn.pid names the running nspawn or nothing.
-  # fds 7-9 are closed so that nspawn holds none of our locks.
-  rm -f "$hd/nspawn.pid"
-  local t_boot
+# Starts the host's nspawn in the background. The pid is written by the
+# process that becomes nspawn (exec); the old one goes first, so that
+# nspawn.pid names the running nspawn or nothing. fds 7-9 are closed so that
+# nspawn holds none of our locks.
+launch_nspawn() { # HD
+  local hd=$1 name=${1##*/}
   local -a extra
+  rm -f "$hd/nspawn.pid"
   mapfile -t extra < <(docker_nspawn_opts "$hd")
-  t_boot=$(now_ms)
   # shellcheck disable=SC2016
   setsid sh -c 'echo $$ >"$0"; exec "$@"' "$hd/nspawn.pid" \
-    systemd-nspawn --quiet --boot --directory "$r" --machine "$name" \
+    systemd-nspawn --quiet --boot --directory "$hd/root" --machine "$name" \
     --network-bridge="$BRIDGE" --register=no --keep-unit --console=passive \
     --link-journal=no --resolv-conf=off --timezone=off \
     --system-call-filter='add_key keyctl request_key' "${extra[@]}" \
     </dev/null >"$hd/nspawn.log" 2>&1 7>&- 8>&- 9>&- &
   disown "$!" # no job report from bash when it is killed later
+}
 
-  local deadline=$((t_start + BOOT_TIMEOUT * 1000)) pid="" t_ssh="" state="" out rc listening=0
+# After host dir HD's processes are gone, before it boots again: what a
+# SIGKILLed nspawn leaves behind goes, and its old bridge port VETH (if
+# known) is waited out.
+clear_stopped() { # HD VETH
+  local hd=$1 name=${1##*/} veth=$2 lockfile
+  lockfile=$(nspawn_lockfile "$hd")
+  rm -f "$lockfile" "$hd/.#root.lck"
+  rm_propagate_dir "$name"
+  # The kernel removes the veth pair of a dead container a little later; a
+  # new nspawn cannot create its own under the same name before.
+  if [[ -n $veth ]]; then
+    local deadline=$(($(now_ms) + 10000))
+    while [[ -e /sys/class/net/$veth ]]; do
+      (($(now_ms) < deadline)) || die "interface $veth of $name is still there"
+      sleep 0.05
+    done
+  fi
+}
+
+boot_host() {
+  local hd=$1 t_start=$2 what=$3 name=${1##*/} addr suite key hostkey
+  addr=$(<"$hd/address")
+  suite=$(<"$hd/suite")
+  key=$(client_key)
+  hostkey=$(cut -d' ' -f2,3 "$hd/known_hosts")
+
+  local t_boot retried=0
+  t_boot=$(now_ms)
+  launch_nspawn "$hd"
+
+  local deadline=$((t_start + BOOT_TIMEOUT * 1000)) pid="" t_ssh="" state="" out rc listening=0 veth
   local -a opts
   mapfile -t opts < <(ssh_opts "$key" "$hd/known_hosts")
   while :; do
@@ -920,6 +948,24 @@ boot_host() {
       tail -n 20 "$hd/nspawn.log" "$hd/ssh-probe.log" >&2 2>/dev/null || true
       boot_diagnostics "$pid" >&2 || true
       die "host $name did not come up within ${BOOT_TIMEOUT}s (ssh: ${t_ssh:-no}, state: ${state:-unknown})"
+    fi
+    # A boot that gets stuck before its first login (CI once saw a host
+    # never accept a connection on port 22 while its twin, booted beside it,
+    # came up in seconds) is cut and started again on the same overlay, once.
+    if [[ -z $t_ssh ]] && ((!retried && $(now_ms) - t_boot > SSH_RETRY * 1000)); then
+      retried=1
+      log "$name: no ssh login ${SSH_RETRY}s after its boot started (sshd listening: $( ((listening)) && echo yes || echo no)); what it looks like:"
+      tail -n 5 "$hd/ssh-probe.log" >&2 2>/dev/null || true
+      boot_diagnostics "$pid" >&2 || true
+      veth=$(host_veth "$hd") || veth=""
+      stop_processes "$hd" 0
+      [[ -z $(our_pids "$hd/") ]] || die "processes of $name are still alive"
+      clear_stopped "$hd" "$veth"
+      log "$name: stopped; booting it again (once)"
+      pid="" listening=0
+      t_boot=$(now_ms)
+      launch_nspawn "$hd"
+      continue
     fi
     if [[ -z $pid ]]; then
       pid=$(nspawn_pid "$hd") || pid=""
@@ -1147,7 +1193,7 @@ cmd_reboot() {
   done
   [[ -n $name ]] || die "usage: $0 reboot NAME [--hard]"
   valid_name "$name" || die "bad host name '$name'"
-  local hd=$HOSTS/$name how=graceful t0 veth lockfile
+  local hd=$HOSTS/$name how=graceful t0 veth
   ((hard)) && how=hard
   if ! { [[ -f $hd/info.json ]] && nspawn_pid "$hd" >/dev/null && mountpoint -q "$hd/root"; }; then
     die "host $name is not running"
@@ -1163,18 +1209,7 @@ cmd_reboot() {
   veth=$(host_veth "$hd") || veth=""
   stop_processes "$hd" $((!hard))
   [[ -z $(our_pids "$hd/") ]] || die "processes of $name are still alive"
-  lockfile=$(nspawn_lockfile "$hd")
-  rm -f "$lockfile" "$hd/.#root.lck"
-  rm_propagate_dir "$name"
-  # The kernel removes the veth pair of a dead container a little later; a
-  # new nspawn cannot create its own under the same name before.
-  if [[ -n $veth ]]; then
-    local deadline=$(($(now_ms) + 10000))
-    while [[ -e /sys/class/net/$veth ]]; do
-      (($(now_ms) < deadline)) || die "interface $veth of $name is still there"
-      sleep 0.05
-    done
-  fi
+  clear_stopped "$hd" "$veth"
   log "$name stopped ($how) in $(secs_since "$t0")s"
   boot_host "$hd" "$t0" "rebooted ($how)"
   trap - EXIT INT TERM

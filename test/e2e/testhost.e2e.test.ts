@@ -2,7 +2,7 @@
 // parallel, systemd as PID 1, sshd with pinned host keys, Python, NAT;
 // reboots in place (hard and graceful); a host with a size-limited disk.
 import * as assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
@@ -207,32 +207,27 @@ describe("test host with a size-limited disk (diskMb)", function () {
   });
 });
 
-// Another run's `check-clean NAME` decides "no host is left, so the bridge
-// must be gone" under the harness's state lock; `down` must never show it a
-// moment with neither. Own bridge, /24 and state dir, so no other run's hosts
-// keep the bridge up or take the lock.
-describe("test host harness: the last host's down beside another run's check-clean", function () {
-  this.timeout(5 * 60 * 1000);
+const script = path.resolve(__dirname, "..", "..", "scripts", "testhost.sh");
 
-  const script = path.resolve(__dirname, "..", "..", "scripts", "testhost.sh");
-  const state = `/run/ayna-testhost-lockcheck-${process.pid}`;
+/**
+ * The harness on a bridge, /24 and state dir of its own (TAG names them), so
+ * no other run's hosts keep the bridge up or take the lock; gc'd afterwards.
+ */
+function isolatedHarness(tag: string, net: string) {
+  const state = `/run/ayna-testhost-${tag}-${process.pid}`;
   const env = {
     ...process.env,
     AYNA_TESTHOST_STATE: state,
-    AYNA_TESTHOST_BRIDGE: `aynalk${process.pid % 100000}`,
-    AYNA_TESTHOST_NET: "10.98.0",
+    AYNA_TESTHOST_BRIDGE: `ayna${tag.slice(0, 3)}${process.pid % 100000}`,
+    AYNA_TESTHOST_NET: net,
   };
-  const name = `lk-${process.pid}`;
-
-  function harness(args: string[], timeoutMs = 4 * 60 * 1000): string {
-    return execFileSync("bash", [script, ...args], {
+  const harness = (args: string[], timeoutMs = 4 * 60 * 1000): string =>
+    execFileSync("bash", [script, ...args], {
       env,
       encoding: "utf8",
       timeout: timeoutMs,
       stdio: ["ignore", "pipe", "pipe"],
     });
-  }
-
   after(function () {
     try {
       harness(["gc"]);
@@ -240,6 +235,18 @@ describe("test host harness: the last host's down beside another run's check-cle
       fs.rmSync(state, { recursive: true, force: true });
     }
   });
+  return { state, env, bridge: env.AYNA_TESTHOST_BRIDGE, harness };
+}
+
+// Another run's `check-clean NAME` decides "no host is left, so the bridge
+// must be gone" under the harness's state lock; `down` must never show it a
+// moment with neither. Own bridge, /24 and state dir, so no other run's hosts
+// keep the bridge up or take the lock.
+describe("test host harness: the last host's down beside another run's check-clean", function () {
+  this.timeout(5 * 60 * 1000);
+
+  const { state, env, bridge, harness } = isolatedHarness("lockcheck", "10.98.0");
+  const name = `lk-${process.pid}`;
 
   it("while `down` stops the last host, a holder of the state lock sees its host dir or no bridge, never no host with the bridge up; afterwards check-clean passes", function () {
     harness(["up", name, "--owner-pid", String(process.pid)]);
@@ -260,7 +267,7 @@ describe("test host harness: the last host's down beside another run's check-cle
       exec 9>&-
       wait "$down"; echo down=$?`;
     const out = execFileSync("bash", ["-c", look], {
-      env: { ...env, STATE: state, SCRIPT: script, NAME: name, BRIDGE: env.AYNA_TESTHOST_BRIDGE },
+      env: { ...env, STATE: state, SCRIPT: script, NAME: name, BRIDGE: bridge },
       encoding: "utf8",
       timeout: 2 * 60 * 1000,
     });
@@ -269,5 +276,56 @@ describe("test host harness: the last host's down beside another run's check-cle
     assert.ok(!fs.existsSync(path.join(state, "hosts", name)), "host dir still there after down");
     harness(["check-clean", name]);
     harness(["check-clean"]);
+  });
+});
+
+// CI once saw a host that never accepted a connection on port 22 in 300 s
+// while its twin, booted beside it, came up in seconds. Here the host's
+// bridge port is cut as soon as it appears, so no probe reaches it.
+describe("test host harness: a boot with no ssh login is stopped and started again, once", function () {
+  this.timeout(5 * 60 * 1000);
+
+  const { env, bridge, harness } = isolatedHarness("reboot", "10.97.0");
+  const name = `rb-${process.pid}`;
+
+  it("a host whose bridge port is cut before sshd answers is stopped AYNA_TESTHOST_SSH_RETRY (5) seconds after its boot started, boots again on the same overlay and address, and then logs in with its host key", async function () {
+    const up = spawn("bash", [script, "up", name, "--owner-pid", String(process.pid)], {
+      env: { ...env, AYNA_TESTHOST_SSH_RETRY: "5", AYNA_TESTHOST_BOOT_TIMEOUT: "90" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    up.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    up.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    const exited = new Promise<number>((resolve) => up.on("close", (code) => resolve(code ?? 1)));
+
+    // The first port on the bridge is this host's first boot: take it off.
+    let cut = "";
+    for (let i = 0; i < 3000 && !cut && up.exitCode === null; i++) {
+      let ports = "";
+      try {
+        ports = execFileSync("ip", ["-o", "link", "show", "master", bridge], { encoding: "utf8", stdio: "pipe" });
+      } catch {
+        // (the bridge is not there yet)
+      }
+      const port = /^\d+: ([^:@]+)/m.exec(ports)?.[1];
+      if (port) {
+        execFileSync("ip", ["link", "set", "dev", port, "nomaster"]);
+        cut = port;
+      } else await new Promise((r) => setTimeout(r, 20));
+    }
+    const code = await exited;
+    assert.ok(cut, `no bridge port appeared; up said:\n${stderr}`);
+    assert.equal(code, 0, `up failed:\n${stderr}`);
+    assert.match(stderr, new RegExp(`${name}: no ssh login 5s after its boot started \\(sshd listening: no\\)`));
+    assert.match(stderr, new RegExp(`${name}: stopped; booting it again \\(once\\)`));
+    const host = JSON.parse(stdout.trim()) as TestHost;
+    host.privateKey = "";
+    const r = await sshExec(host, "hostname; ip -br addr show host0");
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.split("\n")[0], name);
+    assert.match(r.stdout, new RegExp(`${host.address.replace(/\./g, "\\.")}/24`));
+    harness(["down", name]);
+    harness(["check-clean", name]);
   });
 });

@@ -98,6 +98,8 @@ const releases = planHosts(config, steps).map((plan) => {
     claim: { portBase: config.ports.base, ...(config.redis.db !== undefined ? { redisDb: config.redis.db } : {}) },
     // Docker mode: Caddy reaches web's and api's sockets under the project's directory.
     traversable: config.runtime === "docker",
+    // Caddy serves the static files from the serving release's staticfiles/.
+    staticServed: plan.site?.staticFiles !== undefined,
     // Docker mode: Caddy's container runs as this user, the sockets' group.
     ...(config.runtime === "docker" ? { proxyUser: caddyUser } : {}),
   });

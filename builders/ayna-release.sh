@@ -970,6 +970,9 @@ unpack_release() { # to sha checksum venv; tar.gz on stdin. (1)-(3): the release
   chown -R root:"$SERVICE_GROUP" "$tmp"
   chown "$SERVICE_USER" "$tmp/staticfiles"
   chmod -R g+rX,o-rwx "$tmp"
+  # Others may enter (never list) the release, to reach its static files:
+  # Caddy serves them from disk when proxy.staticPath is on.
+  chmod o+x "$tmp"
   mv -T "$tmp" "$RELEASES/$to"
 }
 
@@ -1017,6 +1020,8 @@ prepare_release() { # from to sha venv. (4)-(5): migrations once per release and
     audit failed "$from" "$to" "$sha" "static build failed"
     die "deploy: the static files build (${STATIC[*]:0:4}) failed; $(serving "$from")" 4
   fi
+  # Static files are public: readable by all (Caddy), whoever built or copied them.
+  [ ${#STATIC[@]} -eq 0 ] || chmod -R o+rX "$dir/staticfiles"
 }
 
 # While a switch is unconfirmed (from the bundle's install until the gate's

@@ -16,6 +16,12 @@ export interface BootstrapSpec {
    */
   traversable?: boolean;
   /**
+   * Others may pass through /opt/ayna/{project} and its releases/ (0751:
+   * enter, never list), for Caddy to read the serving release's staticfiles/
+   * (which the release tool makes readable by all: they are public). @default false
+   */
+  staticServed?: boolean;
+  /**
    * A system user (and group of that name) for Caddy when it runs as a
    * container (Docker mode), made before any release so the socket
    * directory can be given its group. @default none
@@ -84,7 +90,11 @@ export function directories(s: BootstrapSpec): string {
   return and(
     argv("install", "-d", "-o", "root", "-g", "root", "-m", "0755", "/opt/ayna"),
     argv("install", "-d", "-o", "root", "-g", s.group, "-m", "0750", ...rootOwned),
-    s.traversable ? argv("chmod", "0751", root) : "",
+    s.staticServed
+      ? argv("chmod", "0751", root, paths.releases(s.project))
+      : s.traversable
+        ? argv("chmod", "0751", root)
+        : "",
     argv("install", "-d", "-o", s.user, "-g", s.group, "-m", "0750", ...appOwned),
     // venv/ follows the current release to its environment (see PythonRuntime).
     argv("ln", "-sfn", "releases/current/.venv", paths.venv(s.project)),

@@ -27,6 +27,13 @@ export interface SiteSpec {
   /** Health paths the gate asks for through Caddy, per enabled role. */
   healthPaths: { web?: string; api?: string };
   /**
+   * URL path (slashes at both ends) Caddy answers from ROOT, the serving
+   * release's static files through the `current` link, so a release's switch
+   * moves it too; a file not there goes to web, path unchanged.
+   * @default none: web answers every path
+   */
+  staticFiles?: { path: string; root: string };
+  /**
    * Docker mode: per role, the unix socket (a symlink the release tool moves
    * at each blue-green switch) Caddy proxies to instead of the port.
    * @default none: the role's loopback port
@@ -60,6 +67,42 @@ function upstream(port: number, socket?: string): string[] {
 
 const indent = (lines: string[], by = "\t") => lines.map((l) => (l === "" ? l : by + l));
 
+/**
+ * Django's hashed names (ManifestStaticFilesStorage: `name.<12 hex>.ext`)
+ * never change content, so browsers may keep them for good, as WhiteNoise
+ * lets them.
+ */
+const hashedName = "\\.[0-9a-f]{12}\\.[A-Za-z0-9]+$";
+
+/**
+ * Static files from disk: precompressed variants (WhiteNoise's .br and .gz)
+ * when the client takes them. What is not there (a name the build did not
+ * make, a release whose files Caddy may not read) goes to web with its path
+ * as it came.
+ */
+function staticBlock(st: { path: string; root: string }, webPort: number, webSocket?: string): string[] {
+  return [
+    `handle_path ${st.path}* {`,
+    ...indent([
+      `root * ${st.root}`,
+      "@file file",
+      "handle @file {",
+      ...indent([
+        `@hashed path_regexp ${hashedName}`,
+        'header @hashed Cache-Control "public, max-age=315360000, immutable"',
+        "file_server {",
+        "\tprecompressed br gzip",
+        "}",
+      ]),
+      "}",
+      "handle {",
+      ...indent([`rewrite * ${st.path.slice(0, -1)}{path}`, ...upstream(webPort, webSocket)]),
+      "}",
+    ]),
+    "}",
+  ];
+}
+
 /** The project's site file: its domains, TLS, the api under its path and web at the root. */
 export function renderSite(s: SiteSpec): string {
   const body: string[] = [];
@@ -75,6 +118,8 @@ export function renderSite(s: SiteSpec): string {
       "}",
     );
   }
+  if (s.staticFiles && s.webPort !== undefined)
+    body.push("", ...staticBlock(s.staticFiles, s.webPort, s.upstreamSockets?.web));
   const rootIsApi = s.api?.path === "/";
   const root = rootIsApi ? s.api?.port : s.webPort;
   const rootSocket = rootIsApi ? s.upstreamSockets?.api : s.upstreamSockets?.web;

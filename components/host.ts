@@ -36,6 +36,12 @@ export interface HostArgs extends ProviderArgs {
    */
   readonly traversable?: boolean;
   /**
+   * Others may enter /opt/ayna/{project} and its releases/ (0751), for Caddy
+   * to serve the serving release's static files from disk.
+   * @default false
+   */
+  readonly staticServed?: boolean;
+  /**
    * Docker mode: the system user Caddy's container runs as, made by the
    * bootstrap (Debian's caddy package, which makes it otherwise, is not
    * installed in that mode).
@@ -90,6 +96,7 @@ export class Host extends pulumi.ComponentResource {
       python: args.python ?? "3.13",
       packages: args.packages ?? [],
       ...(args.traversable ? { traversable: true } : {}),
+      ...(args.staticServed ? { staticServed: true } : {}),
       ...(args.proxyUser !== undefined ? { proxyUser: args.proxyUser } : {}),
     };
     if (args.claim) {

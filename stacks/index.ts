@@ -81,7 +81,15 @@ export interface StackConfig {
     logMaxFiles: number;
   };
   /** Caddy in front: the project's site on every host. */
-  proxy: { enabled: boolean; domains: string[]; tls: "auto" | "internal"; email?: string; apiPath: string };
+  proxy: {
+    enabled: boolean;
+    domains: string[];
+    tls: "auto" | "internal";
+    email?: string;
+    apiPath: string;
+    /** `auto`, `none` or a URL path such as /static/ (see siteSpec). */
+    staticPath: string;
+  };
   /** Hosts without PyPI: wheels gathered here and uploaded. */
   offline: { enabled: boolean; arch: "x86_64" | "aarch64" };
   /** PostgreSQL on the host; `name` (database and role) set exactly when `local`. */
@@ -247,6 +255,14 @@ function crossCheck(ns: string, out: Record<string, unknown>, raw: RawConfig, pr
       );
     if (proxy.email !== undefined && proxy.tls === "internal")
       problems.push(`${ns}:proxy.email: only used with proxy.tls: auto; remove it`);
+    if (proxy.staticPath.startsWith("/") && !services.web.enabled)
+      problems.push(
+        `${ns}:proxy.staticPath: web does not run, so no static files are built for it; remove it, or turn web on`,
+      );
+    if (proxy.staticPath.startsWith("/") && proxy.apiPath !== "/" && proxy.staticPath.startsWith(`${proxy.apiPath}/`))
+      problems.push(
+        `${ns}:proxy.staticPath: ${proxy.staticPath} lies under the api's ${proxy.apiPath}; use a path of web's such as /static/`,
+      );
   }
   const nonEmpty = (m: Record<string, string>) => Object.keys(m).filter((k) => m[k] !== "");
   const provided = new Set([

@@ -14,6 +14,7 @@ import {
 } from "../builders/docker";
 import { DockerToolSpec, ReleaseService, ReleaseToolSpec, releaseDirToken } from "../builders/releaseTool";
 import { candidateCommand, ServiceRole, UnitSpec, usesSocket, workerCheckCommand } from "../builders/units";
+import { paths } from "../standard/paths";
 import { candidateOffsets } from "../standard/portRegistry";
 import type { AppSteps } from "./app";
 import { HostConfig, StackConfig } from "./index";
@@ -30,11 +31,16 @@ export interface HostPlan {
   site?: SiteSpec;
 }
 
-/** The project's Caddy site from config, or undefined with the proxy off. */
-export function siteSpec(c: StackConfig): SiteSpec | undefined {
+/**
+ * The project's Caddy site from config, or undefined with the proxy off.
+ * STATIC_BUILT: the release builds static files (app.static), which
+ * proxy.staticPath `auto` serves from Caddy.
+ */
+export function siteSpec(c: StackConfig, staticBuilt = false): SiteSpec | undefined {
   if (!c.proxy.enabled) return undefined;
   const { web, api } = c.services;
   const health = (role: "web" | "api") => c.services[role].healthPath ?? c.release.healthPath;
+  const staticPath = c.proxy.staticPath === "auto" ? (staticBuilt ? "/static/" : "none") : c.proxy.staticPath;
   return {
     project: c.project,
     stage: c.stage,
@@ -47,6 +53,9 @@ export function siteSpec(c: StackConfig): SiteSpec | undefined {
       ...(web.enabled ? { web: health("web") } : {}),
       ...(api.enabled ? { api: health("api") } : {}),
     },
+    ...(staticPath !== "none" && web.enabled
+      ? { staticFiles: { path: staticPath, root: `${paths.current(c.project)}/staticfiles` } }
+      : {}),
     // Docker mode: each role's socket symlink, which the release tool moves
     // at the switch (blue-green), behind the host's proxy container.
     ...(c.runtime === "docker"
@@ -171,7 +180,7 @@ export function planHosts(c: StackConfig, steps: Pick<AppSteps, "migrate" | "sta
   // Docker mode runs containers, not units; its Redis is a container too.
   const units = docker ? [] : enabledRoles(c).map((role) => unitSpec(c, role));
   const releaseTool = releaseToolSpec(c, steps);
-  const site = siteSpec(c);
+  const site = siteSpec(c, steps.static !== undefined);
   return c.hosts.map((host, i) => ({
     host,
     packages: [

@@ -353,6 +353,13 @@ export const schema: Record<string, Field> = {
         pattern: /^\/([A-Za-z0-9._~-]+(\/[A-Za-z0-9._~-]+)*)?$/,
         patternHint: "an absolute path without a trailing slash, such as /api",
       },
+      staticPath: {
+        kind: "string",
+        doc: "The URL path Caddy serves from the serving release's `staticfiles/` itself (the app's STATIC_URL); a file not there goes to web as before. `auto`: `/static/` when the release builds static files (app.static), else none; `none`: everything goes to the app.",
+        default: "auto",
+        pattern: /^(auto|none|\/([A-Za-z0-9._~-]+\/)+)$/,
+        patternHint: "auto, none, or a path with slashes at both ends such as /static/",
+      },
     },
   },
   offline: {

@@ -113,6 +113,25 @@ describe("Docker mode: the sample app as hardened containers behind Caddy, blue-
     assert.doesNotMatch(tags, /^latest$/m, "never :latest");
   });
 
+  it("Caddy's container answers /static/ itself from the serving release's staticfiles/ (Server: Caddy, no gunicorn; the file's bytes); a name not built goes to web's socket", async () => {
+    const curl = (urlPath: string, tail: string) =>
+      sh(
+        host,
+        `sudo curl -sS --max-time 10 --cacert ${proxyContainerRootCa} --resolve ${domain}:443:127.0.0.1 ${tail.startsWith("|") ? "" : tail} https://${domain}${urlPath} ${tail.startsWith("|") ? tail : ""}`,
+      );
+    const head = await curl("/static/admin/css/base.css", "-o /dev/null -D -");
+    assert.match(head, /^HTTP\/\S+ 200/, head);
+    assert.match(head, /^server: Caddy\r?$/im, head);
+    assert.doesNotMatch(head, /gunicorn/i, `answered by the app, not by Caddy:\n${head}`);
+    assert.equal(
+      await curl("/static/admin/css/base.css", "| sha256sum"),
+      await sh(host, `sudo sha256sum </opt/ayna/${project}/releases/current/staticfiles/admin/css/base.css`),
+    );
+    const missing = await curl("/static/admin/css/not-built.css", "-o /dev/null -D -");
+    assert.match(missing, /^HTTP\/\S+ 404/, missing);
+    assert.match(missing, /^server: gunicorn\r?$/im, `the app's own answer:\n${missing}`);
+  });
+
   it("docker inspect shows every hardening option on each app container", async () => {
     const uid = (await sh(host, `id -u ${project}`)).trim();
     const gid = (await sh(host, `getent group ${project} | cut -d: -f3`)).trim();

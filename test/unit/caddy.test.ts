@@ -75,6 +75,53 @@ items.example.com {
     );
   });
 
+  it("with staticFiles, Caddy answers that path from the release's files (precompressed, hashed names cached for good) and sends what is not there to web, path unchanged", () => {
+    const site = renderSite({
+      ...sample,
+      api: undefined,
+      healthPaths: { web: "/health" },
+      staticFiles: { path: "/static/", root: "/opt/ayna/demoapp/releases/current/staticfiles" },
+    });
+    assert.equal(
+      site,
+      `# ayna-deploy: demoapp (staging), written from its stack config; change it there.
+demo.example.com, www.demo.example.com {
+	tls internal
+	encode zstd gzip
+
+	handle_path /static/* {
+		root * /opt/ayna/demoapp/releases/current/staticfiles
+		@file file
+		handle @file {
+			@hashed path_regexp \\.[0-9a-f]{12}\\.[A-Za-z0-9]+$
+			header @hashed Cache-Control "public, max-age=315360000, immutable"
+			file_server {
+				precompressed br gzip
+			}
+		}
+		handle {
+			rewrite * /static{path}
+			reverse_proxy 127.0.0.1:8150 {
+				lb_try_duration 5s
+			}
+		}
+	}
+
+	handle {
+		reverse_proxy 127.0.0.1:8150 {
+			lb_try_duration 5s
+		}
+	}
+}
+`,
+    );
+    // Django's ManifestStaticFilesStorage names: 12 hex digits before the extension.
+    const hashed = new RegExp(/@hashed path_regexp (\S+)/.exec(site)![1]!);
+    assert.ok(hashed.test("/css/site.4f2a9c0b1d3e.css"));
+    assert.ok(!hashed.test("/css/site.css"));
+    assert.ok(!hashed.test("/css/site.4f2a9c0b1d3e.css.map.x/y"));
+  });
+
   it("checks each domain's web and api health through Caddy after a reload", () => {
     assert.deepEqual(siteChecks(sample), [
       "demo.example.com|/health|internal",
@@ -128,7 +175,36 @@ describe("Caddy: config", () => {
     assert.ok(!planHosts(stackConfig())[0]!.packages.includes("caddy"), "no caddy with the proxy off");
   });
 
+  it("proxy.staticPath auto: Caddy serves /static/ from the serving release when the release builds static files; none, or no build, leaves it to the app; a path of one's own is used as given", () => {
+    const root = "/opt/ayna/demoapp/releases/current/staticfiles";
+    const on = stackConfig({ proxy: { enabled: true, domains: ["demo.test"] } });
+    assert.deepEqual(siteSpec(on, true)?.staticFiles, { path: "/static/", root });
+    assert.equal(siteSpec(on, false)?.staticFiles, undefined);
+    const off = stackConfig({ proxy: { enabled: true, domains: ["demo.test"], staticPath: "none" } });
+    assert.equal(siteSpec(off, true)?.staticFiles, undefined);
+    const own = stackConfig({ proxy: { enabled: true, domains: ["demo.test"], staticPath: "/assets/v2/" } });
+    assert.deepEqual(siteSpec(own, false)?.staticFiles, { path: "/assets/v2/", root });
+  });
+
   for (const [name, proxy, services, error] of [
+    [
+      "a staticPath without a trailing slash",
+      { enabled: true, domains: ["a.test"], staticPath: "/static" },
+      undefined,
+      "proxy.staticPath",
+    ],
+    [
+      "a staticPath under the api's path",
+      { enabled: true, domains: ["a.test"], staticPath: "/api/static/" },
+      undefined,
+      "ayna-deploy:proxy.staticPath: /api/static/ lies under the api's /api; use a path of web's such as /static/",
+    ],
+    [
+      "a staticPath while web is off",
+      { enabled: true, domains: ["a.test"], apiPath: "/", staticPath: "/static/" },
+      { web: { enabled: false } },
+      "ayna-deploy:proxy.staticPath: web does not run, so no static files are built for it; remove it, or turn web on",
+    ],
     [
       "no domain",
       { enabled: true },
@@ -368,21 +444,6 @@ describe("ayna-proxy on a host (bash, caddy/systemctl/curl stubbed)", function (
       /ports 80 and 443 of this host are Debian's caddy's, serving the venv-mode site\(s\) of: venvapp\. The proxy container for dockapp \(runtime: docker\) would take them .* Nothing changed: deploy dockapp to another host, or run one of them without proxy\.enabled/,
     );
     assert.deepEqual(calls(), [], "no build, no container, no systemctl");
-    assert.ok(!fs.existsSync(path.join(etc, "sites", "dockapp.caddy")));
-    assert.equal(site("venvapp"), venvSite);
-
-    // The other way round, on a host whose proxy container serves a Docker-mode site.
-    fs.rmSync(path.join(etc, "sites", "venvapp.caddy"));
-    assert.equal(run([...container, "apply", "dockapp", "dock.test|/health|internal"], dockerSite).status, 0);
-    fs.rmSync(path.join(dir, "calls"));
-    r = run(["apply", "venvapp", "venv.test|/health|internal"], venvSite);
-    assert.equal(r.status, 1);
-    assert.match(
-      r.stderr,
-      /ports 80 and 443 of this host are the proxy container's \(ayna-proxy\), serving the Docker-mode site\(s\) of: dockapp\. .* Nothing changed/,
-    );
-    assert.deepEqual(calls(), []);
-    assert.ok(fs.existsSync(path.join(dir, "running")), "the proxy container still runs");
   });
 
   it("a project moved from Docker mode to venv mode takes ports 80 and 443 back from a proxy container no other project uses", () => {
@@ -416,6 +477,13 @@ describe("ayna-proxy on a host (bash, caddy/systemctl/curl stubbed)", function (
     assert.match(r.stderr, /no site is left on this host, so the proxy container ayna-proxy is removed too/);
     assert.ok(calls().includes("docker rm -f ayna-proxy"), calls().join("\n"));
     assert.ok(!fs.existsSync(path.join(dir, "running")));
+    assert.ok(!fs.existsSync(path.join(etc, "sites", "dockapp.caddy")));
+    // Nothing is left to serve: no image looked up or built, no validation run.
+    assert.deepEqual(
+      calls().filter((c) => /^docker (build|image|run)/.test(c)),
+      [],
+      calls().join("\n"),
+    );
   });
 
   it("verify: passes as written; names a site edited by hand", () => {

@@ -1,7 +1,7 @@
 // Exact command lines for what runs on a host (golden files, reviewed as diffs).
 import { strict as assert } from "node:assert";
 import { spawnSync } from "node:child_process";
-import { bootstrapCommand, pythonCheck } from "../../builders/bootstrap";
+import { bootstrapCommand, directories, pythonCheck } from "../../builders/bootstrap";
 import { buildEnvCommand, installUvCommand, installUvOfflineCommand } from "../../builders/python";
 import { deactivateUnitCommand, enableUnitCommand, unitHealthyCommand } from "../../builders/systemd";
 import { parseToolResult, toolCommand } from "../../components/release";
@@ -39,6 +39,21 @@ describe("host command builders (golden files)", () => {
       cmd.indexOf("command -v python3.13") < cmd.indexOf("apt-get"),
       "nothing is installed on a host with the wrong Python",
     );
+  });
+
+  it("bootstrap with Caddy serving static files: the project's directory and releases/ may be entered by others (0751), never listed; Docker mode's traversable alone opens only the project's directory", () => {
+    const base = { project: "demoapp", user: "demoapp", group: "demoapp", python: "3.13", packages: [] };
+    const tree = (extra: object) => directories({ ...base, ...extra });
+    assert.match(
+      tree({ staticServed: true }),
+      / && chmod 0751 \/opt\/ayna\/demoapp \/opt\/ayna\/demoapp\/releases && /,
+    );
+    assert.ok(
+      tree({ staticServed: true }).indexOf("chmod 0751") > tree({ staticServed: true }).indexOf("-m 0750"),
+      "after install -d has set 0750 (which it also does to a tree that exists)",
+    );
+    assert.match(tree({ traversable: true }), / && chmod 0751 \/opt\/ayna\/demoapp && /);
+    assert.doesNotMatch(tree({}), /chmod/);
   });
 
   it("the Python check names what the host has and the fix, and exits 3", () => {

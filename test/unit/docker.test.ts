@@ -99,6 +99,22 @@ describe("Docker mode: config", () => {
   it("Caddy proxies each role to its socket symlink, which the release tool moves at each switch (no reload)", () => {
     assertGolden("docker-site.caddy", renderSite(siteSpec(stackConfig(docker))!));
   });
+
+  it("Caddy's container reads the static files under /opt/ayna (mounted as on the host); what is not there goes to web's socket", () => {
+    const site = renderSite(siteSpec(stackConfig(docker), true)!);
+    assert.ok(
+      site.includes("\thandle_path /static/* {\n\t\troot * /opt/ayna/demoapp/releases/current/staticfiles\n"),
+      site,
+    );
+    assert.ok(
+      site.includes("\t\t\trewrite * /static{path}\n\t\t\treverse_proxy unix//opt/ayna/demoapp/sockets/web.sock {\n"),
+      site,
+    );
+    assert.match(
+      fs.readFileSync(path.join(__dirname, "..", "..", "builders", "ayna-proxy.sh"), "utf8"),
+      /--mount "type=bind,src=\/opt\/ayna,dst=\/opt\/ayna,readonly"/,
+    );
+  });
 });
 
 describe("Docker mode: the engine and the image", () => {

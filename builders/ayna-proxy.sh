@@ -304,18 +304,21 @@ apply() { # project check...
 remove() { # project
   local project=$1 work
   [ -f "$SITES/$project.caddy" ] || return 0
+  if [ -n "$BASE_IMAGE" ] && [ -z "$(find "$SITES" -maxdepth 1 -name '*.caddy' ! -name "$project.caddy" -print -quit)" ]; then
+    # The last site: nothing is published any more, so there is no
+    # configuration left to validate, nor an image to build for it. Its
+    # certificates stay in the volumes.
+    rm -f "$SITES/$project.caddy"
+    docker rm -f "$PROXY" >/dev/null 2>&1 || true
+    say "site $project removed; no site is left on this host, so the proxy container $PROXY is removed too (its volumes stay)"
+    return 0
+  fi
   work=$(mktemp -d)
   # shellcheck disable=SC2064 # the path is fixed now
   trap "rm -rf '$work'" EXIT
   [ -z "$BASE_IMAGE" ] || proxy_image
   staged "$work" "$project" "" || exit 1
   rm -f "$SITES/$project.caddy"
-  if [ -n "$BASE_IMAGE" ] && ! compgen -G "$SITES/*.caddy" >/dev/null; then
-    # The last site gone: nothing is published any more. Its certificates stay in the volumes.
-    docker rm -f "$PROXY" >/dev/null 2>&1 || true
-    say "site $project removed; no site is left on this host, so the proxy container $PROXY is removed too (its volumes stay)"
-    return 0
-  fi
   reload_caddy
   say "site $project removed"
 }

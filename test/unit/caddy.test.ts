@@ -444,6 +444,21 @@ describe("ayna-proxy on a host (bash, caddy/systemctl/curl stubbed)", function (
       /ports 80 and 443 of this host are Debian's caddy's, serving the venv-mode site\(s\) of: venvapp\. The proxy container for dockapp \(runtime: docker\) would take them .* Nothing changed: deploy dockapp to another host, or run one of them without proxy\.enabled/,
     );
     assert.deepEqual(calls(), [], "no build, no container, no systemctl");
+    assert.ok(!fs.existsSync(path.join(etc, "sites", "dockapp.caddy")));
+    assert.equal(site("venvapp"), venvSite);
+
+    // The other way round, on a host whose proxy container serves a Docker-mode site.
+    fs.rmSync(path.join(etc, "sites", "venvapp.caddy"));
+    assert.equal(run([...container, "apply", "dockapp", "dock.test|/health|internal"], dockerSite).status, 0);
+    fs.rmSync(path.join(dir, "calls"));
+    r = run(["apply", "venvapp", "venv.test|/health|internal"], venvSite);
+    assert.equal(r.status, 1);
+    assert.match(
+      r.stderr,
+      /ports 80 and 443 of this host are the proxy container's \(ayna-proxy\), serving the Docker-mode site\(s\) of: dockapp\. .* Nothing changed/,
+    );
+    assert.deepEqual(calls(), []);
+    assert.ok(fs.existsSync(path.join(dir, "running")), "the proxy container still runs");
   });
 
   it("a project moved from Docker mode to venv mode takes ports 80 and 443 back from a proxy container no other project uses", () => {

@@ -12,7 +12,7 @@ import * as plugproto from "@pulumi/pulumi/proto/plugin_pb";
 import * as provrpc from "@pulumi/pulumi/proto/provider_grpc_pb";
 import * as provproto from "@pulumi/pulumi/proto/provider_pb";
 import { AynaProvider, CheckResult } from "./provider";
-import type { Progress } from "./command";
+import type { EngineMessage, Progress } from "./command";
 import { DiffKind, DiffResult } from "./util";
 
 type Props = Record<string, unknown>;
@@ -149,15 +149,37 @@ export function engineLog(address: string): EngineLog {
  * A running command's lines as the resource's status, sent one after another
  * in order; `sent` resolves once every line so far has reached the engine.
  */
-export function progressTo(log: EngineLog | undefined, urn: string): { show?: Progress; sent(): Promise<void> } {
-  if (!log) return { sent: () => Promise.resolve() };
+export function progressTo(
+  log: EngineLog | undefined,
+  urn: string,
+): { show?: Progress; sent(): Promise<void>; last(): string | undefined } {
+  if (!log) return { sent: () => Promise.resolve(), last: () => undefined };
   let chain = Promise.resolve();
+  let last: string | undefined;
   return {
     show: (text) => {
+      last = text;
       chain = chain.then(() => log(urn, text, "info", true));
     },
     sent: () => chain,
+    last: () => last,
   };
+}
+
+/**
+ * A command's final messages (its account, kept in the Diagnostics), then its
+ * last streamed line once more as status: the display shows a resource's
+ * latest message on its row, which would otherwise be the account's first line.
+ */
+async function report(
+  log: EngineLog | undefined,
+  urn: string,
+  messages: EngineMessage[],
+  progress: ReturnType<typeof progressTo>,
+): Promise<void> {
+  for (const m of messages) await log?.(urn, m.text, m.severity);
+  const last = progress.last();
+  if (messages.length > 0 && last !== undefined) await log?.(urn, last, "info", true);
 }
 
 /** The ResourceProvider service implementation for grpc-js. */
@@ -199,7 +221,7 @@ export function service(p: AynaProvider, log?: EngineLog): grpc.UntypedServiceIm
     create: handle(async (req: provproto.CreateRequest) => {
       const progress = progressTo(log, req.getUrn());
       const r = await p.create(req.getUrn(), props(req.getProperties()), progress.show).finally(progress.sent);
-      for (const m of r.messages ?? []) await log?.(req.getUrn(), m.text, m.severity);
+      await report(log, req.getUrn(), r.messages ?? [], progress);
       const resp = new provproto.CreateResponse();
       resp.setId(r.id);
       resp.setProperties(struct(r.outs));
@@ -218,7 +240,7 @@ export function service(p: AynaProvider, log?: EngineLog): grpc.UntypedServiceIm
       const r = await p
         .update(req.getUrn(), props(req.getOlds()), props(req.getNews()), progress.show)
         .finally(progress.sent);
-      for (const m of r.messages ?? []) await log?.(req.getUrn(), m.text, m.severity);
+      await report(log, req.getUrn(), r.messages ?? [], progress);
       const resp = new provproto.UpdateResponse();
       resp.setProperties(struct(r.outs));
       return resp;

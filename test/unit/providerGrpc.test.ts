@@ -437,7 +437,7 @@ describe("ayna provider's gRPC service in-process: messages of a create or updat
     assert.deepEqual(sent, [`info ${urn} health ok: v2`, `warning ${urn} warning: slow start`]);
   });
 
-  it("Create and Update send a running command's lines to the engine's Log as ephemeral info, in order, all before the final message and the answer", async () => {
+  it("Create and Update send a running command's lines to the engine's Log as ephemeral info, in order, all before the final message and the answer; then the last line once more, so the resource's row ends on it", async () => {
     const urn = "urn:pulumi:dev::ayna-deploy::ayna:components:Release$ayna:remote:Command::web1-deploy";
     const sent: string[] = [];
     const running = (show: ((t: string) => void) | undefined, tag: string) => {
@@ -467,6 +467,7 @@ describe("ayna provider's gRPC service in-process: messages of a create or updat
       `info ephemeral ${tag} candidate ok: web`,
       `info ephemeral ${tag} health ok`,
       `info ${tag} done`,
+      `info ephemeral ${tag} health ok`,
     ];
     assert.deepEqual(sent, lines("c"));
     await unary<provproto.UpdateResponse>(

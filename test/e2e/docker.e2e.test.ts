@@ -9,7 +9,16 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { PulumiStack, resourceSummary } from "../support/pulumi";
 import { baseImageTarball, sshExec, startHost, stopHost, TestHost } from "../support/testhost";
-import { proxyContainerRootCa, publicListeners, runRollback, sh, throughCaddy, touchCode } from "../support/sampleApp";
+import {
+  curlThroughCaddy,
+  headersThroughCaddy,
+  proxyContainerRootCa,
+  publicListeners,
+  runRollback,
+  sh,
+  throughCaddy,
+  touchCode,
+} from "../support/sampleApp";
 import { assertNoLoss, describeLoad, startLoad } from "../support/load";
 import { makeOk, runMake } from "../support/make";
 
@@ -114,20 +123,16 @@ describe("Docker mode: the sample app as hardened containers behind Caddy, blue-
   });
 
   it("Caddy's container answers /static/ itself from the serving release's staticfiles/ (Server: Caddy, no gunicorn; the file's bytes); a name not built goes to web's socket", async () => {
-    const curl = (urlPath: string, tail: string) =>
-      sh(
-        host,
-        `sudo curl -sS --max-time 10 --cacert ${proxyContainerRootCa} --resolve ${domain}:443:127.0.0.1 ${tail.startsWith("|") ? "" : tail} https://${domain}${urlPath} ${tail.startsWith("|") ? tail : ""}`,
-      );
-    const head = await curl("/static/admin/css/base.css", "-o /dev/null -D -");
+    const headers = (urlPath: string) => headersThroughCaddy(host, domain, urlPath, proxyContainerRootCa);
+    const head = await headers("/static/admin/css/base.css");
     assert.match(head, /^HTTP\/\S+ 200/, head);
     assert.match(head, /^server: Caddy\r?$/im, head);
     assert.doesNotMatch(head, /gunicorn/i, `answered by the app, not by Caddy:\n${head}`);
     assert.equal(
-      await curl("/static/admin/css/base.css", "| sha256sum"),
+      await sh(host, `${curlThroughCaddy(domain, "/static/admin/css/base.css", proxyContainerRootCa)} | sha256sum`),
       await sh(host, `sudo sha256sum </opt/ayna/${project}/releases/current/staticfiles/admin/css/base.css`),
     );
-    const missing = await curl("/static/admin/css/not-built.css", "-o /dev/null -D -");
+    const missing = await headers("/static/admin/css/not-built.css");
     assert.match(missing, /^HTTP\/\S+ 404/, missing);
     assert.match(missing, /^server: gunicorn\r?$/im, `the app's own answer:\n${missing}`);
   });

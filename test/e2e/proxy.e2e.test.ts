@@ -6,7 +6,16 @@
 import { strict as assert } from "node:assert";
 import { PulumiStack, resourceSummary } from "../support/pulumi";
 import { startHost, stopHost, TestHost } from "../support/testhost";
-import { caddyRootCa, publicListeners, servedRelease, sh, throughCaddy, touchCode } from "../support/sampleApp";
+import {
+  caddyRootCa,
+  curlThroughCaddy,
+  headersThroughCaddy,
+  publicListeners,
+  servedRelease,
+  sh,
+  throughCaddy,
+  touchCode,
+} from "../support/sampleApp";
 import { assertNoLoss, describeLoad, startLoad } from "../support/load";
 
 describe("Caddy in front (venv mode): the only public listener, / to web and /api to api, releases through it lose nothing", function () {
@@ -74,35 +83,29 @@ describe("Caddy in front (venv mode): the only public listener, / to web and /ap
     const dir = "/opt/ayna/demo/releases/current/staticfiles/admin/css";
     const hashed = (await sh(host, `sudo ls ${dir} | grep -E '^base\\.[0-9a-f]{12}\\.css$'`)).trim();
     assert.match(hashed, /^base\.[0-9a-f]{12}\.css$/, "collectstatic made a hashed name");
-    const curl = (urlPath: string, ...flags: string[]) =>
-      sh(
-        host,
-        `sudo curl -sS --max-time 10 --cacert ${caddyRootCa} --resolve demo.test:443:127.0.0.1 ${flags.join(" ")} https://demo.test${urlPath}`,
-      );
-    const plain = await curl("/static/admin/css/base.css", "-o /dev/null", "-D -");
+    const headers = (urlPath: string, ...flags: string[]) =>
+      headersThroughCaddy(host, "demo.test", urlPath, caddyRootCa, ...flags);
+    const plain = await headers("/static/admin/css/base.css");
     assert.match(plain, /^HTTP\/\S+ 200/, plain);
     assert.match(plain, /^server: Caddy\r?$/im, plain);
     assert.doesNotMatch(plain, /gunicorn/i, `answered by the app, not by Caddy:\n${plain}`);
     assert.equal(
-      await sh(
-        host,
-        `sudo curl -sS --max-time 10 --cacert ${caddyRootCa} --resolve demo.test:443:127.0.0.1 https://demo.test/static/admin/css/base.css | sha256sum`,
-      ),
+      await sh(host, `${curlThroughCaddy("demo.test", "/static/admin/css/base.css", caddyRootCa)} | sha256sum`),
       await sh(host, `sudo sha256sum <${dir}/base.css`),
       "the bytes of the serving release's file",
     );
-    const gz = await curl(`/static/admin/css/${hashed}`, "-o /dev/null", "-D -", "-H 'Accept-Encoding: gzip'");
+    const gz = await headers(`/static/admin/css/${hashed}`, "-H 'Accept-Encoding: gzip'");
     assert.match(gz, /^content-encoding: gzip\r?$/im, gz);
     assert.match(gz, /^cache-control: public, max-age=315360000, immutable\r?$/im, gz);
     assert.doesNotMatch(plain, /^cache-control: .*immutable/im, "an unhashed name is not cached for good");
-    const missing = await curl("/static/admin/css/not-built.css", "-o /dev/null", "-D -");
+    const missing = await headers("/static/admin/css/not-built.css");
     assert.match(missing, /^HTTP\/\S+ 404/, missing);
     assert.match(missing, /^server: gunicorn\r?$/im, `the app's own answer:\n${missing}`);
     // Out of Caddy's reach (others may not enter the folder) but not of web's
     // (its group may): web serves the file, so it got the path as it came.
     await sh(host, `sudo chmod o-x ${dir}`);
     try {
-      const viaWeb = await curl("/static/admin/css/base.css", "-o /dev/null", "-D -");
+      const viaWeb = await headers("/static/admin/css/base.css");
       assert.match(viaWeb, /^HTTP\/\S+ 200/, viaWeb);
       assert.match(viaWeb, /^server: gunicorn\r?$/im, viaWeb);
     } finally {

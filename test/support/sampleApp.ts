@@ -59,6 +59,18 @@ export const caddyRootCa = "/var/lib/caddy/.local/share/caddy/pki/authorities/lo
 export const proxyContainerRootCa =
   "/var/lib/docker/volumes/ayna-proxy-data/_data/caddy/pki/authorities/local/root.crt";
 
+/**
+ * The command line, run on the host, of a GET through Caddy by name, the
+ * certificate checked against ROOT_CA (Caddy's local CA); FLAGS go before the URL.
+ */
+export function curlThroughCaddy(domain: string, urlPath: string, rootCa: string, ...flags: string[]): string {
+  return [
+    `sudo curl -sS --max-time 10 --cacert ${rootCa} --resolve ${domain}:443:127.0.0.1`,
+    ...flags,
+    `https://${domain}${urlPath}`,
+  ].join(" ");
+}
+
 /** GET through Caddy on the host by name, the certificate checked against Caddy's local CA. */
 export async function throughCaddy(
   host: TestHost,
@@ -66,10 +78,18 @@ export async function throughCaddy(
   urlPath: string,
   rootCa = caddyRootCa,
 ): Promise<{ code: string; body: string }> {
-  const out = await sh(
-    host,
-    `sudo curl -sS --max-time 10 --cacert ${rootCa} --resolve ${domain}:443:127.0.0.1 -w '\\n%{http_code}' https://${domain}${urlPath}`,
-  );
+  const out = await sh(host, curlThroughCaddy(domain, urlPath, rootCa, "-w '\\n%{http_code}'"));
   const i = out.lastIndexOf("\n");
   return { body: out.slice(0, i), code: out.slice(i + 1).trim() };
+}
+
+/** The response headers of a GET through Caddy (the body is dropped); FLAGS as for curlThroughCaddy. */
+export function headersThroughCaddy(
+  host: TestHost,
+  domain: string,
+  urlPath: string,
+  rootCa: string,
+  ...flags: string[]
+): Promise<string> {
+  return sh(host, curlThroughCaddy(domain, urlPath, rootCa, "-o /dev/null", "-D -", ...flags));
 }
